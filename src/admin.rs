@@ -1,0 +1,170 @@
+//! The admin API on its own listener: purges (hard/soft, by tag, URL, all), health, metrics, stats.
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use subtle::ConstantTimeEq;
+
+use crate::body::ProxyBody;
+use crate::proxy::Proxy;
+use crate::tags;
+
+/// Most keys one `POST /purge` may name.
+pub const MAX_PURGE_KEYS: usize = 256;
+
+/// Answer one admin request.
+pub async fn handle(proxy: &Proxy, req: Request<Incoming>) -> Response<ProxyBody> {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    if path == "/healthz" && (method == Method::GET || method == Method::HEAD) {
+        return text(StatusCode::OK, "ok\n");
+    }
+    if let Some(token) = &proxy.config().admin.as_ref().and_then(|a| a.token.clone()) {
+        if !authorized(req.headers(), token) {
+            let mut r = text(StatusCode::UNAUTHORIZED, "missing or wrong admin token\n");
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return r;
+        }
+    }
+    let soft = is_soft(req.headers());
+    let store = proxy.store();
+    let purged = match (&method, path.as_str()) {
+        (&Method::GET, "/metrics") => {
+            let s = snapshot(proxy).await;
+            let mut r = Response::new(ProxyBody::full(proxy.metrics.prometheus(&s)));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            return r;
+        }
+        (&Method::GET, "/stats") => {
+            let s = snapshot(proxy).await;
+            return json(StatusCode::OK, serde_json::to_vec(&s).unwrap_or_default());
+        }
+        (&Method::POST, "/purge-all") => store.purge_all(soft).await,
+        (&Method::POST, "/purge") => {
+            let keys: Vec<String> = req
+                .headers()
+                .get_all("surrogate-key")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|s| s.split([' ', ',']))
+                .filter(|k| !k.is_empty())
+                .map(str::to_string)
+                .collect();
+            if keys.is_empty() {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    "POST /purge needs a Surrogate-Key header\n",
+                );
+            }
+            if keys.len() > MAX_PURGE_KEYS {
+                return text(StatusCode::BAD_REQUEST, "at most 256 keys per purge\n");
+            }
+            let mut n = 0;
+            for k in &keys {
+                n += store.purge_tag(k, soft).await;
+            }
+            n
+        }
+        (&Method::POST, p) if p.starts_with("/purge/") => {
+            let raw = &p["/purge/".len()..];
+            let key = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
+            if key.is_empty() || key.contains(' ') {
+                return text(StatusCode::BAD_REQUEST, "bad surrogate key\n");
+            }
+            store.purge_tag(&key, soft).await
+        }
+        (m, _) if m.as_str() == "PURGE" => {
+            let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            let Ok(n) = proxy.normalizer().normalize(target) else {
+                return text(StatusCode::BAD_REQUEST, "malformed URL\n");
+            };
+            store
+                .purge_tag(&tags::url_tag(&n.path_and_query), soft)
+                .await
+        }
+        _ => return text(StatusCode::NOT_FOUND, "not found\n"),
+    };
+    proxy
+        .metrics
+        .purges
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    proxy
+        .metrics
+        .purged_objects
+        .fetch_add(purged as u64, std::sync::atomic::Ordering::Relaxed);
+    tracing::info!(target: "apicache::admin", method = %method, path = %path, soft, purged, "purge");
+    json(
+        StatusCode::OK,
+        format!("{{\"purged\":{purged}}}").into_bytes(),
+    )
+}
+
+async fn snapshot(proxy: &Proxy) -> crate::metrics::Snapshot {
+    let store = proxy.store();
+    store.run_pending_tasks().await;
+    proxy.metrics.snapshot(
+        store.entry_count(),
+        store.weighted_size(),
+        store.tag_index().len() as u64,
+    )
+}
+
+fn authorized(h: &HeaderMap, token: &str) -> bool {
+    let Some(given) = h
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    given.as_bytes().ct_eq(token.as_bytes()).into()
+}
+
+fn is_soft(h: &HeaderMap) -> bool {
+    ["soft-purge", "fastly-soft-purge"]
+        .iter()
+        .any(|n| h.get(*n).is_some_and(|v| v.as_bytes() == b"1"))
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
+    let mut r = Response::new(ProxyBody::full(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn json(status: StatusCode, body: Vec<u8>) -> Response<ProxyBody> {
+    let mut r = Response::new(ProxyBody::full(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_check() {
+        let mut h = HeaderMap::new();
+        assert!(!authorized(&h, "0123456789abcdef"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer 0123456789abcdef"),
+        );
+        assert!(authorized(&h, "0123456789abcdef"));
+        assert!(!authorized(&h, "0123456789abcdeF"));
+        h.insert("fastly-soft-purge", HeaderValue::from_static("1"));
+        assert!(is_soft(&h));
+    }
+}

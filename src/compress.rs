@@ -1,0 +1,781 @@
+//! Content-coding negotiation (RFC 9110 §12.5.3) and the gzip/brotli codecs used by the cache.
+
+use std::fmt;
+use std::io::{Read, Write};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use http::HeaderValue;
+use http_body::{Body, Frame, SizeHint};
+
+/// Brotli window size; 22 (4 MiB) matches the reference encoder's default.
+const BROTLI_LGWIN: u32 = 22;
+/// Internal buffer size of the brotli writer.
+const BROTLI_BUFFER: usize = 4096;
+
+/// A content coding the cache can produce or store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Coding {
+    /// No transformation.
+    Identity,
+    /// gzip (RFC 1952).
+    Gzip,
+    /// Brotli (RFC 7932).
+    Br,
+}
+
+impl Coding {
+    /// The token used in Content-Encoding / Accept-Encoding.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Coding::Identity => "identity",
+            Coding::Gzip => "gzip",
+            Coding::Br => "br",
+        }
+    }
+
+    /// The suffix appended to an ETag's opaque part for this coding's variant.
+    pub fn etag_suffix(self) -> &'static str {
+        match self {
+            Coding::Identity => "",
+            Coding::Gzip => "-gz",
+            Coding::Br => "-br",
+        }
+    }
+
+    /// Tie-break rank: higher wins when q-values are equal (br compresses JSON best).
+    fn preference(self) -> u8 {
+        match self {
+            Coding::Identity => 0,
+            Coding::Gzip => 1,
+            Coding::Br => 2,
+        }
+    }
+}
+
+impl fmt::Display for Coding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Parse a qvalue (`0[.ddd]` / `1[.000]`) into thousandths; `None` if malformed.
+fn parse_qvalue(s: &str) -> Option<u16> {
+    let b = s.as_bytes();
+    let (&first, rest) = b.split_first()?;
+    let frac = match rest.split_first() {
+        None => &[][..],
+        Some((b'.', frac)) if frac.len() <= 3 && frac.iter().all(u8::is_ascii_digit) => frac,
+        Some(_) => return None,
+    };
+    let mut thousandths = 0u16;
+    for i in 0..3 {
+        let d = frac.get(i).map_or(0, |c| u16::from(c - b'0'));
+        thousandths = thousandths * 10 + d;
+    }
+    match first {
+        b'0' => Some(thousandths),
+        b'1' if thousandths == 0 => Some(1000),
+        _ => None,
+    }
+}
+
+/// Pick the coding for a response from the request's Accept-Encoding header values.
+pub fn negotiate<'a>(
+    accept_encoding: impl Iterator<Item = &'a HeaderValue>,
+    available: &[Coding],
+) -> Coding {
+    // Explicit q per coding (thousandths) and the `*` q; max wins on duplicates.
+    let mut explicit: [Option<u16>; 3] = [None; 3];
+    let mut star: Option<u16> = None;
+    let slot = |c: Coding| c.preference() as usize;
+
+    for value in accept_encoding {
+        // Non-ASCII lines cannot name a coding we know, so skip them wholesale.
+        let Ok(line) = value.to_str() else { continue };
+        for entry in line.split(',') {
+            let mut parts = entry.split(';');
+            let token = parts.next().unwrap_or("").trim();
+            if token.is_empty() {
+                continue;
+            }
+            let mut q = 1000u16;
+            for param in parts {
+                let Some((k, v)) = param.split_once('=') else {
+                    continue;
+                };
+                if k.trim().eq_ignore_ascii_case("q") {
+                    // A malformed q makes the entry unacceptable rather than defaulting to 1.
+                    q = parse_qvalue(v.trim()).unwrap_or(0);
+                }
+            }
+            let target = if token == "*" {
+                &mut star
+            } else if token.eq_ignore_ascii_case("gzip") || token.eq_ignore_ascii_case("x-gzip") {
+                &mut explicit[slot(Coding::Gzip)]
+            } else if token.eq_ignore_ascii_case("br") {
+                &mut explicit[slot(Coding::Br)]
+            } else if token.eq_ignore_ascii_case("identity") {
+                &mut explicit[slot(Coding::Identity)]
+            } else {
+                continue;
+            };
+            *target = Some(target.map_or(q, |old| old.max(q)));
+        }
+    }
+
+    let mut best = Coding::Identity;
+    let mut best_q = 0u16;
+    let candidates = available
+        .iter()
+        .copied()
+        .chain(std::iter::once(Coding::Identity));
+    for c in candidates {
+        let q = match (explicit[slot(c)], star) {
+            (Some(q), _) | (None, Some(q)) => q,
+            // Identity is acceptable unless excluded; other codings must be asked for.
+            (None, None) if c == Coding::Identity => 1,
+            (None, None) => 0,
+        };
+        if q > best_q || (q == best_q && q > 0 && c.preference() > best.preference()) {
+            best = c;
+            best_q = q;
+        }
+    }
+    best
+}
+
+/// True if the Content-Type's media type matches one of `patterns`.
+pub fn is_compressible(content_type: Option<&HeaderValue>, patterns: &[String]) -> bool {
+    let Some(Ok(ct)) = content_type.map(HeaderValue::to_str) else {
+        return false;
+    };
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let Some((ty, sub)) = mime.split_once('/') else {
+        return false;
+    };
+    if ty.is_empty() || sub.is_empty() {
+        return false;
+    }
+    patterns.iter().any(|p| {
+        let p = p.trim().to_ascii_lowercase();
+        if p == "*/*" || p == "*" {
+            true
+        } else if p.starts_with('+') {
+            sub.ends_with(&p)
+        } else if let Some(prefix) = p.strip_suffix("/*") {
+            ty == prefix
+        } else {
+            mime == p
+        }
+    })
+}
+
+/// The default list of compressible media-type patterns.
+pub fn default_types() -> Vec<String> {
+    [
+        "application/json",
+        "+json",
+        "text/*",
+        "application/javascript",
+        "application/x-javascript",
+        "text/javascript",
+        "application/xml",
+        "+xml",
+        "image/svg+xml",
+        "application/graphql-response+json",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect()
+}
+
+/// Compress `data` with gzip at `level` (clamped to 0..=9).
+pub fn gzip(data: &[u8], level: u32) -> Vec<u8> {
+    let out = Vec::with_capacity(data.len() / 4 + 64);
+    let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::new(level.min(9)));
+    // Writing into a Vec cannot fail, so the only error source is absent.
+    enc.write_all(data)
+        .and_then(|()| enc.finish())
+        .expect("in-memory gzip encoding is infallible")
+}
+
+/// Compress `data` with brotli at `quality` (clamped to 0..=11).
+pub fn brotli(data: &[u8], quality: u32) -> Vec<u8> {
+    let out = Vec::with_capacity(data.len() / 4 + 64);
+    let mut enc = brotli::CompressorWriter::new(out, BROTLI_BUFFER, quality.min(11), BROTLI_LGWIN);
+    // Writing into a Vec cannot fail; into_inner finishes the stream.
+    enc.write_all(data)
+        .expect("in-memory brotli encoding is infallible");
+    enc.into_inner()
+}
+
+/// Why a gzip body could not be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The decoded output would exceed the caller's limit.
+    TooLarge,
+    /// The input is not a valid gzip stream.
+    Corrupt,
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DecodeError::TooLarge => "decoded body exceeds size limit",
+            DecodeError::Corrupt => "corrupt gzip data",
+        })
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Decode a gzip body, failing if the output would exceed `limit` bytes or the data is corrupt.
+pub fn gunzip_limited(data: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
+    // Multi-member streams are valid gzip (RFC 1952 §2.2) and some origins emit them.
+    let dec = flate2::read::MultiGzDecoder::new(data);
+    // Reading one byte past the limit distinguishes "exactly at limit" from "over".
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    let mut out = Vec::with_capacity(data.len().saturating_mul(4).min(limit));
+    dec.take(cap)
+        .read_to_end(&mut out)
+        .map_err(|_| DecodeError::Corrupt)?;
+    if out.len() > limit {
+        return Err(DecodeError::TooLarge);
+    }
+    Ok(out)
+}
+
+/// The streaming encoder state behind [`CompressBody`].
+enum Encoder {
+    Identity,
+    Gzip(Option<flate2::write::GzEncoder<Vec<u8>>>),
+    // Boxed because the brotli state is large and would bloat every CompressBody.
+    Br(Option<Box<brotli::CompressorWriter<Vec<u8>>>>),
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl Encoder {
+    /// Feed one chunk and flush, returning whatever output is ready.
+    fn push(&mut self, data: &[u8]) -> std::io::Result<Vec<u8>> {
+        match self {
+            Encoder::Identity => Ok(data.to_vec()),
+            Encoder::Gzip(Some(enc)) => {
+                enc.write_all(data)?;
+                enc.flush()?;
+                Ok(std::mem::take(enc.get_mut()))
+            }
+            Encoder::Br(Some(enc)) => {
+                enc.write_all(data)?;
+                enc.flush()?;
+                Ok(std::mem::take(enc.get_mut()))
+            }
+            Encoder::Gzip(None) | Encoder::Br(None) => Ok(Vec::new()),
+        }
+    }
+
+    /// Finish the stream, returning the trailing bytes; later calls return nothing.
+    fn finish(&mut self) -> std::io::Result<Vec<u8>> {
+        match self {
+            Encoder::Identity => Ok(Vec::new()),
+            Encoder::Gzip(enc) => enc.take().map_or(Ok(Vec::new()), |e| e.finish()),
+            Encoder::Br(enc) => Ok(enc.take().map_or(Vec::new(), |e| e.into_inner())),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Wraps a body and compresses its frames on the fly, flushing per input frame.
+    pub struct CompressBody<B> {
+        #[pin]
+        inner: B,
+        encoder: Encoder,
+        done: bool,
+    }
+}
+
+impl<B> CompressBody<B> {
+    /// Wrap `inner`, encoding with `coding` at `level`; `Identity` passes frames through.
+    pub fn new(inner: B, coding: Coding, level: u32) -> Self {
+        let encoder = match coding {
+            Coding::Identity => Encoder::Identity,
+            Coding::Gzip => Encoder::Gzip(Some(flate2::write::GzEncoder::new(
+                Vec::new(),
+                flate2::Compression::new(level.min(9)),
+            ))),
+            Coding::Br => Encoder::Br(Some(Box::new(brotli::CompressorWriter::new(
+                Vec::new(),
+                BROTLI_BUFFER,
+                level.min(11),
+                BROTLI_LGWIN,
+            )))),
+        };
+        CompressBody {
+            inner,
+            encoder,
+            done: false,
+        }
+    }
+}
+
+impl<B> fmt::Debug for CompressBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let coding = match self.encoder {
+            Encoder::Identity => Coding::Identity,
+            Encoder::Gzip(_) => Coding::Gzip,
+            Encoder::Br(_) => Coding::Br,
+        };
+        f.debug_struct("CompressBody")
+            .field("coding", &coding)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B> Body for CompressBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        loop {
+            if *this.done {
+                return Poll::Ready(None);
+            }
+            let passthrough = matches!(this.encoder, Encoder::Identity);
+            match ready!(this.inner.as_mut().poll_frame(cx)) {
+                Some(Ok(frame)) if passthrough => {
+                    return Poll::Ready(Some(Ok(frame)));
+                }
+                Some(Ok(frame)) => {
+                    // Trailers cannot describe the re-encoded bytes, so they are dropped.
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    if data.is_empty() {
+                        continue;
+                    }
+                    match this.encoder.push(&data) {
+                        Ok(out) if out.is_empty() => continue,
+                        Ok(out) => return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out))))),
+                        Err(e) => {
+                            *this.done = true;
+                            return Poll::Ready(Some(Err(e.into())));
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    // Finishing after an upstream error would make a truncated body look complete.
+                    *this.done = true;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+                None => {
+                    *this.done = true;
+                    return match this.encoder.finish() {
+                        Ok(out) if out.is_empty() => Poll::Ready(None),
+                        Ok(out) => Poll::Ready(Some(Ok(Frame::data(Bytes::from(out))))),
+                        Err(e) => Poll::Ready(Some(Err(e.into()))),
+                    };
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self.encoder {
+            Encoder::Identity => self.done || self.inner.is_end_stream(),
+            _ => self.done,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.encoder {
+            Encoder::Identity => self.inner.size_hint(),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    fn hv(s: &str) -> HeaderValue {
+        HeaderValue::from_str(s).expect("test header")
+    }
+
+    const ALL: &[Coding] = &[Coding::Gzip, Coding::Br];
+
+    fn neg(lines: &[&str], available: &[Coding]) -> Coding {
+        let values: Vec<HeaderValue> = lines.iter().map(|s| hv(s)).collect();
+        negotiate(values.iter(), available)
+    }
+
+    fn sample() -> Vec<u8> {
+        let mut v = Vec::new();
+        for i in 0..2000 {
+            v.extend_from_slice(format!("{{\"id\":{i},\"name\":\"item-{i}\"}},").as_bytes());
+        }
+        v
+    }
+
+    fn unbrotli(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        brotli::Decompressor::new(data, 4096)
+            .read_to_end(&mut out)
+            .expect("valid brotli");
+        out
+    }
+
+    #[test]
+    fn coding_strings() {
+        assert_eq!(Coding::Identity.as_str(), "identity");
+        assert_eq!(Coding::Gzip.as_str(), "gzip");
+        assert_eq!(Coding::Br.as_str(), "br");
+        assert_eq!(Coding::Identity.etag_suffix(), "");
+        assert_eq!(Coding::Gzip.etag_suffix(), "-gz");
+        assert_eq!(Coding::Br.etag_suffix(), "-br");
+        assert_eq!(Coding::Br.to_string(), "br");
+    }
+
+    #[test]
+    fn negotiate_table() {
+        use Coding::*;
+        let cases: &[(&[&str], &[Coding], Coding)] = &[
+            (&[], ALL, Identity),
+            (&[""], ALL, Identity),
+            (&["gzip"], ALL, Gzip),
+            (&["br"], ALL, Br),
+            (&["gzip, br"], ALL, Br),
+            (&["br, gzip"], ALL, Br),
+            (&["gzip, deflate, br, zstd"], ALL, Br),
+            (&["gzip;q=0.5, br;q=0.4"], ALL, Gzip),
+            (&["gzip;q=0.5, br;q=0.5"], ALL, Br),
+            (&["gzip;q=1.0, br;q=0.999"], ALL, Gzip),
+            (&["br;q=0, gzip"], ALL, Gzip),
+            (&["br;q=0"], ALL, Identity),
+            (&["GZIP"], ALL, Gzip),
+            (&["Br;Q=1"], ALL, Br),
+            (&["x-gzip"], ALL, Gzip),
+            (&["X-GZIP;q=0.8, identity;q=0.5"], ALL, Gzip),
+            (&["*"], ALL, Br),
+            (&["*"], &[Gzip], Gzip),
+            (&["*"], &[], Identity),
+            (&["*;q=0"], ALL, Identity),
+            (&["*;q=0, gzip"], ALL, Gzip),
+            (&["*;q=0.5, identity"], ALL, Identity),
+            (&["*;q=0.5, br;q=0"], ALL, Gzip),
+            (&["identity;q=0"], ALL, Identity),
+            (&["identity;q=0, *;q=0"], ALL, Identity),
+            (&["identity"], ALL, Identity),
+            (&["identity;q=0.5, gzip;q=0.5"], ALL, Gzip),
+            (&["identity, gzip;q=0.9"], ALL, Identity),
+            (&["br"], &[Gzip], Identity),
+            (&["gzip, br"], &[Gzip], Gzip),
+            (&["gzip"], &[], Identity),
+            (&["gzip;q=2"], ALL, Identity),
+            (&["gzip;q=abc, br;q=0.1"], ALL, Br),
+            (&["gzip;q=0.1234"], ALL, Identity),
+            (&["gzip;q=1.001"], ALL, Identity),
+            (&["gzip;q=", "br;q=-1"], ALL, Identity),
+            (&["gzip ; q=0.3 , br ; q=0.2"], ALL, Gzip),
+            (&["gzip;level=9;q=0.7, br;q=0.6"], ALL, Gzip),
+            (&["gzip", "br"], ALL, Br),
+            (&["br;q=0.1", "gzip;q=0.9"], ALL, Gzip),
+            (&["gzip;q=0, gzip;q=0.5, br;q=0.4"], ALL, Gzip),
+            (&[",,, ;;; ==="], ALL, Identity),
+            (&["garbage!!, \"quoted\""], ALL, Identity),
+            (&["compress, deflate"], ALL, Identity),
+        ];
+        for (lines, avail, want) in cases {
+            assert_eq!(
+                neg(lines, avail),
+                *want,
+                "Accept-Encoding {lines:?} with {avail:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn negotiate_skips_non_ascii_lines() {
+        let bad = HeaderValue::from_bytes(b"br\xff").expect("obs-text allowed");
+        let good = hv("gzip");
+        assert_eq!(negotiate([&bad, &good].into_iter(), ALL), Coding::Gzip);
+        assert_eq!(negotiate([&bad].into_iter(), ALL), Coding::Identity);
+    }
+
+    #[test]
+    fn qvalue_parsing() {
+        assert_eq!(parse_qvalue("1"), Some(1000));
+        assert_eq!(parse_qvalue("1."), Some(1000));
+        assert_eq!(parse_qvalue("1.000"), Some(1000));
+        assert_eq!(parse_qvalue("0"), Some(0));
+        assert_eq!(parse_qvalue("0.5"), Some(500));
+        assert_eq!(parse_qvalue("0.05"), Some(50));
+        assert_eq!(parse_qvalue("0.001"), Some(1));
+        assert_eq!(parse_qvalue(""), None);
+        assert_eq!(parse_qvalue("1.5"), None);
+        assert_eq!(parse_qvalue("0.5x"), None);
+        assert_eq!(parse_qvalue("0,5"), None);
+        assert_eq!(parse_qvalue("2"), None);
+        assert_eq!(parse_qvalue(".5"), None);
+    }
+
+    #[test]
+    fn compressible_types() {
+        let pats = default_types();
+        let yes = [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/vnd.api+json",
+            "application/problem+json; charset=utf-8",
+            "text/html",
+            "TEXT/Plain;charset=us-ascii",
+            "text/csv",
+            "application/javascript",
+            "application/xml",
+            "application/atom+xml",
+            "image/svg+xml",
+            "application/graphql-response+json",
+            "  application/json  ;x=y",
+        ];
+        for ct in yes {
+            assert!(is_compressible(Some(&hv(ct)), &pats), "{ct}");
+        }
+        let no = [
+            "image/png",
+            "application/octet-stream",
+            "application/jsonx",
+            "application/json-seq",
+            "application/x-json+jsonfoo",
+            "video/mp4",
+            "textual/plain",
+            "json",
+            "",
+            "/",
+            "text/",
+            ";charset=utf-8",
+        ];
+        for ct in no {
+            assert!(!is_compressible(Some(&hv(ct)), &pats), "{ct}");
+        }
+        assert!(!is_compressible(None, &pats));
+        assert!(!is_compressible(Some(&hv("application/json")), &[]));
+        let bin = HeaderValue::from_bytes(b"text/\xffplain").expect("obs-text allowed");
+        assert!(!is_compressible(Some(&bin), &pats));
+        let custom = vec!["Application/X-Custom".to_string(), "+YAML".to_string()];
+        assert!(is_compressible(Some(&hv("application/x-custom")), &custom));
+        assert!(is_compressible(Some(&hv("application/foo+yaml")), &custom));
+        assert!(!is_compressible(Some(&hv("text/plain")), &custom));
+    }
+
+    #[test]
+    fn gzip_round_trip() {
+        let data = sample();
+        for level in [0, 1, 6, 9, 100] {
+            let z = gzip(&data, level);
+            assert_eq!(gunzip_limited(&z, data.len()).as_deref(), Ok(&data[..]));
+        }
+        assert!(gzip(&data, 6).len() < data.len() / 4);
+        assert_eq!(gunzip_limited(&gzip(b"", 6), 0), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn brotli_round_trip() {
+        let data = sample();
+        for q in [0, 4, 11, 99] {
+            assert_eq!(unbrotli(&brotli(&data, q)), data);
+        }
+        assert!(brotli(&data, 5).len() < data.len() / 4);
+        assert_eq!(unbrotli(&brotli(b"", 5)), b"");
+    }
+
+    #[test]
+    fn gunzip_limit_and_corruption() {
+        let data = vec![b'a'; 100_000];
+        let z = gzip(&data, 9);
+        assert!(z.len() < 1000);
+        assert_eq!(gunzip_limited(&z, 100_000).map(|v| v.len()), Ok(100_000));
+        assert_eq!(gunzip_limited(&z, 99_999), Err(DecodeError::TooLarge));
+        assert_eq!(gunzip_limited(&z, 0), Err(DecodeError::TooLarge));
+        assert_eq!(
+            gunzip_limited(b"not gzip at all", 1 << 20),
+            Err(DecodeError::Corrupt)
+        );
+        let truncated = &z[..z.len() / 2];
+        assert_eq!(
+            gunzip_limited(truncated, 1 << 20),
+            Err(DecodeError::Corrupt)
+        );
+        let mut flipped = gzip(b"hello world hello world", 6);
+        let n = flipped.len();
+        flipped[n - 6] ^= 0xff; // corrupt the CRC32 trailer
+        assert_eq!(gunzip_limited(&flipped, 1 << 20), Err(DecodeError::Corrupt));
+        let mut two = gzip(b"hello ", 6);
+        two.extend(gzip(b"world", 6));
+        assert_eq!(gunzip_limited(&two, 64).as_deref(), Ok(&b"hello world"[..]));
+        assert_eq!(
+            DecodeError::TooLarge.to_string(),
+            "decoded body exceeds size limit"
+        );
+    }
+
+    type TestFrame = Result<Frame<Bytes>, std::io::Error>;
+
+    /// A body that yields a fixed list of frames, one per poll.
+    struct FramesBody(std::collections::VecDeque<TestFrame>);
+
+    impl Body for FramesBody {
+        type Data = Bytes;
+        type Error = std::io::Error;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+            Poll::Ready(self.0.pop_front())
+        }
+    }
+
+    fn frames_body(chunks: Vec<TestFrame>) -> FramesBody {
+        FramesBody(chunks.into())
+    }
+
+    fn chunked(data: &[u8], with_trailers: bool) -> Vec<TestFrame> {
+        let mut frames: Vec<TestFrame> = data
+            .chunks(7000)
+            .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
+            .collect();
+        frames.insert(1, Ok(Frame::data(Bytes::new())));
+        if with_trailers {
+            let mut t = http::HeaderMap::new();
+            t.insert("x-checksum", hv("abc"));
+            frames.push(Ok(Frame::trailers(t)));
+        }
+        frames
+    }
+
+    async fn collect_frames<B>(body: B) -> Vec<Frame<Bytes>>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: fmt::Debug,
+    {
+        let mut body = std::pin::pin!(body);
+        let mut out = Vec::new();
+        while let Some(f) = body.frame().await {
+            out.push(f.expect("frame"));
+        }
+        out
+    }
+
+    fn join_data(frames: Vec<Frame<Bytes>>) -> (Vec<u8>, usize, bool) {
+        let mut data = Vec::new();
+        let mut n = 0;
+        let mut trailers = false;
+        for f in frames {
+            match f.into_data() {
+                Ok(d) => {
+                    n += 1;
+                    data.extend_from_slice(&d);
+                }
+                Err(_) => trailers = true,
+            }
+        }
+        (data, n, trailers)
+    }
+
+    #[tokio::test]
+    async fn compress_body_gzip_streams() {
+        let data = sample();
+        let body = CompressBody::new(frames_body(chunked(&data, true)), Coding::Gzip, 1);
+        let (z, n, trailers) = join_data(collect_frames(body).await);
+        assert!(!trailers, "trailers must be dropped");
+        assert!(n > 2, "expected one output frame per input frame, got {n}");
+        assert_eq!(gunzip_limited(&z, data.len()).as_deref(), Ok(&data[..]));
+    }
+
+    #[tokio::test]
+    async fn compress_body_brotli_streams() {
+        let data = sample();
+        let body = CompressBody::new(frames_body(chunked(&data, true)), Coding::Br, 1);
+        let (z, n, trailers) = join_data(collect_frames(body).await);
+        assert!(!trailers);
+        assert!(n > 2, "got {n} frames");
+        assert_eq!(unbrotli(&z), data);
+    }
+
+    #[tokio::test]
+    async fn compress_body_each_frame_decodable_prefix() {
+        // After each flushed frame the output so far must decode to the input so far.
+        let body = CompressBody::new(
+            frames_body(vec![
+                Ok(Frame::data(Bytes::from_static(b"{\"a\":"))),
+                Ok(Frame::data(Bytes::from_static(b"1}"))),
+            ]),
+            Coding::Br,
+            4,
+        );
+        let mut body = std::pin::pin!(body);
+        let first = body.frame().await.expect("frame").expect("ok");
+        let mut out = Vec::new();
+        let mut dec = brotli::Decompressor::new(&first.data_ref().expect("data")[..], 4096);
+        let mut buf = [0u8; 16];
+        let got = dec.read(&mut buf).expect("prefix decodes");
+        out.extend_from_slice(&buf[..got]);
+        assert_eq!(out, b"{\"a\":");
+    }
+
+    #[tokio::test]
+    async fn compress_body_identity_passthrough() {
+        let data = sample();
+        let body = CompressBody::new(frames_body(chunked(&data, true)), Coding::Identity, 1);
+        let (out, _, trailers) = join_data(collect_frames(body).await);
+        assert!(trailers, "identity passes trailers through");
+        assert_eq!(out, data);
+    }
+
+    #[tokio::test]
+    async fn compress_body_empty_and_full() {
+        let body = CompressBody::new(frames_body(vec![]), Coding::Gzip, 1);
+        let z = body.collect().await.expect("ok").to_bytes();
+        assert_eq!(gunzip_limited(&z, 10).as_deref(), Ok(&b""[..]));
+
+        let inner = http_body_util::Full::new(Bytes::from_static(b"hello hello hello"));
+        let body = CompressBody::new(inner, Coding::Br, 3);
+        assert!(!body.is_end_stream());
+        let z = body.collect().await.expect("ok").to_bytes();
+        assert_eq!(unbrotli(&z), b"hello hello hello");
+    }
+
+    #[tokio::test]
+    async fn compress_body_propagates_errors_and_stops() {
+        let frames = vec![
+            Ok(Frame::data(Bytes::from_static(b"partial"))),
+            Err(std::io::Error::other("upstream reset")),
+            Ok(Frame::data(Bytes::from_static(b"never"))),
+        ];
+        let body = CompressBody::new(frames_body(frames), Coding::Gzip, 1);
+        let mut body = std::pin::pin!(body);
+        assert!(body.frame().await.expect("frame").is_ok());
+        let err = body.frame().await.expect("frame").expect_err("error");
+        assert_eq!(err.to_string(), "upstream reset");
+        assert!(body.frame().await.is_none());
+        assert!(body.is_end_stream());
+    }
+}

@@ -1,0 +1,649 @@
+//! The TOML configuration: a raw serde layer that rejects unknown keys, validated into [`Config`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use http::uri::{Authority, Scheme};
+use serde::{Deserialize, Serialize};
+
+/// Why a configuration could not be used; always names the file and, where known, the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    /// The TOML did not parse or a value has the wrong type, an unknown key, a bad duration or size.
+    #[error("{file}: key `{key}`: {reason}")]
+    Invalid {
+        file: PathBuf,
+        key: String,
+        reason: String,
+    },
+}
+
+/// Where an in-memory configuration came from, for error messages.
+const INLINE: &str = "<inline>";
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: ServerConfig,
+    origin: RawOrigin,
+    #[serde(default)]
+    cache: CacheConfig,
+    #[serde(default)]
+    normalize: NormalizeConfig,
+    #[serde(default)]
+    compression: CompressionConfig,
+    #[serde(default)]
+    admin: Option<RawAdmin>,
+    #[serde(default)]
+    routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawOrigin {
+    url: String,
+    #[serde(default = "d_connect_timeout", with = "humantime_serde")]
+    connect_timeout: Duration,
+    #[serde(default = "d_origin_timeout", with = "humantime_serde")]
+    timeout: Duration,
+    #[serde(default = "d_body_timeout", with = "humantime_serde")]
+    body_timeout: Duration,
+    #[serde(default = "d_pool_idle", with = "humantime_serde")]
+    pool_idle_timeout: Duration,
+    #[serde(default = "d_pool_max_idle")]
+    pool_max_idle_per_host: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: SocketAddr,
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    token_env: Option<String>,
+}
+
+/// `[server]`: the public listener.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address of the public listener.
+    pub listen: SocketAddr,
+    /// Time a client has to send complete request headers (slowloris protection); also bounds idle keep-alive waits.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// HTTP/2 keep-alive ping interval; an idle h2 connection that stops answering is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Largest request head accepted; beyond it the client gets 431.
+    pub max_header_size: ByteSize,
+    /// How long shutdown waits for in-flight requests before closing connections.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// Most client connections served at once; further accepts wait.
+    pub max_connections: usize,
+    /// Value of the `Via` pseudonym this proxy adds.
+    pub via: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".parse().expect("valid literal"),
+            header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_header_size: ByteSize::kib(64),
+            shutdown_grace: Duration::from_secs(10),
+            max_connections: 10_000,
+            via: "apicache".into(),
+        }
+    }
+}
+
+/// `[origin]`, validated: the one API behind the proxy.
+#[derive(Debug, Clone, Serialize)]
+pub struct OriginConfig {
+    /// The origin URL as configured.
+    pub url: String,
+    /// `http` (TLS to the origin is not supported).
+    #[serde(skip)]
+    pub scheme: Scheme,
+    /// host:port of the origin.
+    #[serde(skip)]
+    pub authority: Authority,
+    /// Path prefix from the URL, prepended to every forwarded path ("" when none).
+    pub base_path: String,
+    /// TCP connect timeout (a failure answers 502).
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Time until the origin's response headers arrive (a timeout answers 504).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Longest gap between two body chunks from the origin.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// How long an idle pooled connection is kept.
+    #[serde(with = "humantime_serde")]
+    pub pool_idle_timeout: Duration,
+    /// Idle pooled connections kept for the origin.
+    pub pool_max_idle_per_host: usize,
+}
+
+/// `[cache]`: the in-memory store.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Byte budget of the whole cache, every stored variant counted.
+    pub max_size: ByteSize,
+    /// Bodies larger than this stream through unstored.
+    pub max_object_size: ByteSize,
+    /// How long a key that produced an uncacheable response bypasses request collapsing.
+    #[serde(with = "humantime_serde")]
+    pub hit_for_pass: Duration,
+    /// Upper bound on heuristic freshness (10% of the time since Last-Modified).
+    #[serde(with = "humantime_serde")]
+    pub heuristic_max: Duration,
+    /// Store responses that set cookies (off: a Set-Cookie response is never shared).
+    pub store_set_cookie: bool,
+    /// Send `Surrogate-Key` on to clients instead of stripping it.
+    pub expose_surrogate_keys: bool,
+    /// Most Vary variants kept per URL.
+    pub max_variants: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            max_size: ByteSize::mib(256),
+            max_object_size: ByteSize::mib(8),
+            hit_for_pass: Duration::from_secs(10),
+            heuristic_max: Duration::from_secs(24 * 3600),
+            store_set_cookie: false,
+            expose_surrogate_keys: false,
+            max_variants: 16,
+        }
+    }
+}
+
+/// `[normalize]`: how a request becomes a cache key.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NormalizeConfig {
+    /// Query parameter that carries the page number ("" disables).
+    pub page_param: String,
+    /// The page value that equals no page parameter at all.
+    pub default_page: String,
+    /// Sort query parameters by name so their order does not matter.
+    pub sort_query: bool,
+    /// Parameters dropped from the key and the forwarded URL; `*` globs at either end.
+    pub ignore_params: Vec<String>,
+    /// Parameters whose comma-separated values are a set: `fields=b,a` == `fields=a,b`.
+    pub list_params: Vec<String>,
+    /// Parameters that carry an API key: moved to the Authorization header, out of the key.
+    pub auth_params: Vec<String>,
+    /// Authorization scheme for a moved API key.
+    pub auth_scheme: String,
+}
+
+impl Default for NormalizeConfig {
+    fn default() -> Self {
+        Self {
+            page_param: "page".into(),
+            default_page: "1".into(),
+            sort_query: true,
+            ignore_params: vec!["utm_*".into()],
+            list_params: vec![],
+            auth_params: vec!["apiKey".into(), "api_key".into()],
+            auth_scheme: "api-token".into(),
+        }
+    }
+}
+
+/// `[compression]`: content codings produced by the proxy.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompressionConfig {
+    /// Master switch.
+    pub enabled: bool,
+    /// Media types worth compressing (`text/*`, `+json` and exact types).
+    pub types: Vec<String>,
+    /// Bodies smaller than this are sent as they are.
+    pub min_size: ByteSize,
+    /// gzip level for stored variants (paid once per object).
+    pub gzip_level: u32,
+    /// brotli quality for stored variants (paid once per object).
+    pub brotli_level: u32,
+    /// gzip level for streamed, uncached responses.
+    pub stream_gzip_level: u32,
+    /// brotli quality for streamed, uncached responses.
+    pub stream_brotli_level: u32,
+}
+
+impl Default for CompressionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            types: crate::compress::default_types(),
+            min_size: ByteSize::kib(1),
+            gzip_level: 9,
+            brotli_level: 9,
+            stream_gzip_level: 1,
+            stream_brotli_level: 3,
+        }
+    }
+}
+
+/// `[admin]`, validated: the purge/metrics listener.
+#[derive(Clone, Serialize)]
+pub struct AdminConfig {
+    /// Address of the admin listener (keep it private).
+    pub listen: SocketAddr,
+    /// Bearer token every admin call must carry, if set.
+    #[serde(skip)]
+    pub token: Option<String>,
+    /// Where the token came from, for `--check-config` (never the token itself).
+    pub token_source: String,
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// How credentialed requests are cached on a route.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthMode {
+    /// RFC 9111 §3.5 decides whether a credentialed response may be shared.
+    #[default]
+    Shared,
+    /// Each credential gets its own entries (the key holds a sha256 of it).
+    PerCredential,
+}
+
+/// One `[[routes]]` entry.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// matchit pattern: `/accounts/{id}`, `/bookings/{*rest}`.
+    pub path: String,
+    /// This proxy's freshness lifetime for the route, overriding the origin's.
+    #[serde(default, with = "humantime_serde")]
+    pub ttl: Option<Duration>,
+    /// `false`: always forwarded, never stored.
+    #[serde(default = "d_true")]
+    pub cache: bool,
+    /// `shared` (default) or `per-credential`.
+    #[serde(default)]
+    pub auth: AuthMode,
+    /// Surrogate keys added to every object of the route; `{param}` takes a path parameter.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Serve stale this long while refreshing in the background.
+    #[serde(default, with = "humantime_serde")]
+    pub stale_while_revalidate: Option<Duration>,
+    /// Serve stale this long when the origin fails.
+    #[serde(default, with = "humantime_serde")]
+    pub stale_if_error: Option<Duration>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// Public listener.
+    pub server: ServerConfig,
+    /// The origin API.
+    pub origin: OriginConfig,
+    /// Cache store.
+    pub cache: CacheConfig,
+    /// Request normalization.
+    pub normalize: NormalizeConfig,
+    /// Compression.
+    pub compression: CompressionConfig,
+    /// Admin listener, if any.
+    pub admin: Option<AdminConfig>,
+    /// Per-route behaviour, first match wins.
+    pub routes: Vec<RouteConfig>,
+}
+
+fn d_true() -> bool {
+    true
+}
+fn d_connect_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+fn d_origin_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn d_body_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn d_pool_idle() -> Duration {
+    Duration::from_secs(90)
+}
+fn d_pool_max_idle() -> usize {
+    256
+}
+
+impl Config {
+    /// Read and validate a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse_named(&text, path)
+    }
+
+    /// Validate TOML text (errors name `<inline>` as the file).
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        Self::parse_named(text, Path::new(INLINE))
+    }
+
+    /// A config for `origin_url` with every other key at its default.
+    pub fn for_origin(origin_url: &str) -> Result<Config, ConfigError> {
+        Self::parse(&format!("[origin]\nurl = {:?}\n", origin_url))
+    }
+
+    fn parse_named(text: &str, file: &Path) -> Result<Config, ConfigError> {
+        let invalid = |key: &str, reason: String| ConfigError::Invalid {
+            file: file.to_path_buf(),
+            key: key.to_string(),
+            reason,
+        };
+        let de = toml::Deserializer::new(text);
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let reason = e.inner().message().trim().to_string();
+            let key = if key == "." { "<root>".into() } else { key };
+            invalid(&key, reason)
+        })?;
+        raw.validate(&invalid)
+    }
+
+    /// Why a route pattern is not valid matchit syntax, if it is not.
+    pub fn route_pattern_error(pattern: &str) -> Option<String> {
+        let mut r = matchit::Router::new();
+        r.insert(pattern, ()).err().map(|e| e.to_string())
+    }
+}
+
+impl RawConfig {
+    fn validate(
+        self,
+        invalid: &dyn Fn(&str, String) -> ConfigError,
+    ) -> Result<Config, ConfigError> {
+        let origin = validate_origin(self.origin, invalid)?;
+        let cache = self.cache;
+        if cache.max_size.as_u64() < 1024 {
+            return Err(invalid("cache.max_size", "must be at least 1KiB".into()));
+        }
+        if cache.max_object_size.as_u64() == 0 || cache.max_object_size > cache.max_size {
+            return Err(invalid(
+                "cache.max_object_size",
+                "must be between 1 byte and cache.max_size".into(),
+            ));
+        }
+        if cache.max_variants == 0 {
+            return Err(invalid("cache.max_variants", "must be at least 1".into()));
+        }
+        if self.server.max_header_size.as_u64() < 8192 {
+            return Err(invalid(
+                "server.max_header_size",
+                "must be at least 8KiB (hyper's minimum buffer)".into(),
+            ));
+        }
+        if self.server.max_connections == 0 {
+            return Err(invalid(
+                "server.max_connections",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.compression.gzip_level > 9 || self.compression.stream_gzip_level > 9 {
+            return Err(invalid(
+                "compression.gzip_level",
+                "gzip levels are 0..=9".into(),
+            ));
+        }
+        if self.compression.brotli_level > 11 || self.compression.stream_brotli_level > 11 {
+            return Err(invalid(
+                "compression.brotli_level",
+                "brotli qualities are 0..=11".into(),
+            ));
+        }
+        let n = &self.normalize;
+        if !n.auth_params.is_empty() && http::HeaderValue::from_str(&n.auth_scheme).is_err()
+            || n.auth_scheme.contains(' ')
+            || n.auth_scheme.is_empty()
+        {
+            return Err(invalid(
+                "normalize.auth_scheme",
+                "must be a single token such as `api-token` or `Bearer`".into(),
+            ));
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            if let Some(e) = Config::route_pattern_error(&route.path) {
+                return Err(invalid(&format!("routes[{i}].path"), e));
+            }
+            for tag in &route.tags {
+                if let Some(name) = crate::tags::template_params(tag).into_iter().find(|p| {
+                    !route.path.contains(&format!("{{{p}}}"))
+                        && !route.path.contains(&format!("{{*{p}}}"))
+                }) {
+                    return Err(invalid(
+                        &format!("routes[{i}].tags"),
+                        format!("`{{{name}}}` is not a parameter of path `{}`", route.path),
+                    ));
+                }
+            }
+        }
+        // Two identical patterns would make the second unreachable: reject like matchit would.
+        let mut router = matchit::Router::new();
+        for (i, route) in self.routes.iter().enumerate() {
+            if let Err(e) = router.insert(route.path.as_str(), i) {
+                return Err(invalid(&format!("routes[{i}].path"), e.to_string()));
+            }
+        }
+        let admin = match self.admin {
+            None => None,
+            Some(a) => {
+                let (token, token_source) = match (a.token, a.token_env) {
+                    (Some(_), Some(_)) => {
+                        return Err(invalid(
+                            "admin.token",
+                            "set either token or token_env, not both".into(),
+                        ))
+                    }
+                    (Some(t), None) => (Some(t), "admin.token".to_string()),
+                    (None, Some(env)) => match std::env::var(&env) {
+                        Ok(t) if !t.is_empty() => (Some(t), format!("${env}")),
+                        _ => {
+                            return Err(invalid(
+                                "admin.token_env",
+                                format!("environment variable {env} is not set or empty"),
+                            ))
+                        }
+                    },
+                    (None, None) => (None, "none (admin API unauthenticated)".to_string()),
+                };
+                if token.as_deref().is_some_and(|t| t.len() < 16) {
+                    return Err(invalid(
+                        "admin.token",
+                        "must be at least 16 characters".into(),
+                    ));
+                }
+                if a.listen == self.server.listen {
+                    return Err(invalid(
+                        "admin.listen",
+                        "must differ from server.listen: purges never go on the public port".into(),
+                    ));
+                }
+                Some(AdminConfig {
+                    listen: a.listen,
+                    token,
+                    token_source,
+                })
+            }
+        };
+        Ok(Config {
+            server: self.server,
+            origin,
+            cache,
+            normalize: self.normalize,
+            compression: self.compression,
+            admin,
+            routes: self.routes,
+        })
+    }
+}
+
+fn validate_origin(
+    raw: RawOrigin,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<OriginConfig, ConfigError> {
+    let uri: http::Uri = raw
+        .url
+        .parse()
+        .map_err(|e| invalid("origin.url", format!("malformed URL {:?}: {e}", raw.url)))?;
+    let scheme = match uri.scheme_str() {
+        Some("http") => Scheme::HTTP,
+        Some(other) => {
+            return Err(invalid(
+                "origin.url",
+                format!("scheme `{other}` is not supported (use http://)"),
+            ))
+        }
+        None => {
+            return Err(invalid(
+                "origin.url",
+                format!("{:?} needs a scheme, e.g. http://127.0.0.1:9000", raw.url),
+            ))
+        }
+    };
+    let authority = uri
+        .authority()
+        .cloned()
+        .ok_or_else(|| invalid("origin.url", format!("{:?} has no host", raw.url)))?;
+    if authority.as_str().contains('@') {
+        return Err(invalid(
+            "origin.url",
+            "credentials in the origin URL are not supported".into(),
+        ));
+    }
+    if uri.query().is_some() {
+        return Err(invalid("origin.url", "must not have a query".into()));
+    }
+    let base_path = uri.path().trim_end_matches('/').to_string();
+    if raw.timeout.is_zero() {
+        return Err(invalid("origin.timeout", "must be more than 0".into()));
+    }
+    if raw.connect_timeout.is_zero() {
+        return Err(invalid(
+            "origin.connect_timeout",
+            "must be more than 0".into(),
+        ));
+    }
+    Ok(OriginConfig {
+        url: raw.url,
+        scheme,
+        authority,
+        base_path,
+        connect_timeout: raw.connect_timeout,
+        timeout: raw.timeout,
+        body_timeout: raw.body_timeout,
+        pool_idle_timeout: raw.pool_idle_timeout,
+        pool_max_idle_per_host: raw.pool_max_idle_per_host,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Config::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = Config::parse("[origin]\nurl = \"http://127.0.0.1:9000\"\n").unwrap();
+        assert_eq!(c.cache.max_size, ByteSize::mib(256));
+        assert_eq!(c.origin.authority.as_str(), "127.0.0.1:9000");
+        assert_eq!(c.origin.base_path, "");
+        assert_eq!(c.normalize.page_param, "page");
+        assert!(c.routes.is_empty());
+    }
+
+    #[test]
+    fn full_example_parses() {
+        let text = include_str!("../config/apicache.toml");
+        let c = Config::parse(text).unwrap();
+        assert!(!c.routes.is_empty());
+    }
+
+    #[test]
+    fn missing_origin_url_names_key() {
+        let e = err("[origin]\n");
+        assert!(e.contains("origin") && e.contains("url"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_its_path() {
+        let e = err("[origin]\nurl = \"http://a:1\"\n[cache]\nmax_sise = \"1MiB\"\n");
+        assert!(e.contains("cache") && e.contains("max_sise"), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_names_key() {
+        let e = err("[origin]\nurl = \"http://a:1\"\ntimeout = \"soon\"\n");
+        assert!(e.contains("origin.timeout"), "{e}");
+    }
+
+    #[test]
+    fn bad_size_names_key() {
+        let e = err("[origin]\nurl = \"http://a:1\"\n[cache]\nmax_size = \"lots\"\n");
+        assert!(e.contains("cache.max_size"), "{e}");
+    }
+
+    #[test]
+    fn malformed_url_is_rejected() {
+        assert!(err("[origin]\nurl = \"not a url\"\n").contains("origin.url"));
+        assert!(err("[origin]\nurl = \"https://a:1\"\n").contains("not supported"));
+        assert!(err("[origin]\nurl = \"127.0.0.1:9000\"\n").contains("origin.url"));
+    }
+
+    #[test]
+    fn route_tags_must_use_path_params() {
+        let e = err("[origin]\nurl = \"http://a:1\"\n[[routes]]\npath = \"/a/{id}\"\ntags = [\"x-{nope}\"]\n");
+        assert!(e.contains("routes[0].tags"), "{e}");
+        let e = err("[origin]\nurl = \"http://a:1\"\n[[routes]]\npath = \"/a/{id\"\n");
+        assert!(e.contains("routes[0].path"), "{e}");
+    }
+
+    #[test]
+    fn route_auth_mode_parses() {
+        let c = Config::parse(
+            "[origin]\nurl = \"http://a:1\"\n[[routes]]\npath = \"/me/{*rest}\"\nauth = \"per-credential\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.routes[0].auth, AuthMode::PerCredential);
+        assert!(err(
+            "[origin]\nurl = \"http://a:1\"\n[[routes]]\npath = \"/x\"\nauth = \"nobody\"\n"
+        )
+        .contains("routes[0].auth"));
+    }
+}

@@ -1,0 +1,369 @@
+//! Request normalization: one object is cached once, whatever spelling of its URL a client used.
+//!
+//! Applies RFC 3986 §6.2.2 (percent-encoding case, unreserved characters, dot segments), then the
+//! configured rules: default page dropped, parameters sorted, ignored ones removed, list values
+//! sorted, and API keys moved out of the query into an `Authorization` value.
+
+use http::HeaderValue;
+use sha2::{Digest, Sha256};
+
+use crate::config::NormalizeConfig;
+
+/// Why a request target cannot be normalized (answered with 400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NormalizeError {
+    /// A `%` not followed by two hex digits.
+    #[error("malformed percent-encoding in request target")]
+    BadPercentEncoding,
+    /// An API key that cannot be sent as a header value.
+    #[error("API key parameter is not a valid header value")]
+    BadCredential,
+    /// The target is not an origin-form path.
+    #[error("request target must be a path")]
+    NotAPath,
+}
+
+/// A request target after normalization.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Normalized {
+    /// Path and query as sent to the origin and used in the key (never holds a moved API key).
+    pub path_and_query: String,
+    /// Length of the path part of `path_and_query`.
+    pub path_len: usize,
+    /// `Authorization` value built from an API key found in the query.
+    pub credential: Option<HeaderValue>,
+}
+
+impl std::fmt::Debug for Normalized {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Normalized")
+            .field("path_and_query", &self.path_and_query)
+            .field(
+                "credential",
+                &self.credential.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+impl Normalized {
+    /// The normalized path alone.
+    pub fn path(&self) -> &str {
+        &self.path_and_query[..self.path_len]
+    }
+}
+
+/// Compiled normalization rules.
+#[derive(Debug, Clone)]
+pub struct Normalizer {
+    cfg: NormalizeConfig,
+}
+
+impl Normalizer {
+    /// Compile the `[normalize]` section.
+    pub fn new(cfg: &NormalizeConfig) -> Self {
+        Self { cfg: cfg.clone() }
+    }
+
+    /// Normalize an origin-form request target (`/path?query`).
+    pub fn normalize(&self, target: &str) -> Result<Normalized, NormalizeError> {
+        let (raw_path, raw_query) = match target.find('?') {
+            Some(i) => (&target[..i], Some(&target[i + 1..])),
+            None => (target, None),
+        };
+        if !raw_path.is_empty() && !raw_path.starts_with('/') {
+            return Err(NormalizeError::NotAPath);
+        }
+        let mut out = remove_dot_segments(&normalize_percent(raw_path)?);
+        if out.is_empty() {
+            out.push('/');
+        }
+        let path_len = out.len();
+        let mut credential = None;
+        if let Some(q) = raw_query {
+            let mut params: Vec<(String, Option<String>)> = Vec::new();
+            for piece in q.split('&').filter(|p| !p.is_empty()) {
+                let (name, value) = match piece.find('=') {
+                    Some(i) => (&piece[..i], Some(&piece[i + 1..])),
+                    None => (piece, None),
+                };
+                let name = normalize_percent(name)?;
+                let value = value.map(normalize_percent).transpose()?;
+                if self
+                    .cfg
+                    .auth_params
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case(&name))
+                {
+                    if credential.is_none() {
+                        if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
+                            credential = Some(self.credential_header(v)?);
+                        }
+                    }
+                    continue;
+                }
+                if self.cfg.ignore_params.iter().any(|g| glob_match(g, &name)) {
+                    continue;
+                }
+                if !self.cfg.page_param.is_empty()
+                    && name == self.cfg.page_param
+                    && value.as_deref() == Some(self.cfg.default_page.as_str())
+                {
+                    continue;
+                }
+                let value = match value {
+                    Some(v) if self.cfg.list_params.iter().any(|l| *l == name) => {
+                        let mut items: Vec<&str> = v.split(',').filter(|s| !s.is_empty()).collect();
+                        items.sort_unstable();
+                        items.dedup();
+                        Some(items.join(","))
+                    }
+                    v => v,
+                };
+                params.push((name, value));
+            }
+            if self.cfg.sort_query {
+                // Stable by name only: repeated parameters keep their relative order, which may matter.
+                params.sort_by(|a, b| a.0.cmp(&b.0));
+            }
+            for (i, (name, value)) in params.iter().enumerate() {
+                out.push(if i == 0 { '?' } else { '&' });
+                out.push_str(name);
+                if let Some(v) = value {
+                    out.push('=');
+                    out.push_str(v);
+                }
+            }
+        }
+        Ok(Normalized {
+            path_and_query: out,
+            path_len,
+            credential,
+        })
+    }
+
+    fn credential_header(&self, encoded: &str) -> Result<HeaderValue, NormalizeError> {
+        let raw = percent_encoding::percent_decode_str(encoded).collect::<Vec<u8>>();
+        let mut v = Vec::with_capacity(self.cfg.auth_scheme.len() + 1 + raw.len());
+        v.extend_from_slice(self.cfg.auth_scheme.as_bytes());
+        v.push(b' ');
+        v.extend_from_slice(&raw);
+        let mut hv = HeaderValue::from_bytes(&v).map_err(|_| NormalizeError::BadCredential)?;
+        hv.set_sensitive(true);
+        Ok(hv)
+    }
+}
+
+/// The cache key for a GET of `path_and_query`; per-credential entries carry a hash of the credential.
+pub fn cache_key(path_and_query: &str, credential: Option<&HeaderValue>) -> String {
+    match credential {
+        None => {
+            let mut k = String::with_capacity(4 + path_and_query.len());
+            k.push_str("GET ");
+            k.push_str(path_and_query);
+            k
+        }
+        Some(c) => format!("GET {path_and_query} #cred={}", credential_hash(c)),
+    }
+}
+
+/// Hex sha256 of a credential, so per-credential keys never hold the secret itself.
+pub fn credential_hash(credential: &HeaderValue) -> String {
+    let digest = Sha256::digest(credential.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The URL part of a cache key (for purges and logs).
+pub fn key_url(key: &str) -> &str {
+    let rest = key.strip_prefix("GET ").unwrap_or(key);
+    rest.split(" #cred=").next().unwrap_or(rest)
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn hex_val(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Uppercase percent-encodings and decode the ones that stand for unreserved characters.
+fn normalize_percent(s: &str) -> Result<String, NormalizeError> {
+    if !s.contains('%') {
+        return Ok(s.to_string());
+    }
+    let bytes = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            let hi = bytes.get(i + 1).copied().and_then(hex_val);
+            let lo = bytes.get(i + 2).copied().and_then(hex_val);
+            let (Some(hi), Some(lo)) = (hi, lo) else {
+                return Err(NormalizeError::BadPercentEncoding);
+            };
+            let v = hi * 16 + lo;
+            if is_unreserved(v) {
+                out.push(v as char);
+            } else {
+                out.push('%');
+                out.push(char::from(b"0123456789ABCDEF"[usize::from(hi)]));
+                out.push(char::from(b"0123456789ABCDEF"[usize::from(lo)]));
+            }
+            i += 3;
+        } else {
+            // hyper only hands us ASCII targets, so byte-to-char is exact.
+            out.push(b as char);
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// RFC 3986 §5.2.4 for an absolute path.
+fn remove_dot_segments(path: &str) -> String {
+    if !path.contains("/.") {
+        return path.to_string();
+    }
+    let mut segments: Vec<&str> = Vec::new();
+    let parts: Vec<&str> = path.split('/').skip(1).collect();
+    let last = parts.len().saturating_sub(1);
+    let mut trailing_slash = false;
+    for (i, seg) in parts.iter().enumerate() {
+        match *seg {
+            "." => trailing_slash = i == last,
+            ".." => {
+                segments.pop();
+                trailing_slash = i == last;
+            }
+            s => {
+                segments.push(s);
+                trailing_slash = false;
+            }
+        }
+    }
+    let mut out = String::with_capacity(path.len());
+    for s in &segments {
+        out.push('/');
+        out.push_str(s);
+    }
+    if trailing_slash || out.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+/// `*` at the start and/or end of a pattern matches any run of characters.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    match (pattern.strip_prefix('*'), pattern.strip_suffix('*')) {
+        _ if pattern == "*" => true,
+        (Some(rest), _) if rest.ends_with('*') => name.contains(&rest[..rest.len() - 1]),
+        (Some(suffix), _) => name.ends_with(suffix),
+        (None, Some(prefix)) => name.starts_with(prefix),
+        (None, None) => pattern == name,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(target: &str) -> Normalized {
+        let cfg = NormalizeConfig {
+            list_params: vec!["fields".into()],
+            ..Default::default()
+        };
+        Normalizer::new(&cfg).normalize(target).unwrap()
+    }
+
+    #[test]
+    fn default_page_is_dropped() {
+        assert_eq!(n("/x?page=1").path_and_query, "/x");
+        assert_eq!(n("/x").path_and_query, "/x");
+        assert_eq!(n("/x?page=2").path_and_query, "/x?page=2");
+    }
+
+    #[test]
+    fn query_is_sorted_stably() {
+        assert_eq!(n("/x?b=2&a=1").path_and_query, "/x?a=1&b=2");
+        assert_eq!(n("/x?a=2&b=1&a=1").path_and_query, "/x?a=2&a=1&b=1");
+        assert_eq!(n("/x?&&b&a=").path_and_query, "/x?a=&b");
+    }
+
+    #[test]
+    fn ignored_and_list_params() {
+        assert_eq!(n("/x?utm_source=m&id=3").path_and_query, "/x?id=3");
+        assert_eq!(n("/x?fields=b,a,b").path_and_query, "/x?fields=a,b");
+    }
+
+    #[test]
+    fn api_key_moves_to_credential() {
+        let r = n("/x?apiKey=s3cr%65t&b=1");
+        assert_eq!(r.path_and_query, "/x?b=1");
+        assert_eq!(r.credential.unwrap().to_str().unwrap(), "api-token s3cret");
+        let r = n("/x?API_KEY=k");
+        assert_eq!(r.path_and_query, "/x");
+        assert!(r.credential.is_some());
+        // An empty key is dropped but gives no credential.
+        assert!(n("/x?apiKey=").credential.is_none());
+    }
+
+    #[test]
+    fn bad_credential_value_is_an_error() {
+        let err = Normalizer::new(&NormalizeConfig::default()).normalize("/x?apiKey=a%0Ab");
+        assert_eq!(err, Err(NormalizeError::BadCredential));
+    }
+
+    #[test]
+    fn rfc3986_normalization() {
+        assert_eq!(n("/a%2fb").path_and_query, "/a%2Fb");
+        assert_eq!(n("/%7Euser/%41").path_and_query, "/~user/A");
+        assert_eq!(n("/a/./b/../c").path_and_query, "/a/c");
+        assert_eq!(n("/a/b/..").path_and_query, "/a/");
+        assert_eq!(n("/../../x").path_and_query, "/x");
+        assert_eq!(n("/a/%2E%2E/b").path_and_query, "/b");
+        assert_eq!(n("").path_and_query, "/");
+        assert_eq!(n("/x?q=%7e%2f").path_and_query, "/x?q=~%2F");
+        assert_eq!(n("/x?q=1").path(), "/x");
+    }
+
+    #[test]
+    fn malformed_percent_is_rejected() {
+        let r = Normalizer::new(&NormalizeConfig::default());
+        assert_eq!(
+            r.normalize("/a%zz"),
+            Err(NormalizeError::BadPercentEncoding)
+        );
+        assert_eq!(r.normalize("/a%4"), Err(NormalizeError::BadPercentEncoding));
+        assert_eq!(r.normalize("*"), Err(NormalizeError::NotAPath));
+    }
+
+    #[test]
+    fn keys_hide_credentials() {
+        let c = HeaderValue::from_static("api-token abc");
+        let k = cache_key("/me", Some(&c));
+        assert!(!k.contains("abc"));
+        assert_eq!(key_url(&k), "/me");
+        assert_eq!(cache_key("/me", None), "GET /me");
+        assert_ne!(
+            k,
+            cache_key("/me", Some(&HeaderValue::from_static("api-token abd")))
+        );
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("utm_*", "utm_source"));
+        assert!(glob_match("*_token", "csrf_token"));
+        assert!(glob_match("*tok*", "a_tok_b"));
+        assert!(glob_match("*", "x"));
+        assert!(!glob_match("utm_*", "xutm_"));
+        assert!(glob_match("id", "id") && !glob_match("id", "ids"));
+    }
+}

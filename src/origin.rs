@@ -1,0 +1,201 @@
+//! The pooled client to the origin: absolute URIs, hop-by-hop stripping, forwarding headers, timeouts.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, Uri, Version};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::config::OriginConfig;
+use crate::error::ProxyError;
+
+/// Request bodies sent to the origin.
+pub type OriginBody = BoxBody<Bytes, hyper::Error>;
+
+/// An empty request body.
+pub fn empty_body() -> OriginBody {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+/// The origin and its connection pool.
+pub struct Origin {
+    client: Client<HttpConnector, OriginBody>,
+    cfg: OriginConfig,
+}
+
+impl Origin {
+    /// Build the pooled client.
+    pub fn new(cfg: &OriginConfig) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(cfg.connect_timeout));
+        connector.set_nodelay(true);
+        connector.set_keepalive(Some(Duration::from_secs(60)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(cfg.pool_idle_timeout)
+            .pool_max_idle_per_host(cfg.pool_max_idle_per_host)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(connector);
+        Self {
+            client,
+            cfg: cfg.clone(),
+        }
+    }
+
+    /// The absolute URI of a normalized path on the origin.
+    pub fn uri(&self, path_and_query: &str) -> Result<Uri, ProxyError> {
+        let pq = format!("{}{}", self.cfg.base_path, path_and_query);
+        Uri::builder()
+            .scheme(self.cfg.scheme.clone())
+            .authority(self.cfg.authority.clone())
+            .path_and_query(pq)
+            .build()
+            .map_err(|_| ProxyError::BadRequest("request target"))
+    }
+
+    /// Idle time allowed between body chunks.
+    pub fn body_timeout(&self) -> Duration {
+        self.cfg.body_timeout
+    }
+
+    /// Send a request; errors map to 502 (connect, bad response) and 504 (no headers in time).
+    pub async fn send(
+        &self,
+        mut req: Request<OriginBody>,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        // The pool speaks HTTP/1.1 whatever the client used.
+        *req.version_mut() = Version::HTTP_11;
+        match tokio::time::timeout(self.cfg.timeout, self.client.request(req)).await {
+            Err(_) => Err(ProxyError::Timeout),
+            Ok(Err(e)) if e.is_connect() => {
+                tracing::warn!(error = %e, "origin connect failed");
+                Err(ProxyError::Connect)
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "origin request failed");
+                Err(ProxyError::Origin)
+            }
+            Ok(Ok(resp)) => Ok(resp),
+        }
+    }
+}
+
+/// Hop-by-hop fields (RFC 9110 §7.6.1) plus the ones a `Connection` header names.
+pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(','))
+        .filter_map(|s| HeaderName::from_bytes(s.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        h.remove(n);
+    }
+    for n in [
+        header::CONNECTION,
+        header::TRANSFER_ENCODING,
+        header::TE,
+        header::TRAILER,
+        header::UPGRADE,
+        header::PROXY_AUTHORIZATION,
+        header::PROXY_AUTHENTICATE,
+    ] {
+        h.remove(n);
+    }
+    h.remove("keep-alive");
+    h.remove("proxy-connection");
+}
+
+/// Append this proxy to `Via`.
+pub fn add_via(h: &mut HeaderMap, version: Version, pseudonym: &str) {
+    let proto = match version {
+        Version::HTTP_2 => "2",
+        Version::HTTP_10 => "1.0",
+        _ => "1.1",
+    };
+    let value = match h.get(header::VIA).and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {proto} {pseudonym}"),
+        None => format!("{proto} {pseudonym}"),
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        h.insert(header::VIA, v);
+    }
+}
+
+/// Headers for a request to the origin, built from the client's.
+pub fn forward_headers(
+    client: &HeaderMap,
+    version: Version,
+    peer: SocketAddr,
+    credential: Option<&HeaderValue>,
+    via: &str,
+) -> HeaderMap {
+    let mut h = client.clone();
+    strip_hop_by_hop(&mut h);
+    let host = h.remove(header::HOST);
+    if let Some(host) = host {
+        h.insert("x-forwarded-host", host);
+    }
+    let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {}", peer.ip()),
+        None => peer.ip().to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        h.insert("x-forwarded-for", v);
+    }
+    h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    if let Some(c) = credential {
+        if !h.contains_key(header::AUTHORIZATION) {
+            h.insert(header::AUTHORIZATION, c.clone());
+        }
+    }
+    add_via(&mut h, version, via);
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_connection_named_fields_go() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn forwarding_headers() {
+        let mut c = HeaderMap::new();
+        c.insert(header::HOST, HeaderValue::from_static("api.example"));
+        c.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        let cred = HeaderValue::from_static("api-token k");
+        let h = forward_headers(
+            &c,
+            Version::HTTP_2,
+            "127.0.0.9:5".parse().unwrap(),
+            Some(&cred),
+            "apicache",
+        );
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.9");
+        assert_eq!(h["x-forwarded-host"], "api.example");
+        assert_eq!(h[header::AUTHORIZATION], "api-token k");
+        assert_eq!(h[header::VIA], "2 apicache");
+        assert!(!h.contains_key(header::HOST));
+    }
+}

@@ -1,0 +1,1141 @@
+//! The request path, top to bottom: normalize → key → look up → serve fresh / stale / revalidate / fill
+//! (collapsed) → store → respond. Everything a client sees is decided in this file.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::future::{BoxFuture, FutureExt, Shared};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, BodyStream, StreamBody};
+use hyper::body::Incoming;
+use tokio::sync::oneshot;
+
+use crate::body::{IdleTimeout, ProxyBody};
+use crate::compress::{self, Coding, CompressBody};
+use crate::conditional::{self, RangeOutcome};
+use crate::config::{AuthMode, Config};
+use crate::error::ProxyError;
+use crate::metrics::{CacheResult, Metrics};
+use crate::normalize::{self, Normalized, Normalizer};
+use crate::origin::{self, Origin, OriginBody};
+use crate::policy::{self, CachePolicy, Directives, Freshness, NoStore, RequestFacts, RoutePolicy};
+use crate::store::{CachedObject, Lookup, Store};
+use crate::tags;
+
+/// How a collapsed fill ended; cloned to every waiter.
+#[derive(Clone)]
+enum FillOutcome {
+    /// A (new or revalidated) object is in the cache.
+    Stored(Arc<CachedObject>, bool),
+    /// The origin failed and a stale object may stand in (stale-if-error).
+    Stale(Arc<CachedObject>, u16),
+    /// Not storable: the leader got the response; waiters go to the origin themselves.
+    Pass(NoStore),
+    /// The origin failed.
+    Failed(ProxyError),
+}
+
+type Flight = Shared<BoxFuture<'static, FillOutcome>>;
+
+/// What a matched route asks for.
+#[derive(Debug, Clone, Default)]
+struct RouteInfo {
+    cache: bool,
+    policy: RoutePolicy,
+    tags: Vec<String>,
+}
+
+/// Everything a fill needs, detached from the client's request.
+struct FillRequest {
+    key: String,
+    path_and_query: String,
+    headers: HeaderMap,
+    authorized: bool,
+    route: RouteInfo,
+    vary_source: HeaderMap,
+}
+
+/// Shared state of one running proxy.
+pub struct Proxy {
+    cfg: Config,
+    normalizer: Normalizer,
+    router: matchit::Router<usize>,
+    store: Store,
+    origin: Origin,
+    inflight: Mutex<HashMap<String, Flight>>,
+    pass_keys: moka::sync::Cache<String, NoStore>,
+    /// Counters for /metrics.
+    pub metrics: Metrics,
+}
+
+/// The per-request facts gathered before the cache is consulted.
+struct Ctx {
+    method: Method,
+    version: Version,
+    peer: SocketAddr,
+    norm: Normalized,
+    credential: Option<HeaderValue>,
+    origin_ms: Option<u128>,
+}
+
+impl Proxy {
+    /// Build the shared state from a validated config.
+    pub fn new(cfg: Config) -> Self {
+        let mut router = matchit::Router::new();
+        for (i, r) in cfg.routes.iter().enumerate() {
+            // Config validation already proved every pattern inserts.
+            let _ = router.insert(r.path.clone(), i);
+        }
+        Self {
+            normalizer: Normalizer::new(&cfg.normalize),
+            router,
+            store: Store::new(cfg.cache.max_size.as_u64(), cfg.cache.max_variants),
+            origin: Origin::new(&cfg.origin),
+            inflight: Mutex::new(HashMap::new()),
+            pass_keys: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(cfg.cache.hit_for_pass.max(Duration::from_millis(1)))
+                .build(),
+            metrics: Metrics::default(),
+            cfg,
+        }
+    }
+
+    /// The object store (admin purges, tests, benches).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The normalizer (benches).
+    pub fn normalizer(&self) -> &Normalizer {
+        &self.normalizer
+    }
+
+    /// The configuration in effect.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Answer one client request.
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<ProxyBody> {
+        let start = Instant::now();
+        let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let norm = match self.normalizer.normalize(target) {
+            Ok(n) => n,
+            Err(e) => {
+                self.metrics
+                    .bad_requests
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(method = %req.method(), status = 400, error = %e, "rejected request");
+                let mut resp = Response::new(ProxyBody::full(format!("{e}\n")));
+                *resp.status_mut() = StatusCode::BAD_REQUEST;
+                return resp;
+            }
+        };
+        let credential = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .cloned()
+            .or_else(|| norm.credential.clone());
+        let mut ctx = Ctx {
+            method: req.method().clone(),
+            version: req.version(),
+            peer,
+            norm,
+            credential,
+            origin_ms: None,
+        };
+        let route = self.route(ctx.norm.path());
+        let (mut resp, result) = if ctx.method == Method::GET || ctx.method == Method::HEAD {
+            if route.cache {
+                self.cacheable(req, &mut ctx, route).await
+            } else {
+                let r = self.forward(req, &mut ctx, "bypass", "route").await;
+                (r, CacheResult::Pass)
+            }
+        } else {
+            let r = self.unsafe_method(req, &mut ctx).await;
+            (r, CacheResult::Pass)
+        };
+        self.metrics.record(result);
+        let h = resp.headers_mut();
+        h.insert("x-cache", HeaderValue::from_static(result.as_str()));
+        origin::add_via(h, ctx.version, &self.cfg.server.via);
+        if !self.cfg.cache.expose_surrogate_keys {
+            h.remove("surrogate-key");
+        }
+        h.remove("surrogate-control");
+        tracing::info!(
+            target: "apicache::access",
+            method = %ctx.method,
+            path = %ctx.norm.path_and_query,
+            status = resp.status().as_u16(),
+            cache = result.as_str(),
+            origin_ms = ctx.origin_ms.map(|m| m as i64).unwrap_or(-1),
+            total_us = start.elapsed().as_micros() as u64,
+        );
+        resp
+    }
+
+    fn route(&self, path: &str) -> RouteInfo {
+        let Ok(m) = self.router.at(path) else {
+            return RouteInfo {
+                cache: true,
+                ..Default::default()
+            };
+        };
+        let r = &self.cfg.routes[*m.value];
+        RouteInfo {
+            cache: r.cache,
+            policy: RoutePolicy {
+                ttl: r.ttl,
+                stale_while_revalidate: r.stale_while_revalidate,
+                stale_if_error: r.stale_if_error,
+                per_credential: r.auth == AuthMode::PerCredential,
+            },
+            tags: r
+                .tags
+                .iter()
+                .map(|t| tags::render_template(t, m.params.iter().collect::<Vec<_>>().into_iter()))
+                .collect(),
+        }
+    }
+
+    /// GET and HEAD on a cacheable route.
+    async fn cacheable(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        ctx: &mut Ctx,
+        route: RouteInfo,
+    ) -> (Response<ProxyBody>, CacheResult) {
+        let per_cred = route.policy.per_credential && ctx.credential.is_some();
+        let key = normalize::cache_key(
+            &ctx.norm.path_and_query,
+            if per_cred {
+                ctx.credential.as_ref()
+            } else {
+                None
+            },
+        );
+        let req_cc = request_directives(req.headers());
+        if req_cc.no_store {
+            let r = self.forward(req, ctx, "bypass", "request-no-store").await;
+            return (r, CacheResult::Pass);
+        }
+        if let Some(reason) = self.pass_keys.get(&key) {
+            let r = self.forward(req, ctx, "bypass", reason.as_str()).await;
+            return (r, CacheResult::Pass);
+        }
+
+        let (stale, fwd) = match self.store.lookup(&key, req.headers()).await {
+            Lookup::Hit(obj) => {
+                let ttl = obj.ttl();
+                let age = obj.age();
+                let must_check = req_cc.no_cache || obj.freshness.no_cache;
+                let fresh_enough = ttl > 0
+                    && req_cc.max_age.is_none_or(|m| age <= m)
+                    && req_cc.min_fresh.is_none_or(|m| ttl >= m as i64);
+                if !must_check && fresh_enough {
+                    let status = format!("apicache; hit; ttl={ttl}");
+                    return (
+                        self.respond_cached(&obj, req.headers(), ctx, status),
+                        CacheResult::Hit,
+                    );
+                }
+                let staleness = (-ttl).max(0) as u64;
+                let may_serve_stale = ttl <= 0 && !must_check && !obj.freshness.must_revalidate;
+                if may_serve_stale && req_cc.max_stale.is_some_and(|m| staleness <= m) {
+                    let status = format!("apicache; hit; ttl={ttl}; detail=max-stale");
+                    return (
+                        self.respond_cached(&obj, req.headers(), ctx, status),
+                        CacheResult::Stale,
+                    );
+                }
+                if may_serve_stale && staleness <= obj.freshness.swr {
+                    let fill = self.fill_request(&key, &req, ctx, &route);
+                    let me = self.clone();
+                    let stale = obj.clone();
+                    tokio::spawn(async move {
+                        let _ = me.fill(fill, Some(stale), None).await;
+                    });
+                    let status =
+                        format!("apicache; fwd=stale; ttl={ttl}; detail=stale-while-revalidate");
+                    return (
+                        self.respond_cached(&obj, req.headers(), ctx, status),
+                        CacheResult::Stale,
+                    );
+                }
+                let fwd = if req_cc.no_cache { "request" } else { "stale" };
+                (Some(obj), fwd)
+            }
+            Lookup::VaryMiss => (None, "vary-miss"),
+            Lookup::Miss => (None, "uri-miss"),
+        };
+        if req_cc.only_if_cached {
+            return (ProxyError::NotCached.into_response(), CacheResult::Miss);
+        }
+
+        // Collapsed fill; a waiter whose Vary values differ from the stored object's tries again.
+        let mut stale = stale;
+        for _ in 0..3 {
+            let fill = self.fill_request(&key, &req, ctx, &route);
+            let (tx, rx) = oneshot::channel();
+            let t0 = Instant::now();
+            let (outcome, leader) = self.fill(fill, stale.take(), Some(tx)).await;
+            ctx.origin_ms = Some(t0.elapsed().as_millis());
+            let collapsed = if leader { "" } else { "; collapsed" };
+            match outcome {
+                FillOutcome::Stored(obj, revalidated) => {
+                    if !obj.vary.is_empty()
+                        && policy::vary_values(&obj.vary, req.headers()) != obj.vary_values
+                    {
+                        continue;
+                    }
+                    let (status, result) = if revalidated {
+                        (
+                            format!(
+                                "apicache; fwd={fwd}; fwd-status=304; ttl={}{collapsed}",
+                                obj.ttl()
+                            ),
+                            CacheResult::Hit,
+                        )
+                    } else {
+                        (
+                            format!("apicache; fwd={fwd}; stored{collapsed}"),
+                            CacheResult::Miss,
+                        )
+                    };
+                    return (
+                        self.respond_cached(&obj, req.headers(), ctx, status),
+                        result,
+                    );
+                }
+                FillOutcome::Stale(obj, fwd_status) => {
+                    let status = format!(
+                        "apicache; fwd=stale; fwd-status={fwd_status}; ttl={}; detail=stale-if-error",
+                        obj.ttl()
+                    );
+                    return (
+                        self.respond_cached(&obj, req.headers(), ctx, status),
+                        CacheResult::Stale,
+                    );
+                }
+                FillOutcome::Failed(e) => return (e.into_response(), CacheResult::Miss),
+                FillOutcome::Pass(reason) if leader => {
+                    let mut resp = match rx.await {
+                        Ok(r) => r,
+                        Err(_) => ProxyError::Origin.into_response(),
+                    };
+                    if ctx.method == Method::HEAD {
+                        *resp.body_mut() = ProxyBody::empty();
+                    }
+                    set_cache_status(
+                        &mut resp,
+                        &format!("apicache; fwd={fwd}; detail={}", reason.as_str()),
+                    );
+                    return (resp, CacheResult::Miss);
+                }
+                FillOutcome::Pass(reason) => {
+                    let r = self.forward(req, ctx, "bypass", reason.as_str()).await;
+                    return (r, CacheResult::Pass);
+                }
+            }
+        }
+        let r = self.forward(req, ctx, "vary-miss", "vary-churn").await;
+        (r, CacheResult::Pass)
+    }
+
+    fn fill_request(
+        &self,
+        key: &str,
+        req: &Request<Incoming>,
+        ctx: &Ctx,
+        route: &RouteInfo,
+    ) -> FillRequest {
+        let mut headers = origin::forward_headers(
+            req.headers(),
+            ctx.version,
+            ctx.peer,
+            ctx.credential.as_ref(),
+            &self.cfg.server.via,
+        );
+        // The cache stores complete identity representations: the client's preconditions are
+        // evaluated against the stored object, not forwarded.
+        for h in [
+            header::IF_NONE_MATCH,
+            header::IF_MODIFIED_SINCE,
+            header::IF_MATCH,
+            header::IF_UNMODIFIED_SINCE,
+            header::RANGE,
+            header::IF_RANGE,
+            header::CONTENT_LENGTH,
+        ] {
+            headers.remove(h);
+        }
+        headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+        let mut tags = route.tags.clone();
+        tags.push(tags::url_tag(&ctx.norm.path_and_query));
+        let mut route = route.clone();
+        route.tags = tags;
+        FillRequest {
+            key: key.to_string(),
+            path_and_query: ctx.norm.path_and_query.clone(),
+            headers,
+            authorized: ctx.credential.is_some(),
+            route,
+            vary_source: req.headers().clone(),
+        }
+    }
+
+    /// Join or start the one origin fetch for `key`. Returns the outcome and whether this caller led.
+    async fn fill(
+        self: &Arc<Self>,
+        fr: FillRequest,
+        stale: Option<Arc<CachedObject>>,
+        pass_tx: Option<oneshot::Sender<Response<ProxyBody>>>,
+    ) -> (FillOutcome, bool) {
+        let (flight, leader) = {
+            let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(f) = map.get(&fr.key) {
+                (f.clone(), false)
+            } else {
+                let me = self.clone();
+                let key = fr.key.clone();
+                // Spawned so a client that disconnects does not abort the fill for everyone else.
+                let handle = tokio::spawn(async move {
+                    let key = fr.key.clone();
+                    let out = me.fetch_and_store(fr, stale, pass_tx).await;
+                    me.inflight
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&key);
+                    out
+                });
+                let f: Flight = async move {
+                    handle
+                        .await
+                        .unwrap_or(FillOutcome::Failed(ProxyError::Origin))
+                }
+                .boxed()
+                .shared();
+                map.insert(key, f.clone());
+                (f, true)
+            }
+        };
+        (flight.await, leader)
+    }
+
+    /// The fill itself: one origin request, conditional when a stale object has validators.
+    async fn fetch_and_store(
+        self: &Arc<Self>,
+        fr: FillRequest,
+        stale: Option<Arc<CachedObject>>,
+        pass_tx: Option<oneshot::Sender<Response<ProxyBody>>>,
+    ) -> FillOutcome {
+        let mut headers = fr.headers.clone();
+        if let Some(s) = &stale {
+            if let Some(e) = &s.origin_etag {
+                headers.insert(header::IF_NONE_MATCH, e.clone());
+            }
+            if let Some(lm) = &s.last_modified {
+                headers.insert(header::IF_MODIFIED_SINCE, lm.clone());
+            }
+        }
+        let uri = match self.origin.uri(&fr.path_and_query) {
+            Ok(u) => u,
+            Err(e) => return FillOutcome::Failed(e),
+        };
+        let mut req = Request::new(origin::empty_body());
+        *req.uri_mut() = uri;
+        *req.headers_mut() = headers;
+        let request_time = SystemTime::now();
+        let result = self.send_origin(req).await;
+        let response_time = SystemTime::now();
+        let stale_for_error = |s: &Option<Arc<CachedObject>>| {
+            s.as_ref()
+                .filter(|o| {
+                    !o.freshness.must_revalidate && (-o.ttl()).max(0) as u64 <= o.freshness.sie
+                })
+                .cloned()
+        };
+        let resp = match result {
+            Err(e) => {
+                return match stale_for_error(&stale) {
+                    Some(o) => FillOutcome::Stale(o, e.status().as_u16()),
+                    None => FillOutcome::Failed(e),
+                }
+            }
+            Ok(r) => r,
+        };
+        if resp.status().is_server_error() {
+            if let Some(o) = stale_for_error(&stale) {
+                return FillOutcome::Stale(o, resp.status().as_u16());
+            }
+        }
+        let facts = RequestFacts {
+            authorized: fr.authorized,
+            no_store: false,
+            request_time,
+            response_time,
+        };
+        let cache_policy = CachePolicy {
+            heuristic_max: self.cfg.cache.heuristic_max,
+            store_set_cookie: self.cfg.cache.store_set_cookie,
+        };
+
+        if resp.status() == StatusCode::NOT_MODIFIED {
+            if let Some(old) = stale {
+                self.metrics
+                    .revalidated
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return match self
+                    .refresh(&fr, &old, resp.headers(), facts, cache_policy)
+                    .await
+                {
+                    Some(obj) => FillOutcome::Stored(obj, true),
+                    None => FillOutcome::Pass(NoStore::NoFreshness),
+                };
+            }
+        }
+
+        let (parts, body) = resp.into_parts();
+        let mut resp_headers = parts.headers;
+        origin::strip_hop_by_hop(&mut resp_headers);
+        let decision = policy::evaluate(
+            parts.status,
+            &resp_headers,
+            facts,
+            fr.route.policy,
+            cache_policy,
+        );
+        let encoding = resp_headers
+            .get(header::CONTENT_ENCODING)
+            .map(|v| v.as_bytes().to_ascii_lowercase());
+        let decision = decision.and_then(|f| match encoding.as_deref() {
+            None | Some(b"identity") | Some(b"gzip") | Some(b"x-gzip") => Ok(f),
+            Some(_) => Err(NoStore::Encoding),
+        });
+        let freshness = match decision {
+            Ok(f) => f,
+            Err(reason) => {
+                self.pass_keys.insert(fr.key.clone(), reason);
+                let body = IdleTimeout::new(body, self.origin.body_timeout());
+                let resp = Response::from_parts(
+                    parts_with(parts.status, resp_headers),
+                    ProxyBody::stream(body),
+                );
+                if let Some(tx) = pass_tx {
+                    let _ = tx.send(self.compress_passed(resp, &fr.vary_source));
+                }
+                return FillOutcome::Pass(reason);
+            }
+        };
+
+        // Buffer the body up to max_object_size; beyond it, hand what was read plus the rest to the leader.
+        let limit = self.cfg.cache.max_object_size.as_u64() as usize;
+        let mut body = Box::pin(IdleTimeout::new(body, self.origin.body_timeout()));
+        let mut buf = BytesMut::new();
+        let mut chunks: Vec<Bytes> = Vec::new();
+        let mut too_big = false;
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else {
+                return FillOutcome::Failed(ProxyError::Origin);
+            };
+            if let Ok(data) = frame.into_data() {
+                if buf.len() + data.len() > limit {
+                    chunks.push(buf.split().freeze());
+                    chunks.push(data);
+                    too_big = true;
+                    break;
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
+        if too_big {
+            self.pass_keys.insert(fr.key.clone(), NoStore::TooLarge);
+            let head = futures_util::stream::iter(
+                chunks.into_iter().map(|c| Ok(http_body::Frame::data(c))),
+            );
+            let rest = BodyStream::new(body);
+            let stream = StreamBody::new(futures_util::StreamExt::chain(head, rest));
+            let resp = Response::from_parts(
+                parts_with(parts.status, resp_headers),
+                ProxyBody::stream(stream),
+            );
+            if let Some(tx) = pass_tx {
+                let _ = tx.send(self.compress_passed(resp, &fr.vary_source));
+            }
+            return FillOutcome::Pass(NoStore::TooLarge);
+        }
+        let mut body = buf.freeze();
+        let origin_etag = resp_headers.get(header::ETAG).cloned();
+        let mut etag = origin_etag
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        if encoding.as_deref().is_some_and(|e| e != b"identity") {
+            match compress::gunzip_limited(&body, limit) {
+                Ok(plain) => body = Bytes::from(plain),
+                Err(_) => return FillOutcome::Failed(ProxyError::Origin),
+            }
+            // The origin's tag named its gzip bytes; what is stored now is a different representation.
+            etag = etag.map(|e| {
+                if e.starts_with("W/") {
+                    e
+                } else {
+                    format!("W/{e}")
+                }
+            });
+            resp_headers.remove(header::CONTENT_ENCODING);
+        }
+        let etag = etag.unwrap_or_else(|| conditional::generate_etag(&body));
+        let obj = self
+            .build_object(
+                parts.status,
+                resp_headers,
+                body,
+                etag,
+                origin_etag,
+                freshness,
+                &fr,
+            )
+            .await;
+        self.store.insert(fr.key.clone(), obj.clone()).await;
+        FillOutcome::Stored(obj, false)
+    }
+
+    /// Build a stored object, computing its encoded variants once.
+    #[allow(clippy::too_many_arguments)]
+    async fn build_object(
+        &self,
+        status: StatusCode,
+        mut headers: HeaderMap,
+        body: Bytes,
+        etag: String,
+        origin_etag: Option<HeaderValue>,
+        freshness: Freshness,
+        fr: &FillRequest,
+    ) -> Arc<CachedObject> {
+        for h in [header::CONTENT_LENGTH, header::ETAG, header::AGE] {
+            headers.remove(h);
+        }
+        let no_transform = Directives::from_headers(&headers, &header::CACHE_CONTROL).no_transform;
+        let mut tags = tags::parse_surrogate_keys(&headers);
+        for t in &fr.route.tags {
+            if !tags.contains(t) {
+                tags.push(t.clone());
+            }
+        }
+        let vary = policy::vary_fields(&headers);
+        let vary_values = policy::vary_values(&vary, &fr.vary_source);
+        let mut obj = CachedObject::new(
+            status,
+            headers,
+            body,
+            etag,
+            origin_etag,
+            freshness,
+            vary,
+            vary_values,
+            tags,
+            no_transform,
+        );
+        let c = &self.cfg.compression;
+        if c.enabled
+            && !no_transform
+            && obj.body.len() as u64 >= c.min_size.as_u64()
+            && compress::is_compressible(obj.headers.get(header::CONTENT_TYPE), &c.types)
+        {
+            let body = obj.body.clone();
+            let (gz_level, br_level) = (c.gzip_level, c.brotli_level);
+            // Compression is CPU work: keep it off the reactor threads.
+            let encoded = tokio::task::spawn_blocking(move || {
+                (
+                    compress::gzip(&body, gz_level),
+                    compress::brotli(&body, br_level),
+                )
+            })
+            .await;
+            if let Ok((gz, br)) = encoded {
+                self.metrics
+                    .compressions
+                    .fetch_add(2, std::sync::atomic::Ordering::Relaxed);
+                if gz.len() < obj.body.len() {
+                    obj.gzip = Some(Bytes::from(gz));
+                }
+                if br.len() < obj.body.len() {
+                    obj.br = Some(Bytes::from(br));
+                }
+            }
+        }
+        Arc::new(obj)
+    }
+
+    /// RFC 9111 §4.3.4: a 304 updates the stored headers and freshness; the body stays.
+    async fn refresh(
+        &self,
+        fr: &FillRequest,
+        old: &CachedObject,
+        new_headers: &HeaderMap,
+        facts: RequestFacts,
+        cache_policy: CachePolicy,
+    ) -> Option<Arc<CachedObject>> {
+        let mut headers = old.headers.clone();
+        for name in new_headers.keys() {
+            if !matches!(
+                *name,
+                header::CONTENT_LENGTH
+                    | header::CONTENT_ENCODING
+                    | header::TRANSFER_ENCODING
+                    | header::CONNECTION
+            ) {
+                headers.remove(name);
+            }
+        }
+        for (name, value) in new_headers.iter() {
+            if !matches!(
+                *name,
+                header::CONTENT_LENGTH
+                    | header::CONTENT_ENCODING
+                    | header::TRANSFER_ENCODING
+                    | header::CONNECTION
+            ) {
+                headers.append(name, value.clone());
+            }
+        }
+        origin::strip_hop_by_hop(&mut headers);
+        let freshness = policy::evaluate(
+            StatusCode::OK,
+            &headers,
+            facts,
+            fr.route.policy,
+            cache_policy,
+        )
+        .ok()?;
+        let origin_etag = headers
+            .get(header::ETAG)
+            .cloned()
+            .or_else(|| old.origin_etag.clone());
+        let mut obj = CachedObject::new(
+            old.status,
+            headers,
+            old.body.clone(),
+            old.etag.clone(),
+            origin_etag,
+            freshness,
+            old.vary.clone(),
+            old.vary_values.clone(),
+            old.tags.clone(),
+            old.no_transform,
+        );
+        for h in [header::CONTENT_LENGTH, header::ETAG, header::AGE] {
+            obj.headers.remove(h);
+        }
+        obj.gzip = old.gzip.clone();
+        obj.br = old.br.clone();
+        let obj = Arc::new(obj);
+        self.store.insert(fr.key.clone(), obj.clone()).await;
+        Some(obj)
+    }
+
+    async fn send_origin(
+        &self,
+        req: Request<OriginBody>,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        self.metrics
+            .origin_requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let t0 = Instant::now();
+        let r = self.origin.send(req).await;
+        self.metrics.origin_latency(t0.elapsed());
+        if r.is_err() {
+            self.metrics
+                .origin_errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        r
+    }
+
+    /// Build the client's answer from a stored object: 304, 206/416, or the negotiated coding.
+    fn respond_cached(
+        &self,
+        obj: &CachedObject,
+        req: &HeaderMap,
+        ctx: &Ctx,
+        cache_status: String,
+    ) -> Response<ProxyBody> {
+        let codings = if obj.no_transform {
+            vec![Coding::Identity]
+        } else {
+            obj.codings()
+        };
+        let coding = if codings.len() > 1 {
+            compress::negotiate(req.get_all(header::ACCEPT_ENCODING).iter(), &codings)
+        } else {
+            Coding::Identity
+        };
+        let etag = conditional::variant_etag(&obj.etag, coding);
+        let mut headers = obj.headers.clone();
+        if codings.len() > 1 {
+            merge_vary(&mut headers, "Accept-Encoding");
+        }
+        headers.insert("age", HeaderValue::from(obj.age()));
+        if let Ok(v) = HeaderValue::from_str(&cache_status) {
+            headers.insert("cache-status", v);
+        }
+        let etag_value = HeaderValue::from_str(&etag).ok();
+
+        if obj.status.is_success() {
+            let inm = req.get_all(header::IF_NONE_MATCH);
+            let not_modified = if inm.iter().next().is_some() {
+                let all: Vec<String> = codings
+                    .iter()
+                    .map(|c| conditional::variant_etag(&obj.etag, *c))
+                    .collect();
+                let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+                conditional::none_match(inm.iter(), &refs)
+            } else {
+                req.get(header::IF_MODIFIED_SINCE).is_some_and(|ims| {
+                    conditional::not_modified_since(ims, obj.last_modified.as_ref())
+                })
+            };
+            if not_modified {
+                self.metrics
+                    .not_modified
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let mut out = HeaderMap::new();
+                for name in [
+                    header::CACHE_CONTROL,
+                    header::EXPIRES,
+                    header::VARY,
+                    header::DATE,
+                    header::CONTENT_LOCATION,
+                    header::AGE,
+                ] {
+                    for v in headers.get_all(&name) {
+                        out.append(name.clone(), v.clone());
+                    }
+                }
+                if let Some(v) = headers.get("cache-status") {
+                    out.insert("cache-status", v.clone());
+                }
+                if let Some(e) = etag_value {
+                    out.insert(header::ETAG, e);
+                }
+                let mut resp = Response::new(ProxyBody::empty());
+                *resp.status_mut() = StatusCode::NOT_MODIFIED;
+                *resp.headers_mut() = out;
+                return resp;
+            }
+        }
+
+        if obj.status == StatusCode::OK {
+            if let Some(range) = req.get(header::RANGE) {
+                let len = obj.body.len() as u64;
+                let outcome = conditional::evaluate_range(
+                    range,
+                    req.get(header::IF_RANGE),
+                    len,
+                    Some(&obj.etag),
+                    obj.last_modified.as_ref(),
+                );
+                match outcome {
+                    RangeOutcome::Full => {}
+                    RangeOutcome::Partial { start, end } => {
+                        let part = obj.body.slice(start as usize..=end as usize);
+                        if let Some(e) = HeaderValue::from_str(&obj.etag).ok() {
+                            headers.insert(header::ETAG, e);
+                        }
+                        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(part.len()));
+                        if let Ok(v) =
+                            HeaderValue::from_str(&conditional::content_range(start, end, len))
+                        {
+                            headers.insert(header::CONTENT_RANGE, v);
+                        }
+                        headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+                        let body = if ctx.method == Method::HEAD {
+                            ProxyBody::empty()
+                        } else {
+                            ProxyBody::full(part)
+                        };
+                        let mut resp = Response::new(body);
+                        *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+                        *resp.headers_mut() = headers;
+                        return resp;
+                    }
+                    RangeOutcome::Unsatisfiable => {
+                        let mut resp = Response::new(ProxyBody::empty());
+                        *resp.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+                        if let Ok(v) = HeaderValue::from_str(&conditional::unsatisfied_range(len)) {
+                            resp.headers_mut().insert(header::CONTENT_RANGE, v);
+                        }
+                        resp.headers_mut().insert(
+                            "cache-status",
+                            headers
+                                .get("cache-status")
+                                .cloned()
+                                .unwrap_or(HeaderValue::from_static("apicache")),
+                        );
+                        return resp;
+                    }
+                }
+            }
+            headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        }
+
+        let bytes = obj
+            .variant(coding)
+            .cloned()
+            .unwrap_or_else(|| obj.body.clone());
+        if coding != Coding::Identity {
+            headers.insert(
+                header::CONTENT_ENCODING,
+                HeaderValue::from_static(coding.as_str()),
+            );
+            let saved = obj.body.len().saturating_sub(bytes.len()) as u64;
+            self.metrics
+                .compression_saved_bytes
+                .fetch_add(saved, std::sync::atomic::Ordering::Relaxed);
+        }
+        if let Some(e) = etag_value {
+            headers.insert(header::ETAG, e);
+        }
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        let body = if ctx.method == Method::HEAD {
+            ProxyBody::empty()
+        } else {
+            ProxyBody::full(bytes)
+        };
+        let mut resp = Response::new(body);
+        *resp.status_mut() = obj.status;
+        *resp.headers_mut() = headers;
+        resp
+    }
+
+    /// Pass a request through unchanged but for normalization (streamed both ways).
+    async fn forward(
+        &self,
+        req: Request<Incoming>,
+        ctx: &mut Ctx,
+        fwd: &str,
+        detail: &str,
+    ) -> Response<ProxyBody> {
+        let t0 = Instant::now();
+        let resp = self.forward_raw(req, ctx).await;
+        ctx.origin_ms = Some(t0.elapsed().as_millis());
+        let mut resp = match resp {
+            Ok(r) => r,
+            Err(e) => return e.into_response(),
+        };
+        set_cache_status(&mut resp, &format!("apicache; fwd={fwd}; detail={detail}"));
+        resp
+    }
+
+    async fn forward_raw(
+        &self,
+        req: Request<Incoming>,
+        ctx: &Ctx,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let (parts, body) = req.into_parts();
+        let headers = origin::forward_headers(
+            &parts.headers,
+            ctx.version,
+            ctx.peer,
+            ctx.credential.as_ref(),
+            &self.cfg.server.via,
+        );
+        let mut oreq = Request::new(body.boxed());
+        *oreq.method_mut() = parts.method;
+        *oreq.uri_mut() = self.origin.uri(&ctx.norm.path_and_query)?;
+        *oreq.headers_mut() = headers;
+        let resp = self.send_origin(oreq).await?;
+        let (rparts, rbody) = resp.into_parts();
+        let mut h = rparts.headers;
+        origin::strip_hop_by_hop(&mut h);
+        let body = IdleTimeout::new(rbody, self.origin.body_timeout());
+        let resp = Response::from_parts(parts_with(rparts.status, h), ProxyBody::stream(body));
+        Ok(self.compress_passed(resp, &parts.headers))
+    }
+
+    /// Compress an uncached response on the fly (fast level) when the client wants it and it is worth it.
+    fn compress_passed(&self, resp: Response<ProxyBody>, req: &HeaderMap) -> Response<ProxyBody> {
+        let c = &self.cfg.compression;
+        let h = resp.headers();
+        let small = h
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.parse::<u64>().ok())
+            .is_some_and(|n| n < c.min_size.as_u64());
+        if !c.enabled
+            || small
+            || resp.status() == StatusCode::PARTIAL_CONTENT
+            || resp.status() == StatusCode::NO_CONTENT
+            || resp.status() == StatusCode::NOT_MODIFIED
+            || h.contains_key(header::CONTENT_ENCODING)
+            || h.contains_key(header::CONTENT_RANGE)
+            || Directives::from_headers(h, &header::CACHE_CONTROL).no_transform
+            || !compress::is_compressible(h.get(header::CONTENT_TYPE), &c.types)
+        {
+            return resp;
+        }
+        let coding = compress::negotiate(
+            req.get_all(header::ACCEPT_ENCODING).iter(),
+            &[Coding::Gzip, Coding::Br],
+        );
+        let level = match coding {
+            Coding::Identity => return resp,
+            Coding::Gzip => c.stream_gzip_level,
+            Coding::Br => c.stream_brotli_level,
+        };
+        let (mut parts, body) = resp.into_parts();
+        parts.headers.remove(header::CONTENT_LENGTH);
+        parts.headers.insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static(coding.as_str()),
+        );
+        if let Some(e) = parts
+            .headers
+            .get(header::ETAG)
+            .and_then(|v| v.to_str().ok())
+        {
+            if let Ok(v) = HeaderValue::from_str(&conditional::variant_etag(e, coding)) {
+                parts.headers.insert(header::ETAG, v);
+            }
+        }
+        merge_vary(&mut parts.headers, "Accept-Encoding");
+        Response::from_parts(
+            parts,
+            ProxyBody::stream(CompressBody::new(body, coding, level)),
+        )
+    }
+
+    /// Unsafe methods pass through; a non-error answer invalidates the URI and same-origin Location/Content-Location.
+    async fn unsafe_method(&self, req: Request<Incoming>, ctx: &mut Ctx) -> Response<ProxyBody> {
+        let host = req.headers().get(header::HOST).cloned();
+        let safe = matches!(ctx.method, Method::OPTIONS | Method::TRACE);
+        let resp = self.forward(req, ctx, "method", "unsafe").await;
+        if safe || resp.status().is_client_error() || resp.status().is_server_error() {
+            return resp;
+        }
+        let mut urls = vec![ctx.norm.path_and_query.clone()];
+        for name in [header::LOCATION, header::CONTENT_LOCATION] {
+            if let Some(target) = resp
+                .headers()
+                .get(&name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| same_origin_path(v, host.as_ref()))
+            {
+                if let Ok(n) = self.normalizer.normalize(&target) {
+                    urls.push(n.path_and_query);
+                }
+            }
+        }
+        for url in urls {
+            self.store.purge_tag(&tags::url_tag(&url), false).await;
+        }
+        resp
+    }
+}
+
+/// The request's Cache-Control, with `Pragma: no-cache` honoured when there is no Cache-Control (RFC 9111 §5.4).
+fn request_directives(h: &HeaderMap) -> Directives {
+    let mut d = Directives::from_headers(h, &header::CACHE_CONTROL);
+    if !h.contains_key(header::CACHE_CONTROL)
+        && h.get_all(header::PRAGMA).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|s| s.to_ascii_lowercase().contains("no-cache"))
+        })
+    {
+        d.no_cache = true;
+    }
+    d
+}
+
+/// Path of a Location value when it points at this same origin.
+fn same_origin_path(value: &str, host: Option<&HeaderValue>) -> Option<String> {
+    if value.starts_with('/') && !value.starts_with("//") {
+        return Some(value.to_string());
+    }
+    let uri: http::Uri = value.parse().ok()?;
+    let host = host?.to_str().ok()?;
+    (uri.authority()?.as_str().eq_ignore_ascii_case(host)).then(|| {
+        uri.path_and_query()
+            .map_or("/".to_string(), |p| p.as_str().to_string())
+    })
+}
+
+/// Add a field name to Vary unless already there (or `*`).
+fn merge_vary(h: &mut HeaderMap, field: &str) {
+    let present = h.get_all(header::VARY).iter().any(|v| {
+        v.to_str().is_ok_and(|s| {
+            s.split(',')
+                .any(|f| f.trim().eq_ignore_ascii_case(field) || f.trim() == "*")
+        })
+    });
+    if !present {
+        if let Ok(v) = HeaderValue::from_str(field) {
+            h.append(header::VARY, v);
+        }
+    }
+}
+
+fn set_cache_status(resp: &mut Response<ProxyBody>, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        resp.headers_mut().insert("cache-status", v);
+    }
+}
+
+fn parts_with(status: StatusCode, headers: HeaderMap) -> http::response::Parts {
+    let (mut parts, ()) = Response::new(()).into_parts();
+    parts.status = status;
+    parts.headers = headers;
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vary_merge() {
+        let mut h = HeaderMap::new();
+        merge_vary(&mut h, "Accept-Encoding");
+        merge_vary(&mut h, "Accept-Encoding");
+        assert_eq!(h.get_all(header::VARY).iter().count(), 1);
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::VARY,
+            HeaderValue::from_static("accept-encoding, x-a"),
+        );
+        merge_vary(&mut h, "Accept-Encoding");
+        assert_eq!(h.get_all(header::VARY).iter().count(), 1);
+    }
+
+    #[test]
+    fn location_same_origin() {
+        let host = HeaderValue::from_static("api.example:8080");
+        assert_eq!(same_origin_path("/a/b", None).as_deref(), Some("/a/b"));
+        assert_eq!(
+            same_origin_path("http://api.example:8080/x?y", Some(&host)).as_deref(),
+            Some("/x?y")
+        );
+        assert_eq!(same_origin_path("http://evil.example/x", Some(&host)), None);
+        assert_eq!(same_origin_path("//evil.example/x", Some(&host)), None);
+    }
+
+    #[test]
+    fn pragma_no_cache() {
+        let mut h = HeaderMap::new();
+        h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        assert!(request_directives(&h).no_cache);
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=5"));
+        assert!(!request_directives(&h).no_cache);
+    }
+}

@@ -1,0 +1,413 @@
+//! The only file that touches moka: stored objects, byte-weighted capacity, per-entry expiry and the tag index.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use moka::notification::RemovalCause;
+
+use crate::compress::Coding;
+use crate::policy::{vary_values, Freshness};
+use crate::tags::TagIndex;
+
+/// One stored response (one Vary variant of a URL), with every content-coding computed once.
+#[derive(Debug)]
+pub struct CachedObject {
+    /// Response status.
+    pub status: StatusCode,
+    /// End-to-end headers as the client gets them, minus Content-Length/Content-Encoding/ETag/Age.
+    pub headers: HeaderMap,
+    /// The identity body.
+    pub body: Bytes,
+    /// gzip variant, when worth having.
+    pub gzip: Option<Bytes>,
+    /// brotli variant, when worth having.
+    pub br: Option<Bytes>,
+    /// The identity representation's ETag, as clients see it (origin's or generated).
+    pub etag: String,
+    /// The origin's own ETag, used to revalidate upstream.
+    pub origin_etag: Option<HeaderValue>,
+    /// Last-Modified, for If-Modified-Since both ways.
+    pub last_modified: Option<HeaderValue>,
+    /// Lifetime and stale windows.
+    pub freshness: Freshness,
+    /// When it was stored (monotonic: resident time for Age).
+    pub stored_at: Instant,
+    /// Milliseconds after `stored_at` + 1 at which it was soft-purged; 0 = never.
+    purged_at: AtomicU64,
+    /// Fields named by the origin's Vary (Accept-Encoding excluded: handled here).
+    pub vary: Vec<HeaderName>,
+    /// The request's values for `vary` when stored.
+    pub vary_values: Vec<Option<HeaderValue>>,
+    /// Surrogate keys, plus the URL tag.
+    pub tags: Vec<String>,
+    /// The origin said no-transform: never served encoded by this proxy.
+    pub no_transform: bool,
+}
+
+impl CachedObject {
+    /// A new object stored now.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Bytes,
+        etag: String,
+        origin_etag: Option<HeaderValue>,
+        freshness: Freshness,
+        vary: Vec<HeaderName>,
+        vary_values: Vec<Option<HeaderValue>>,
+        tags: Vec<String>,
+        no_transform: bool,
+    ) -> Self {
+        let last_modified = headers.get(http::header::LAST_MODIFIED).cloned();
+        Self {
+            status,
+            headers,
+            body,
+            gzip: None,
+            br: None,
+            etag,
+            origin_etag,
+            last_modified,
+            freshness,
+            stored_at: Instant::now(),
+            purged_at: AtomicU64::new(0),
+            vary,
+            vary_values,
+            tags,
+            no_transform,
+        }
+    }
+
+    /// The bytes for a coding, if stored.
+    pub fn variant(&self, coding: Coding) -> Option<&Bytes> {
+        match coding {
+            Coding::Identity => Some(&self.body),
+            Coding::Gzip => self.gzip.as_ref(),
+            Coding::Br => self.br.as_ref(),
+        }
+    }
+
+    /// Codings this object can be served in.
+    pub fn codings(&self) -> Vec<Coding> {
+        let mut v = vec![Coding::Identity];
+        if self.gzip.is_some() {
+            v.push(Coding::Gzip);
+        }
+        if self.br.is_some() {
+            v.push(Coding::Br);
+        }
+        v
+    }
+
+    /// Current age in seconds (RFC 9111 §4.2.3).
+    pub fn age(&self) -> u64 {
+        self.freshness.initial_age + self.stored_at.elapsed().as_secs()
+    }
+
+    /// Seconds of freshness left; negative once stale. A soft-purged object is stale since the purge.
+    pub fn ttl(&self) -> i64 {
+        let natural = self.freshness.lifetime as i64 - self.age() as i64;
+        match self.purged_at.load(Ordering::Relaxed) {
+            0 => natural,
+            p => {
+                let since_purge = self.stored_at.elapsed().as_millis() as i64 - (p as i64 - 1);
+                natural.min(-(since_purge / 1000) - 1)
+            }
+        }
+    }
+
+    /// Mark stale now, keeping the object for stale serving and revalidation.
+    pub fn soft_purge(&self) {
+        let at = self.stored_at.elapsed().as_millis() as u64 + 1;
+        let _ = self
+            .purged_at
+            .compare_exchange(0, at, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// Whether the object has validators the origin can check.
+    pub fn has_validators(&self) -> bool {
+        self.origin_etag.is_some() || self.last_modified.is_some()
+    }
+
+    /// How long moka should keep it: freshness left plus the longest stale window.
+    fn keep_for(&self) -> Duration {
+        let left = self
+            .freshness
+            .lifetime
+            .saturating_sub(self.freshness.initial_age);
+        let total = left + self.freshness.stale_window(self.has_validators());
+        Duration::from_secs(total.max(1))
+    }
+
+    /// Bytes this object costs the cache budget.
+    pub fn weight(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 32)
+            .sum();
+        self.body.len()
+            + self.gzip.as_ref().map_or(0, |b| b.len())
+            + self.br.as_ref().map_or(0, |b| b.len())
+            + headers
+            + self.tags.iter().map(|t| t.len() + 48).sum::<usize>()
+            + 512
+    }
+}
+
+/// What one cache key holds: the Vary variants of one URL.
+#[derive(Debug)]
+pub struct Entry {
+    /// Variants, newest first.
+    pub objects: Vec<Arc<CachedObject>>,
+    /// Insert generation, for exact tag unlinking.
+    gen: u64,
+    /// Union of the variants' tags.
+    tags: Vec<String>,
+}
+
+/// Result of a lookup.
+#[derive(Debug)]
+pub enum Lookup {
+    /// A variant matching the request.
+    Hit(Arc<CachedObject>),
+    /// The URL is stored, but not for this request's Vary values.
+    VaryMiss,
+    /// Nothing stored.
+    Miss,
+}
+
+/// Byte-bounded object store with a surrogate-key index.
+#[derive(Clone)]
+pub struct Store {
+    cache: moka::future::Cache<String, Arc<Entry>>,
+    tags: Arc<TagIndex>,
+    gen: Arc<AtomicU64>,
+    max_variants: usize,
+}
+
+struct KeepFor;
+
+impl moka::Expiry<String, Arc<Entry>> for KeepFor {
+    fn expire_after_create(&self, _k: &String, v: &Arc<Entry>, _now: Instant) -> Option<Duration> {
+        v.objects.iter().map(|o| o.keep_for()).max()
+    }
+    fn expire_after_update(
+        &self,
+        _k: &String,
+        v: &Arc<Entry>,
+        _now: Instant,
+        _current: Option<Duration>,
+    ) -> Option<Duration> {
+        v.objects.iter().map(|o| o.keep_for()).max()
+    }
+}
+
+impl Store {
+    /// A store bounded to `max_bytes`, keeping at most `max_variants` Vary variants per URL.
+    pub fn new(max_bytes: u64, max_variants: usize) -> Self {
+        let tags = Arc::new(TagIndex::default());
+        let listener_tags = tags.clone();
+        let cache = moka::future::Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|k: &String, v: &Arc<Entry>| {
+                let w = k.len() + v.objects.iter().map(|o| o.weight()).sum::<usize>();
+                u32::try_from(w).unwrap_or(u32::MAX)
+            })
+            .expire_after(KeepFor)
+            .eviction_listener(move |k: Arc<String>, v: Arc<Entry>, _cause: RemovalCause| {
+                listener_tags.unlink(&k, v.gen, &v.tags);
+            })
+            .build();
+        Self {
+            cache,
+            tags,
+            gen: Arc::new(AtomicU64::new(1)),
+            max_variants: max_variants.max(1),
+        }
+    }
+
+    /// Find the variant of `key` that matches the request headers.
+    pub async fn lookup(&self, key: &str, req_headers: &HeaderMap) -> Lookup {
+        let Some(entry) = self.cache.get(key).await else {
+            return Lookup::Miss;
+        };
+        for obj in &entry.objects {
+            if obj.vary.is_empty() || vary_values(&obj.vary, req_headers) == obj.vary_values {
+                return Lookup::Hit(obj.clone());
+            }
+        }
+        Lookup::VaryMiss
+    }
+
+    /// Store `obj` under `key`, replacing the variant with the same Vary values.
+    pub async fn insert(&self, key: String, obj: Arc<CachedObject>) {
+        let mut objects = vec![obj.clone()];
+        if !obj.vary.is_empty() {
+            if let Some(old) = self.cache.get(&key).await {
+                objects.extend(
+                    old.objects
+                        .iter()
+                        .filter(|o| o.vary != obj.vary || o.vary_values != obj.vary_values)
+                        .filter(|o| o.vary == obj.vary)
+                        .take(self.max_variants - 1)
+                        .cloned(),
+                );
+            }
+        }
+        let mut tags: Vec<String> = Vec::new();
+        for o in &objects {
+            for t in &o.tags {
+                if !tags.contains(t) {
+                    tags.push(t.clone());
+                }
+            }
+        }
+        let gen = self.gen.fetch_add(1, Ordering::Relaxed);
+        // Link before inserting, so an immediate eviction of this entry always finds its links.
+        self.tags.link(&key, gen, &tags);
+        let entry = Arc::new(Entry { objects, gen, tags });
+        self.cache.insert(key, entry).await;
+    }
+
+    /// Remove one key.
+    pub async fn remove(&self, key: &str) {
+        self.cache.invalidate(key).await;
+    }
+
+    /// Purge every entry under a tag; soft marks objects stale instead. Returns entries affected.
+    pub async fn purge_tag(&self, tag: &str, soft: bool) -> usize {
+        let mut n = 0;
+        for (key, gen) in self.tags.keys(tag) {
+            let Some(entry) = self.cache.get(&key).await else {
+                continue;
+            };
+            if entry.gen != gen {
+                continue;
+            }
+            n += 1;
+            if soft {
+                entry.objects.iter().for_each(|o| o.soft_purge());
+            } else {
+                self.cache.invalidate(&key).await;
+            }
+        }
+        n
+    }
+
+    /// Purge everything. Returns entries affected.
+    pub async fn purge_all(&self, soft: bool) -> usize {
+        if soft {
+            let mut n = 0;
+            for (_, entry) in self.cache.iter() {
+                entry.objects.iter().for_each(|o| o.soft_purge());
+                n += 1;
+            }
+            return n;
+        }
+        let n = self.cache.entry_count() as usize;
+        self.cache.invalidate_all();
+        self.tags.clear();
+        n
+    }
+
+    /// Apply pending evictions so counts are exact (tests, metrics).
+    pub async fn run_pending_tasks(&self) {
+        self.cache.run_pending_tasks().await;
+    }
+
+    /// Number of entries (URLs × credentials).
+    pub fn entry_count(&self) -> u64 {
+        self.cache.entry_count()
+    }
+
+    /// Bytes charged against `max_size`.
+    pub fn weighted_size(&self) -> u64 {
+        self.cache.weighted_size()
+    }
+
+    /// The tag index (for metrics and tests).
+    pub fn tag_index(&self) -> &TagIndex {
+        &self.tags
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Freshness;
+
+    fn obj(body: &'static str, tags: &[&str]) -> Arc<CachedObject> {
+        Arc::new(CachedObject::new(
+            StatusCode::OK,
+            HeaderMap::new(),
+            Bytes::from_static(body.as_bytes()),
+            "\"e\"".into(),
+            None,
+            Freshness {
+                lifetime: 60,
+                initial_age: 0,
+                swr: 0,
+                sie: 0,
+                no_cache: false,
+                must_revalidate: false,
+            },
+            vec![],
+            vec![],
+            tags.iter().map(|t| t.to_string()).collect(),
+            false,
+        ))
+    }
+
+    #[tokio::test]
+    async fn tag_purge_removes_only_tagged() {
+        let s = Store::new(1 << 20, 4);
+        s.insert("GET /a".into(), obj("a", &["p1", "all"])).await;
+        s.insert("GET /b".into(), obj("b", &["p2", "all"])).await;
+        assert_eq!(s.purge_tag("p1", false).await, 1);
+        assert!(matches!(
+            s.lookup("GET /a", &HeaderMap::new()).await,
+            Lookup::Miss
+        ));
+        assert!(matches!(
+            s.lookup("GET /b", &HeaderMap::new()).await,
+            Lookup::Hit(_)
+        ));
+        s.run_pending_tasks().await;
+        assert!(s.tag_index().keys("p1").is_empty());
+        assert_eq!(s.purge_tag("all", true).await, 1);
+        match s.lookup("GET /b", &HeaderMap::new()).await {
+            Lookup::Hit(o) => assert!(o.ttl() < 0),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn replacement_keeps_index_exact() {
+        let s = Store::new(1 << 20, 4);
+        s.insert("GET /a".into(), obj("a", &["t1"])).await;
+        s.insert("GET /a".into(), obj("a2", &["t2"])).await;
+        s.run_pending_tasks().await;
+        assert!(s.tag_index().keys("t1").is_empty());
+        assert_eq!(s.tag_index().keys("t2").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn eviction_unlinks_tags() {
+        let s = Store::new(64 * 1024, 4);
+        for i in 0..2000 {
+            s.insert(
+                format!("GET /{i}"),
+                obj("0123456789012345678901234567890123456789", &["t"]),
+            )
+            .await;
+        }
+        s.run_pending_tasks().await;
+        assert!(s.weighted_size() <= 64 * 1024);
+        assert_eq!(s.tag_index().keys("t").len() as u64, s.entry_count());
+    }
+}
