@@ -31,6 +31,11 @@ pub struct Running {
 }
 
 impl Running {
+    /// The object store (tests and tools inspect it).
+    pub fn store(&self) -> &crate::store::Store {
+        self.proxy.store()
+    }
+
     /// Stop accepting, drain in-flight requests (up to `shutdown_grace`), and return.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);

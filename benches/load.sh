@@ -1,0 +1,294 @@
+#!/usr/bin/env bash
+# Load benchmark: apicache cache hits vs the demo origin directly, nginx proxy_cache and nginx static.
+#
+#   benches/load.sh                 # 10 s per wrk run
+#   DURATION=3 benches/load.sh      # quicker
+#
+# For body sizes 1 KiB and 32 KiB it measures, with `wrk -t1 -c64 --latency` pinned to CPU 1
+# and every server pinned to CPU 0:
+#   apicache        cache hits through `apicache demo` (warmed, X-Cache: HIT asserted)
+#   origin          the demo origin directly, same URL (no cache: it builds the body every time)
+#   nginx-cache     nginx proxy_cache in front of the same origin (warmed, HIT asserted)
+#   nginx-static    nginx serving the same bytes from a static file
+# and prints req/s, p99, the ratios against both nginx rows, and apicache/origin.
+#
+# Only 127.0.0.1 is used; every wrk run is bounded by -d; every process started here is killed on
+# exit. Exits non-zero only when setup fails (missing tools, build failure, a server not starting,
+# a warm-up assertion failing), never because a number is slow.
+#
+# Env: DURATION (s, default 10), WARMUP (s of unmeasured wrk before each run, default 1, 0 = none),
+#      SIZES (default "1024 32768"), PORT_BASE (default 18180; ports PORT_BASE..PORT_BASE+10 are
+#      scanned for free ones), SKIP_BUILD=1 (use the existing target/release/apicache).
+set -euo pipefail
+
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-1}
+SIZES=${SIZES:-"1024 32768"}
+PORT_BASE=${PORT_BASE:-18180}
+CONNS=64
+# Reference figure for apicache 1 KiB hits on the 2-core benchmark box (informational only).
+REF_1K_RPS=80000
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN="$ROOT/target/release/apicache"
+
+die() { echo "load.sh: setup failure: $*" >&2; exit 1; }
+log() { echo "== $*" >&2; }
+
+PIDS=()
+TMP=""
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 1 30); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    if [[ -n "$TMP" && -d "$TMP" ]]; then
+        rm -rf "$TMP"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------------------------------- tools
+need_apt=()
+command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
+command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || need_apt+=(nginx)
+if ((${#need_apt[@]})); then
+    log "installing ${need_apt[*]} with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null || die "apt-get update failed"
+    apt-get install -y -qq "${need_apt[@]}" >/dev/null || die "apt-get install ${need_apt[*]} failed"
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+for t in wrk curl taskset awk "$NGINX"; do
+    command -v "$t" >/dev/null 2>&1 || die "$t not found"
+done
+
+# ---------------------------------------------------------------------------------------- build
+if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+    log "cargo build --release"
+    (cd "$ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
+fi
+[[ -x "$BIN" ]] || die "$BIN missing"
+
+TMP=$(mktemp -d /tmp/apicache-load.XXXXXX)
+
+# ---------------------------------------------------------------------------------------- ports
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+FREE_PORTS=()
+for p in $(seq "$PORT_BASE" $((PORT_BASE + 10))); do
+    port_free "$p" && FREE_PORTS+=("$p")
+done
+((${#FREE_PORTS[@]} >= 5)) || die "need 5 free ports in $PORT_BASE..$((PORT_BASE + 10)), found ${#FREE_PORTS[@]}"
+P_PROXY=${FREE_PORTS[0]}
+P_ORIGIN=${FREE_PORTS[1]}
+P_ADMIN=${FREE_PORTS[2]}
+P_NGX_CACHE=${FREE_PORTS[3]}
+P_NGX_STATIC=${FREE_PORTS[4]}
+
+wait_http() { # url [seconds]
+    local url=$1 deadline=$((SECONDS + ${2:-20}))
+    until curl -s -o /dev/null --max-time 1 "$url"; do
+        ((SECONDS < deadline)) || return 1
+        sleep 0.1
+    done
+}
+
+# ---------------------------------------------------------------------------------------- apicache demo
+log "starting apicache demo (proxy :$P_PROXY, origin :$P_ORIGIN, admin :$P_ADMIN) on CPU 0"
+RUST_LOG=warn taskset -c 0 "$BIN" demo \
+    --listen "127.0.0.1:$P_PROXY" --origin-listen "127.0.0.1:$P_ORIGIN" --admin-listen "127.0.0.1:$P_ADMIN" \
+    >"$TMP/demo.out" 2>"$TMP/demo.err" &
+PIDS+=($!)
+DEMO_PID=$!
+wait_http "http://127.0.0.1:$P_ORIGIN/blob/1024" || { cat "$TMP/demo.err" >&2; die "demo origin did not start"; }
+wait_http "http://127.0.0.1:$P_ADMIN/stats" || { cat "$TMP/demo.err" >&2; die "demo proxy did not start"; }
+
+# ---------------------------------------------------------------------------------------- nginx
+mkdir -p "$TMP/ngx/cache" "$TMP/ngx/www/blob" "$TMP/ngx/logs"
+NGX_USER=""
+[[ $EUID -eq 0 ]] && NGX_USER="user root;"
+cat >"$TMP/ngx/nginx.conf" <<EOF
+$NGX_USER
+worker_processes 1;
+daemon off;
+pid $TMP/ngx/nginx.pid;
+error_log $TMP/ngx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    default_type application/json;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    keepalive_timeout 75s;
+    client_body_temp_path $TMP/ngx/client_body;
+    proxy_temp_path $TMP/ngx/proxy_temp;
+    fastcgi_temp_path $TMP/ngx/fastcgi_temp;
+    uwsgi_temp_path $TMP/ngx/uwsgi_temp;
+    scgi_temp_path $TMP/ngx/scgi_temp;
+
+    upstream origin {
+        server 127.0.0.1:$P_ORIGIN;
+        keepalive 64;
+    }
+    proxy_cache_path $TMP/ngx/cache levels=1:2 keys_zone=api:10m max_size=1g inactive=1h use_temp_path=off;
+
+    server {
+        listen 127.0.0.1:$P_NGX_CACHE;
+        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_cache api;
+            proxy_cache_valid 200 1h;
+            add_header X-Cache \$upstream_cache_status;
+        }
+    }
+    server {
+        listen 127.0.0.1:$P_NGX_STATIC;
+        root $TMP/ngx/www;
+        location / { try_files \$uri =404; }
+    }
+}
+EOF
+"$NGINX" -t -q -p "$TMP/ngx" -e "$TMP/ngx/logs/error.log" -c "$TMP/ngx/nginx.conf" \
+    || die "nginx config test failed"
+log "starting nginx (proxy_cache :$P_NGX_CACHE, static :$P_NGX_STATIC) on CPU 0"
+taskset -c 0 "$NGINX" -p "$TMP/ngx" -e "$TMP/ngx/logs/error.log" -c "$TMP/ngx/nginx.conf" \
+    >"$TMP/ngx/logs/stdout" 2>&1 &
+PIDS+=($!)
+NGX_PID=$!
+wait_http "http://127.0.0.1:$P_NGX_STATIC/" || { cat "$TMP/ngx/logs/error.log" >&2; die "nginx did not start"; }
+
+# ---------------------------------------------------------------------------------------- helpers
+# x_cache URL -> value of the X-Cache response header (empty if absent)
+x_cache() {
+    curl -s -o /dev/null -D - --max-time 5 "$1" | tr -d '\r' | awk -F': *' 'tolower($1)=="x-cache"{print $2}'
+}
+# warm_until_hit URL: GET until X-Cache: HIT (at most 5 tries)
+warm_until_hit() {
+    local url=$1 i v=""
+    for i in 1 2 3 4 5; do
+        v=$(x_cache "$url")
+        [[ "${v^^}" == HIT ]] && return 0
+        sleep 0.05
+    done
+    echo "last X-Cache for $url: '${v}'" >&2
+    return 1
+}
+# body_check URL FILE: the body at URL is byte-identical to FILE
+body_check() {
+    curl -s --max-time 5 "$1" -o "$TMP/check.body" || return 1
+    cmp -s "$TMP/check.body" "$2"
+}
+
+# ms VALUE-WITH-UNIT -> milliseconds
+to_ms() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+        if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000
+        printf "%.3f", n }'
+}
+
+NOTES=()
+declare -A RPS P99
+# run_wrk NAME SIZE URL
+run_wrk() {
+    local name=$1 size=$2 url=$3 out="$TMP/wrk.$1.$2.txt" rps p99 non2xx sockerr
+    if ((WARMUP > 0)); then
+        taskset -c 1 timeout $((WARMUP + 30)) wrk -t1 -c"$CONNS" -d"${WARMUP}s" "$url" >/dev/null 2>&1 || true
+    fi
+    log "wrk ${DURATION}s $name $size B  $url"
+    if ! taskset -c 1 timeout $((DURATION + 60)) wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$url" >"$out" 2>&1; then
+        NOTES+=("$name/$size: wrk exited non-zero: $(tr '\n' ' ' <"$out" | cut -c1-300)")
+    fi
+    rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+    p99=$(awk '$1 == "99%" {print $2}' "$out")
+    RPS[$name.$size]=${rps:-0}
+    if [[ -n "$p99" ]]; then P99[$name.$size]=$(to_ms "$p99"); else P99[$name.$size]=""; fi
+    non2xx=$(awk -F': *' '/Non-2xx or 3xx responses/ {print $2}' "$out")
+    [[ -n "$non2xx" ]] && NOTES+=("$name/$size: $non2xx non-2xx/3xx responses")
+    sockerr=$(grep -m1 'Socket errors' "$out" || true)
+    [[ -n "$sockerr" ]] && NOTES+=("$name/$size: $(echo "$sockerr" | sed 's/^ *//')")
+    if [[ -z "$rps" ]]; then NOTES+=("$name/$size: could not parse wrk output: $(tr '\n' ' ' <"$out" | cut -c1-300)"); fi
+    return 0
+}
+
+# ---------------------------------------------------------------------------------------- runs
+TARGETS=(apicache origin nginx-cache nginx-static)
+for size in $SIZES; do
+    path="/blob/$size"
+    u_origin="http://127.0.0.1:$P_ORIGIN$path"
+    u_proxy="http://127.0.0.1:$P_PROXY$path"
+    u_ngx_cache="http://127.0.0.1:$P_NGX_CACHE$path"
+    u_ngx_static="http://127.0.0.1:$P_NGX_STATIC$path"
+
+    # the reference bytes, straight from the origin; also the static file nginx serves
+    curl -sf --max-time 5 "$u_origin" -o "$TMP/ngx/www/blob/$size" || die "fetching $u_origin failed"
+    got=$(stat -c %s "$TMP/ngx/www/blob/$size")
+    [[ "$got" == "$size" ]] || die "origin returned $got bytes for $path, expected $size"
+
+    warm_until_hit "$u_proxy" || die "apicache never answered X-Cache: HIT for $path"
+    body_check "$u_proxy" "$TMP/ngx/www/blob/$size" || die "apicache HIT body differs from the origin's for $path"
+    warm_until_hit "$u_ngx_cache" || die "nginx proxy_cache never answered X-Cache: HIT for $path"
+    body_check "$u_ngx_cache" "$TMP/ngx/www/blob/$size" || die "nginx proxy_cache body differs for $path"
+    body_check "$u_ngx_static" "$TMP/ngx/www/blob/$size" || die "nginx static body differs for $path"
+
+    run_wrk apicache "$size" "$u_proxy"
+    # still a hit after the run (nothing evicted or expired mid-run)
+    [[ "$(x_cache "$u_proxy")" == HIT ]] || NOTES+=("apicache/$size: not X-Cache: HIT after the run")
+    run_wrk origin "$size" "$u_origin"
+    run_wrk nginx-cache "$size" "$u_ngx_cache"
+    run_wrk nginx-static "$size" "$u_ngx_static"
+done
+
+# ---------------------------------------------------------------------------------------- report
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
+human_size() { awk -v n="$1" 'BEGIN { if (n % 1024 == 0) printf "%d KiB", n / 1024; else printf "%d B", n }'; }
+
+echo
+echo "apicache load benchmark: wrk -t1 -c$CONNS -d${DURATION}s --latency (wrk on CPU 1, servers on CPU 0), 127.0.0.1"
+echo "$(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'), $("$NGINX" -v 2>&1 | sed 's/.*: //')"
+for size in $SIZES; do
+    echo
+    echo "body $(human_size "$size") (GET /blob/$size)"
+    printf '  %-13s %12s %10s %14s %15s\n' target req/s p99 "vs ngx-cache" "vs ngx-static"
+    for t in "${TARGETS[@]}"; do
+        r=${RPS[$t.$size]}
+        p=${P99[$t.$size]}
+        printf '  %-13s %12.0f %10s %14s %15s\n' "$t" "$r" "${p:+${p}ms}" \
+            "$(ratio "$r" "${RPS[nginx-cache.$size]}")" "$(ratio "$r" "${RPS[nginx-static.$size]}")"
+    done
+    echo "  apicache/origin: req/s x$(ratio "${RPS[apicache.$size]}" "${RPS[origin.$size]}"), p99 x$(ratio "${P99[apicache.$size]}" "${P99[origin.$size]}")"
+done
+if [[ " $SIZES " == *" 1024 "* ]]; then
+    echo
+    echo "reference: apicache 1 KiB hits ~${REF_1K_RPS} req/s expected on this box; measured $(printf '%.0f' "${RPS[apicache.1024]}") ($(ratio "${RPS[apicache.1024]}" "$REF_1K_RPS") of reference)"
+fi
+
+# anything odd
+if [[ -s "$TMP/demo.err" ]]; then
+    NOTES+=("apicache demo stderr (RUST_LOG=warn), $(wc -l <"$TMP/demo.err") lines: $(head -5 "$TMP/demo.err" | tr '\n' ' ' | cut -c1-400)")
+fi
+if grep -qv '^$' "$TMP/ngx/logs/error.log" 2>/dev/null; then
+    NOTES+=("nginx error.log: $(head -5 "$TMP/ngx/logs/error.log" | tr '\n' ' ' | cut -c1-400)")
+fi
+kill -0 "$DEMO_PID" 2>/dev/null || NOTES+=("apicache demo process died during the run")
+kill -0 "$NGX_PID" 2>/dev/null || NOTES+=("nginx died during the run")
+echo
+if ((${#NOTES[@]})); then
+    echo "notes:"
+    printf '  - %s\n' "${NOTES[@]}"
+else
+    echo "notes: none (no wrk errors, no non-2xx responses, no proxy warnings)"
+fi

@@ -1,0 +1,3 @@
+mod support;
+#[allow(unused_imports)]
+use support::*;
