@@ -112,7 +112,7 @@ impl Normalizer {
                     continue;
                 }
                 let value = match value {
-                    Some(v) if self.cfg.list_params.iter().any(|l| *l == name) => {
+                    Some(v) if self.cfg.list_params.contains(&name) => {
                         let mut items: Vec<&str> = v.split(',').filter(|s| !s.is_empty()).collect();
                         items.sort_unstable();
                         items.dedup();

@@ -245,7 +245,7 @@ impl Proxy {
                 if !must_check && fresh_enough {
                     let status = format!("apicache; hit; ttl={ttl}");
                     return (
-                        self.respond_cached(&obj, req.headers(), ctx, status),
+                        self.respond_cached(&obj, req.headers(), ctx.method == Method::HEAD, status),
                         CacheResult::Hit,
                     );
                 }
@@ -254,7 +254,7 @@ impl Proxy {
                 if may_serve_stale && req_cc.max_stale.is_some_and(|m| staleness <= m) {
                     let status = format!("apicache; hit; ttl={ttl}; detail=max-stale");
                     return (
-                        self.respond_cached(&obj, req.headers(), ctx, status),
+                        self.respond_cached(&obj, req.headers(), ctx.method == Method::HEAD, status),
                         CacheResult::Stale,
                     );
                 }
@@ -268,7 +268,7 @@ impl Proxy {
                     let status =
                         format!("apicache; fwd=stale; ttl={ttl}; detail=stale-while-revalidate");
                     return (
-                        self.respond_cached(&obj, req.headers(), ctx, status),
+                        self.respond_cached(&obj, req.headers(), ctx.method == Method::HEAD, status),
                         CacheResult::Stale,
                     );
                 }
@@ -313,7 +313,7 @@ impl Proxy {
                         )
                     };
                     return (
-                        self.respond_cached(&obj, req.headers(), ctx, status),
+                        self.respond_cached(&obj, req.headers(), ctx.method == Method::HEAD, status),
                         result,
                     );
                 }
@@ -323,7 +323,7 @@ impl Proxy {
                         obj.ttl()
                     );
                     return (
-                        self.respond_cached(&obj, req.headers(), ctx, status),
+                        self.respond_cached(&obj, req.headers(), ctx.method == Method::HEAD, status),
                         CacheResult::Stale,
                     );
                 }
@@ -764,11 +764,11 @@ impl Proxy {
     }
 
     /// Build the client's answer from a stored object: 304, 206/416, or the negotiated coding.
-    fn respond_cached(
+    pub fn respond_cached(
         &self,
         obj: &CachedObject,
         req: &HeaderMap,
-        ctx: &Ctx,
+        head: bool,
         cache_status: String,
     ) -> Response<ProxyBody> {
         let codings = if obj.no_transform {
@@ -850,7 +850,7 @@ impl Proxy {
                     RangeOutcome::Full => {}
                     RangeOutcome::Partial { start, end } => {
                         let part = obj.body.slice(start as usize..=end as usize);
-                        if let Some(e) = HeaderValue::from_str(&obj.etag).ok() {
+                        if let Ok(e) = HeaderValue::from_str(&obj.etag) {
                             headers.insert(header::ETAG, e);
                         }
                         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(part.len()));
@@ -860,7 +860,7 @@ impl Proxy {
                             headers.insert(header::CONTENT_RANGE, v);
                         }
                         headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-                        let body = if ctx.method == Method::HEAD {
+                        let body = if head {
                             ProxyBody::empty()
                         } else {
                             ProxyBody::full(part)
@@ -908,7 +908,7 @@ impl Proxy {
             headers.insert(header::ETAG, e);
         }
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-        let body = if ctx.method == Method::HEAD {
+        let body = if head {
             ProxyBody::empty()
         } else {
             ProxyBody::full(bytes)

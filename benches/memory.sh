@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# Memory benchmark: does the proxy's resident memory stay bounded by cache.max_size?
+#
+#   benches/memory.sh
+#
+# Runs `apicache demo` only for its origin (its own proxy sits idle on other ports), and the
+# release `apicache --config` (cache.max_size = 64MiB) as a separate process in front of that
+# origin, so the RSS measured is the proxy's alone. Then it fills the cache with FILL_FACTOR x
+# max_size of distinct objects (default 4 x 64 MiB = 4096 x 64 KiB, GET /blob/65536?seed=N,
+# 8 in parallel), in ROUNDS rounds of fresh seeds, and after each round prints /stats (objects,
+# bytes), VmRSS and VmHWM of the proxy process, RSS/max_size, and whether
+#     RSS < 1.3 x max_size + 64 MiB
+# The 64 MiB is the "small constant": runtime, allocator arenas, buffers, and the binary itself.
+#
+# Only 127.0.0.1 is used; the fill is bounded by request count (and a per-request timeout);
+# every process started here is killed on exit. Exits non-zero only when setup fails, never
+# because a number is over the bound.
+#
+# Env: OBJ_SIZE (bytes, default 65536), FILL_FACTOR (default 4), ROUNDS (default 2),
+#      PARALLEL (default 8), PORT_BASE (default 18190; PORT_BASE..PORT_BASE+10 are scanned),
+#      SKIP_BUILD=1 (use the existing target/release/apicache).
+set -euo pipefail
+
+MAX_SIZE_MIB=64
+OBJ_SIZE=${OBJ_SIZE:-65536}
+FILL_FACTOR=${FILL_FACTOR:-4}
+ROUNDS=${ROUNDS:-2}
+PARALLEL=${PARALLEL:-8}
+PORT_BASE=${PORT_BASE:-18190}
+CONST_MIB=64
+FACTOR=1.3
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN="$ROOT/target/release/apicache"
+
+die() { echo "memory.sh: setup failure: $*" >&2; exit 1; }
+log() { echo "== $*" >&2; }
+
+PIDS=()
+TMP=""
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 1 30); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    if [[ -n "$TMP" && -d "$TMP" ]]; then
+        rm -rf "$TMP"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+for t in curl awk; do command -v "$t" >/dev/null 2>&1 || die "$t not found"; done
+
+if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+    log "cargo build --release"
+    (cd "$ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
+fi
+[[ -x "$BIN" ]] || die "$BIN missing"
+
+TMP=$(mktemp -d /tmp/apicache-mem.XXXXXX)
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+FREE_PORTS=()
+for p in $(seq "$PORT_BASE" $((PORT_BASE + 10))); do
+    port_free "$p" && FREE_PORTS+=("$p")
+done
+((${#FREE_PORTS[@]} >= 5)) || die "need 5 free ports in $PORT_BASE..$((PORT_BASE + 10)), found ${#FREE_PORTS[@]}"
+P_DEMO_PROXY=${FREE_PORTS[0]}
+P_ORIGIN=${FREE_PORTS[1]}
+P_DEMO_ADMIN=${FREE_PORTS[2]}
+P_PROXY=${FREE_PORTS[3]}
+P_ADMIN=${FREE_PORTS[4]}
+
+wait_http() { # url [seconds]
+    local url=$1 deadline=$((SECONDS + ${2:-20}))
+    until curl -s -o /dev/null --max-time 1 "$url"; do
+        ((SECONDS < deadline)) || return 1
+        sleep 0.1
+    done
+}
+
+# ---------------------------------------------------------------------------------------- origin
+log "starting apicache demo for its origin (:$P_ORIGIN)"
+RUST_LOG=warn "$BIN" demo \
+    --listen "127.0.0.1:$P_DEMO_PROXY" --origin-listen "127.0.0.1:$P_ORIGIN" --admin-listen "127.0.0.1:$P_DEMO_ADMIN" \
+    >"$TMP/demo.out" 2>"$TMP/demo.err" &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$P_ORIGIN/blob/1024" || { cat "$TMP/demo.err" >&2; die "demo origin did not start"; }
+
+# ---------------------------------------------------------------------------------------- proxy
+cat >"$TMP/apicache.toml" <<EOF
+[server]
+listen = "127.0.0.1:$P_PROXY"
+
+[origin]
+url = "http://127.0.0.1:$P_ORIGIN"
+
+[cache]
+max_size = "${MAX_SIZE_MIB}MiB"
+
+[admin]
+listen = "127.0.0.1:$P_ADMIN"
+EOF
+log "starting apicache --config (proxy :$P_PROXY, admin :$P_ADMIN, max_size ${MAX_SIZE_MIB}MiB)"
+RUST_LOG=warn "$BIN" --config "$TMP/apicache.toml" >"$TMP/proxy.out" 2>"$TMP/proxy.err" &
+PROXY_PID=$!
+PIDS+=("$PROXY_PID")
+wait_http "http://127.0.0.1:$P_ADMIN/stats" || { cat "$TMP/proxy.err" >&2; die "apicache --config did not start"; }
+[[ "$(cat "/proc/$PROXY_PID/comm" 2>/dev/null)" == apicache ]] || die "pid $PROXY_PID is not the apicache process"
+
+# one object through the proxy: MISS then HIT, so we know it caches what we are about to send
+u1="http://127.0.0.1:$P_PROXY/blob/$OBJ_SIZE?seed=probe"
+curl -sf -o /dev/null --max-time 5 "$u1" || die "GET $u1 through the proxy failed"
+xc=$(curl -s -o /dev/null -D - --max-time 5 "$u1" | tr -d '\r' | awk -F': *' 'tolower($1)=="x-cache"{print $2}')
+[[ "$xc" == HIT ]] || die "second GET of $u1 was X-Cache: '$xc', not HIT: the proxy is not caching blobs"
+
+# ---------------------------------------------------------------------------------------- helpers
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }         # kB -> MiB
+status_kb() { awk -v f="$1:" '$1 == f {print $2}' "/proc/$PROXY_PID/status"; }
+stat_field() { curl -s --max-time 5 "http://127.0.0.1:$P_ADMIN/stats" | grep -o "\"$1\":[0-9]*" | head -1 | cut -d: -f2; }
+
+MAX_KB=$((MAX_SIZE_MIB * 1024))
+LIMIT_KB=$(awk -v m="$MAX_KB" -v f="$FACTOR" -v c="$CONST_MIB" 'BEGIN { printf "%d", m * f + c * 1024 }')
+N_PER_ROUND=$((FILL_FACTOR * MAX_SIZE_MIB * 1024 * 1024 / OBJ_SIZE))
+
+report() { # label
+    local rss hwm objects bytes
+    rss=$(status_kb VmRSS)
+    hwm=$(status_kb VmHWM)
+    objects=$(stat_field objects)
+    bytes=$(stat_field bytes)
+    printf '  %-22s objects %6s  stats.bytes %7s MiB  VmRSS %7s MiB  VmHWM %7s MiB  RSS/max_size %s\n' \
+        "$1" "${objects:-?}" "$(awk -v b="${bytes:-0}" 'BEGIN { printf "%.1f", b / 1048576 }')" \
+        "$(mib "$rss")" "$(mib "$hwm")" "$(awk -v r="$rss" -v m="$MAX_KB" 'BEGIN { printf "%.2f", r / m }')"
+    LAST_RSS=$rss
+    LAST_HWM=$hwm
+    LAST_BYTES=${bytes:-0}
+}
+
+echo
+echo "apicache memory benchmark: cache.max_size ${MAX_SIZE_MIB} MiB, ${N_PER_ROUND} distinct x ${OBJ_SIZE} B per round" \
+    "(${FILL_FACTOR} x max_size), ${ROUNDS} round(s), ${PARALLEL} parallel, 127.0.0.1"
+report "idle (1 object)"
+
+NOTES=()
+seed=0
+for round in $(seq 1 "$ROUNDS"); do
+    first=$((seed + 1))
+    last=$((seed + N_PER_ROUND))
+    seed=$last
+    log "round $round: GET /blob/$OBJ_SIZE?seed=[$first-$last] through the proxy"
+    t0=$(date +%s.%N)
+    # curl's URL globbing: one process, PARALLEL transfers at a time, bounded by count and time
+    curl -s -Z --parallel-max "$PARALLEL" --max-time 10 -o /dev/null \
+        -w '%{http_code} %header{x-cache}\n' \
+        "http://127.0.0.1:$P_PROXY/blob/$OBJ_SIZE?seed=[$first-$last]" >"$TMP/fill.$round.txt" 2>"$TMP/fill.$round.err" || true
+    t1=$(date +%s.%N)
+    ok=$(awk '$1 == 200' "$TMP/fill.$round.txt" | wc -l)
+    miss=$(awk '$1 == 200 && toupper($2) == "MISS"' "$TMP/fill.$round.txt" | wc -l)
+    bad=$(awk '$1 != 200' "$TMP/fill.$round.txt" | wc -l)
+    short=$((N_PER_ROUND - ok - bad))
+    sleep 1   # let the cache's pending evictions run (/stats also runs them)
+    report "after round $round"
+    printf '  %-22s %d requests in %.1fs: %d x 200 (%d MISS), %d other, %d missing; %.0f MiB sent through\n' \
+        "" "$N_PER_ROUND" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" "$ok" "$miss" "$bad" "$short" \
+        "$(awk -v n="$ok" -v s="$OBJ_SIZE" 'BEGIN { print n * s / 1048576 }')"
+    if ((bad > 0)); then NOTES+=("round $round: $bad non-200 responses: $(awk '$1 != 200 {print $1}' "$TMP/fill.$round.txt" | sort | uniq -c | tr '\n' ' ')"); fi
+    if ((short > 0)); then NOTES+=("round $round: $short requests got no answer"); fi
+    if ((ok > miss)); then NOTES+=("round $round: $((ok - miss)) of the distinct URLs were not MISS"); fi
+    if [[ -s "$TMP/fill.$round.err" ]]; then NOTES+=("round $round curl stderr: $(head -3 "$TMP/fill.$round.err" | tr '\n' ' ')"); fi
+done
+
+echo
+verdict=$(awk -v r="$LAST_RSS" -v l="$LIMIT_KB" 'BEGIN { print (r < l) ? "PASS" : "FAIL" }')
+echo "result: VmRSS $(mib "$LAST_RSS") MiB = $(awk -v r="$LAST_RSS" -v m="$MAX_KB" 'BEGIN { printf "%.2f", r / m }') x max_size;" \
+    "bound ${FACTOR} x ${MAX_SIZE_MIB} MiB + ${CONST_MIB} MiB (small constant) = $(mib "$LIMIT_KB") MiB -> $verdict"
+echo "        peak VmHWM $(mib "$LAST_HWM") MiB ($(awk -v r="$LAST_HWM" -v l="$LIMIT_KB" 'BEGIN { print (r < l) ? "under" : "over" }') the bound);" \
+    "stats.bytes $(awk -v b="$LAST_BYTES" 'BEGIN { printf "%.1f", b / 1048576 }') MiB ($(awk -v b="$LAST_BYTES" -v m="$MAX_KB" 'BEGIN { printf "%.2f", b / 1024 / m }') x max_size)"
+
+if [[ -s "$TMP/proxy.err" ]]; then
+    NOTES+=("proxy stderr (RUST_LOG=warn), $(wc -l <"$TMP/proxy.err") lines: $(head -5 "$TMP/proxy.err" | tr '\n' ' ' | cut -c1-400)")
+fi
+kill -0 "$PROXY_PID" 2>/dev/null || NOTES+=("the proxy process died")
+if ((${#NOTES[@]})); then
+    echo "notes:"
+    printf '  - %s\n' "${NOTES[@]}"
+else
+    echo "notes: none (all 200, all MISS, no proxy warnings)"
+fi
