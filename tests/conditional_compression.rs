@@ -146,6 +146,7 @@ fn assert_not_modified(status: u16, h: &HeaderMap, body: &Bytes, etag: &str) {
     assert!(vary_has(h, "accept-encoding"), "no Vary: {h:?}");
     assert!(!h.contains_key("content-type"), "304 has Content-Type: {h:?}");
     assert!(!h.contains_key("content-encoding"), "{h:?}");
+    eprintln!("304 headers: {h:?}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -938,5 +939,39 @@ async fn admin_listen_port_zero_is_accepted() {
     assert_ne!(admin, p.addr);
     let st = stats(&p).await;
     assert_eq!(stat(&st, "origin_requests"), 0);
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_response_respects_client_accept_encoding() {
+    let body = json_body(64 * 1024, "too-big-identity");
+    let origin = negotiating_origin(&body, "max-age=60").await;
+    let p = proxy(&origin.url(), "[cache]\nmax_object_size = \"1KiB\"\n").await;
+    for i in 0..2 {
+        let (s, h, got) = get_with(&p, "/big", &[("accept-encoding", "identity")]).await;
+        assert_eq!(s, 200);
+        assert!(hdr(&h, "content-encoding").is_none(), "request {i}: {h:?}");
+        assert_eq!(&got[..], &body[..], "request {i}");
+    }
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origin_gzip_over_object_limit_once_decoded_is_still_served() {
+    // ~5 KiB of gzip on the wire, 64 KiB decoded; the object limit sits in between.
+    let body = json_body(64 * 1024, "gzip-bomb-ish");
+    let gz = gzip(&body);
+    assert!(gz.len() < 16 * 1024, "{}", gz.len());
+    let origin = Origin::start(move |_| {
+        Reply::ok(gz.clone())
+            .header("content-encoding", "gzip")
+            .header("cache-control", "max-age=60")
+    })
+    .await;
+    let p = proxy(&origin.url(), "[cache]\nmax_object_size = \"16KiB\"\n").await;
+    let (s, h, got) = get_with(&p, "/gb", &[("accept-encoding", "gzip")]).await;
+    assert_eq!(s, 200, "{h:?}");
+    assert_eq!(hdr(&h, "content-encoding"), Some("gzip"));
+    assert_eq!(gunzip(&got), body);
     p.shutdown().await;
 }
