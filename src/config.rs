@@ -368,7 +368,11 @@ impl Config {
         let de = toml::Deserializer::new(text);
         let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
-            let reason = e.inner().message().trim().to_string();
+            let mut reason = e.inner().message().trim().replace('\n', "; ");
+            if let Some(span) = e.inner().span() {
+                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                reason = format!("{reason} (line {line})");
+            }
             let key = if key == "." { "<root>".into() } else { key };
             invalid(&key, reason)
         })?;

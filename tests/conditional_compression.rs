@@ -146,7 +146,7 @@ fn assert_not_modified(status: u16, h: &HeaderMap, body: &Bytes, etag: &str) {
     assert!(vary_has(h, "accept-encoding"), "no Vary: {h:?}");
     assert!(!h.contains_key("content-type"), "304 has Content-Type: {h:?}");
     assert!(!h.contains_key("content-encoding"), "{h:?}");
-    eprintln!("304 headers: {h:?}");
+    assert_ne!(hdr(h, "content-length"), Some("0"), "304 claims an empty representation");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -500,6 +500,85 @@ async fn stale_object_revalidated_upstream_with_if_modified_since() {
     assert_eq!(xcache(&h), "HIT");
     assert_eq!(&got[..], &body[..]);
     assert_eq!(origin.count(), 2);
+
+    p.shutdown().await;
+}
+
+/// An origin with ETag `"e1"` that answers a matching If-None-Match with a 304 carrying `extra`.
+async fn validating_origin(body: &[u8], extra: &'static [(&'static str, &'static str)]) -> Origin {
+    let body = body.to_vec();
+    Origin::start(move |seen| {
+        if seen
+            .headers
+            .get("if-none-match")
+            .is_some_and(|v| v == "\"e1\"")
+        {
+            let mut r = not_modified(&[("etag", "\"e1\""), ("cache-control", "max-age=60")]);
+            for (k, v) in extra {
+                r = r.header(k, v);
+            }
+            r
+        } else {
+            Reply::ok(body.clone())
+                .header("etag", "\"e1\"")
+                .header("cache-control", "max-age=60")
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_no_cache_revalidates_upstream() {
+    let body = json_body(4096, "client-no-cache");
+    let origin = validating_origin(&body, &[]).await;
+    let p = proxy(&origin.url(), &admin()).await;
+
+    let (s, _, _) = get(&p, "/nc").await;
+    assert_eq!(s, 200);
+    let bytes_before = origin.body_bytes.load(Ordering::SeqCst);
+
+    // A fresh object, but the client insists: one conditional origin request, answered 304.
+    let (s, h, got) = get_with(&p, "/nc", &[("cache-control", "no-cache")]).await;
+    assert_eq!(origin.count(), 2);
+    assert_eq!(
+        origin.last().headers.get("if-none-match").map(|v| v.to_str().unwrap()),
+        Some("\"e1\"")
+    );
+    assert_eq!(s, 200);
+    assert_eq!(&got[..], &body[..]);
+    assert_eq!(hdr(&h, "etag"), Some("\"e1\""));
+    assert_eq!(origin.body_bytes.load(Ordering::SeqCst), bytes_before);
+
+    // Same, with the client's own validator: the client gets a 304.
+    let (s, h, b) = get_with(
+        &p,
+        "/nc",
+        &[("cache-control", "no-cache"), ("if-none-match", "\"e1\"")],
+    )
+    .await;
+    assert_eq!(origin.count(), 3);
+    assert_not_modified(s, &h, &b, "\"e1\"");
+    assert_eq!(origin.body_bytes.load(Ordering::SeqCst), bytes_before);
+
+    let st = stats(&p).await;
+    assert_eq!(stat(&st, "revalidated"), 2);
+    assert_eq!(stat(&st, "compressions"), 2, "variants recomputed on refresh: {st}");
+
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_304_that_makes_object_unstorable_still_serves_body() {
+    let body = json_body(4096, "reval-set-cookie");
+    let origin = validating_origin(&body, &[("set-cookie", "session=abc")]).await;
+    let p = proxy(&origin.url(), "").await;
+
+    let (s, _, _) = get(&p, "/sc").await;
+    assert_eq!(s, 200);
+    let (s, h, got) = get_with(&p, "/sc", &[("cache-control", "no-cache")]).await;
+    assert_eq!(origin.count(), 2);
+    assert_eq!(s, 200, "{h:?}");
+    assert_eq!(&got[..], &body[..]);
 
     p.shutdown().await;
 }
