@@ -490,7 +490,7 @@ impl RawConfig {
                         "must be at least 16 characters".into(),
                     ));
                 }
-                if a.listen == self.server.listen {
+                if a.listen == self.server.listen && a.listen.port() != 0 {
                     return Err(invalid(
                         "admin.listen",
                         "must differ from server.listen: purges never go on the public port".into(),

@@ -245,7 +245,12 @@ impl Proxy {
                 if !must_check && fresh_enough {
                     let status = format!("apicache; hit; ttl={ttl}");
                     return (
-                        self.respond_cached(&obj, req.headers(), ctx.method == Method::HEAD, status),
+                        self.respond_cached(
+                            &obj,
+                            req.headers(),
+                            ctx.method == Method::HEAD,
+                            status,
+                        ),
                         CacheResult::Hit,
                     );
                 }
@@ -254,7 +259,12 @@ impl Proxy {
                 if may_serve_stale && req_cc.max_stale.is_some_and(|m| staleness <= m) {
                     let status = format!("apicache; hit; ttl={ttl}; detail=max-stale");
                     return (
-                        self.respond_cached(&obj, req.headers(), ctx.method == Method::HEAD, status),
+                        self.respond_cached(
+                            &obj,
+                            req.headers(),
+                            ctx.method == Method::HEAD,
+                            status,
+                        ),
                         CacheResult::Stale,
                     );
                 }
@@ -268,7 +278,12 @@ impl Proxy {
                     let status =
                         format!("apicache; fwd=stale; ttl={ttl}; detail=stale-while-revalidate");
                     return (
-                        self.respond_cached(&obj, req.headers(), ctx.method == Method::HEAD, status),
+                        self.respond_cached(
+                            &obj,
+                            req.headers(),
+                            ctx.method == Method::HEAD,
+                            status,
+                        ),
                         CacheResult::Stale,
                     );
                 }
@@ -313,7 +328,12 @@ impl Proxy {
                         )
                     };
                     return (
-                        self.respond_cached(&obj, req.headers(), ctx.method == Method::HEAD, status),
+                        self.respond_cached(
+                            &obj,
+                            req.headers(),
+                            ctx.method == Method::HEAD,
+                            status,
+                        ),
                         result,
                     );
                 }
@@ -323,7 +343,12 @@ impl Proxy {
                         obj.ttl()
                     );
                     return (
-                        self.respond_cached(&obj, req.headers(), ctx.method == Method::HEAD, status),
+                        self.respond_cached(
+                            &obj,
+                            req.headers(),
+                            ctx.method == Method::HEAD,
+                            status,
+                        ),
                         CacheResult::Stale,
                     );
                 }
@@ -379,7 +404,16 @@ impl Proxy {
         ] {
             headers.remove(h);
         }
-        headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+        // Asking for gzip lets the origin save bandwidth (the body is decoded before storing), but
+        // an unstorable answer goes to this client as is, so only ask when the client takes gzip.
+        let client_gzip = compress::negotiate(
+            req.headers().get_all(header::ACCEPT_ENCODING).iter(),
+            &[Coding::Gzip],
+        ) == Coding::Gzip;
+        headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static(if client_gzip { "gzip" } else { "identity" }),
+        );
         let mut tags = route.tags.clone();
         tags.push(tags::url_tag(&ctx.norm.path_and_query));
         let mut route = route.clone();
@@ -499,8 +533,22 @@ impl Proxy {
                     .refresh(&fr, &old, resp.headers(), facts, cache_policy)
                     .await
                 {
-                    Some(obj) => FillOutcome::Stored(obj, true),
-                    None => FillOutcome::Pass(NoStore::NoFreshness),
+                    Ok(obj) => FillOutcome::Stored(obj, true),
+                    Err((reason, headers)) => {
+                        // The body is still valid but may no longer be kept: hand it to the leader once.
+                        self.store.remove(&fr.key).await;
+                        if let Some(tx) = pass_tx {
+                            let mut resp = Response::from_parts(
+                                parts_with(old.status, headers),
+                                ProxyBody::full(old.body.clone()),
+                            );
+                            if let Ok(e) = HeaderValue::from_str(&old.etag) {
+                                resp.headers_mut().insert(header::ETAG, e);
+                            }
+                            let _ = tx.send(self.compress_passed(resp, &fr.vary_source));
+                        }
+                        FillOutcome::Pass(reason)
+                    }
                 };
             }
         }
@@ -583,7 +631,20 @@ impl Proxy {
         if encoding.as_deref().is_some_and(|e| e != b"identity") {
             match compress::gunzip_limited(&body, limit) {
                 Ok(plain) => body = Bytes::from(plain),
-                Err(_) => return FillOutcome::Failed(ProxyError::Origin),
+                Err(compress::DecodeError::TooLarge) => {
+                    self.pass_keys.insert(fr.key.clone(), NoStore::TooLarge);
+                    let resp = Response::from_parts(
+                        parts_with(parts.status, resp_headers),
+                        ProxyBody::full(body),
+                    );
+                    if let Some(tx) = pass_tx {
+                        let _ = tx.send(resp);
+                    }
+                    return FillOutcome::Pass(NoStore::TooLarge);
+                }
+                Err(compress::DecodeError::Corrupt) => {
+                    return FillOutcome::Failed(ProxyError::Origin)
+                }
             }
             // The origin's tag named its gzip bytes; what is stored now is a different representation.
             etag = etag.map(|e| {
@@ -686,7 +747,7 @@ impl Proxy {
         new_headers: &HeaderMap,
         facts: RequestFacts,
         cache_policy: CachePolicy,
-    ) -> Option<Arc<CachedObject>> {
+    ) -> Result<Arc<CachedObject>, (NoStore, HeaderMap)> {
         let mut headers = old.headers.clone();
         for name in new_headers.keys() {
             if !matches!(
@@ -711,14 +772,11 @@ impl Proxy {
             }
         }
         origin::strip_hop_by_hop(&mut headers);
-        let freshness = policy::evaluate(
-            StatusCode::OK,
-            &headers,
-            facts,
-            fr.route.policy,
-            cache_policy,
-        )
-        .ok()?;
+        let freshness =
+            match policy::evaluate(old.status, &headers, facts, fr.route.policy, cache_policy) {
+                Ok(f) => f,
+                Err(reason) => return Err((reason, headers)),
+            };
         let origin_etag = headers
             .get(header::ETAG)
             .cloned()
@@ -742,7 +800,7 @@ impl Proxy {
         obj.br = old.br.clone();
         let obj = Arc::new(obj);
         self.store.insert(fr.key.clone(), obj.clone()).await;
-        Some(obj)
+        Ok(obj)
     }
 
     async fn send_origin(

@@ -144,9 +144,16 @@ fn assert_not_modified(status: u16, h: &HeaderMap, body: &Bytes, etag: &str) {
     assert!(h.contains_key("cache-control"), "no Cache-Control: {h:?}");
     assert!(h.contains_key("date"), "no Date: {h:?}");
     assert!(vary_has(h, "accept-encoding"), "no Vary: {h:?}");
-    assert!(!h.contains_key("content-type"), "304 has Content-Type: {h:?}");
+    assert!(
+        !h.contains_key("content-type"),
+        "304 has Content-Type: {h:?}"
+    );
     assert!(!h.contains_key("content-encoding"), "{h:?}");
-    assert_ne!(hdr(h, "content-length"), Some("0"), "304 claims an empty representation");
+    assert_ne!(
+        hdr(h, "content-length"),
+        Some("0"),
+        "304 claims an empty representation"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -166,7 +173,10 @@ async fn generated_etag_is_strong_and_stable_across_instances() {
     let e1 = hdr(&h1, "etag").expect("generated ETag").to_string();
     let e2 = hdr(&h2, "etag").expect("generated ETag").to_string();
     assert!(!e1.starts_with("W/"), "generated ETag must be strong: {e1}");
-    assert!(e1.len() > 2 && e1.starts_with('"') && e1.ends_with('"'), "{e1}");
+    assert!(
+        e1.len() > 2 && e1.starts_with('"') && e1.ends_with('"'),
+        "{e1}"
+    );
     assert!(!e1[1..e1.len() - 1].contains('"'), "{e1}");
     assert_eq!(e1, e2, "same body, two proxy instances, different ETags");
     assert_eq!(e1, apicache::conditional::generate_etag(&body));
@@ -228,7 +238,11 @@ async fn if_none_match_forms_get_304_from_cache() {
     for inm in [etag.as_str(), list.as_str(), weak.as_str(), "*"] {
         let (s, h, b) = get_with(&p, "/inm", &[("if-none-match", inm)]).await;
         assert_not_modified(s, &h, &b, &etag);
-        assert_eq!(origin.count(), 1, "origin contacted for If-None-Match: {inm}");
+        assert_eq!(
+            origin.count(),
+            1,
+            "origin contacted for If-None-Match: {inm}"
+        );
     }
     // Same tag split over two header lines.
     let mut rb = client().get(url(&p, "/inm"));
@@ -328,7 +342,10 @@ async fn head_with_matching_if_none_match_gets_304() {
     assert_eq!(s, 200);
     assert!(b.is_empty());
     assert_eq!(hdr(&h, "etag"), Some(etag.as_str()));
-    assert_eq!(hdr(&h, "content-length"), Some(body.len().to_string().as_str()));
+    assert_eq!(
+        hdr(&h, "content-length"),
+        Some(body.len().to_string().as_str())
+    );
     assert_eq!(origin.count(), 1);
 
     p.shutdown().await;
@@ -408,7 +425,9 @@ async fn stale_object_revalidated_upstream_with_if_none_match() {
     assert_eq!(origin.count(), 2, "stale object was not revalidated");
     let seen = origin.last();
     assert_eq!(
-        seen.headers.get("if-none-match").map(|v| v.to_str().unwrap()),
+        seen.headers
+            .get("if-none-match")
+            .map(|v| v.to_str().unwrap()),
         Some("\"rev-1\""),
         "revalidation did not carry If-None-Match: {:?}",
         seen.headers
@@ -417,7 +436,10 @@ async fn stale_object_revalidated_upstream_with_if_none_match() {
     assert_eq!(&got[..], &body[..], "revalidated response lost its body");
     assert_eq!(hdr(&h, "content-type"), Some("application/json"));
     assert_eq!(hdr(&h, "etag"), Some("\"rev-1\""));
-    assert_eq!(hdr(&h, "content-length"), Some(body.len().to_string().as_str()));
+    assert_eq!(
+        hdr(&h, "content-length"),
+        Some(body.len().to_string().as_str())
+    );
     assert_eq!(xcache(&h), "HIT");
     assert!(
         hdr(&h, "cache-status").is_some_and(|c| c.contains("fwd-status=304")),
@@ -488,7 +510,11 @@ async fn stale_object_revalidated_upstream_with_if_modified_since() {
         seen.headers
     );
     // The generated tag is the proxy's, not the origin's: never sent upstream.
-    assert!(seen.headers.get("if-none-match").is_none(), "{:?}", seen.headers);
+    assert!(
+        seen.headers.get("if-none-match").is_none(),
+        "{:?}",
+        seen.headers
+    );
     assert_eq!(s, 200);
     assert_eq!(&got[..], &body[..]);
     assert_eq!(hdr(&h, "etag"), Some(etag.as_str()));
@@ -541,7 +567,11 @@ async fn client_no_cache_revalidates_upstream() {
     let (s, h, got) = get_with(&p, "/nc", &[("cache-control", "no-cache")]).await;
     assert_eq!(origin.count(), 2);
     assert_eq!(
-        origin.last().headers.get("if-none-match").map(|v| v.to_str().unwrap()),
+        origin
+            .last()
+            .headers
+            .get("if-none-match")
+            .map(|v| v.to_str().unwrap()),
         Some("\"e1\"")
     );
     assert_eq!(s, 200);
@@ -562,7 +592,58 @@ async fn client_no_cache_revalidates_upstream() {
 
     let st = stats(&p).await;
     assert_eq!(stat(&st, "revalidated"), 2);
-    assert_eq!(stat(&st, "compressions"), 2, "variants recomputed on refresh: {st}");
+    assert_eq!(
+        stat(&st, "compressions"),
+        2,
+        "variants recomputed on refresh: {st}"
+    );
+
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revalidation_with_changed_body_replaces_object_and_variants() {
+    let old = json_body(4096, "old");
+    let new = json_body(4096, "new");
+    let origin = validating_origin(&old, &[]).await;
+    let p = proxy(&origin.url(), &admin()).await;
+
+    let (_, h, got) = get_with(&p, "/chg", &[("accept-encoding", "gzip")]).await;
+    assert_eq!(gunzip(&got), old);
+    assert_eq!(hdr(&h, "etag"), Some("\"e1-gz\""));
+
+    let n = new.clone();
+    origin.set_handler(move |_| {
+        Reply::ok(n.clone())
+            .header("etag", "\"e2\"")
+            .header("cache-control", "max-age=60")
+    });
+    let (s, h, got) = get_with(&p, "/chg", &[("cache-control", "no-cache")]).await;
+    assert_eq!(s, 200);
+    assert_eq!(&got[..], &new[..]);
+    assert_eq!(hdr(&h, "etag"), Some("\"e2\""));
+    assert_eq!(
+        origin
+            .last()
+            .headers
+            .get("if-none-match")
+            .map(|v| v.to_str().unwrap()),
+        Some("\"e1\"")
+    );
+
+    // The old validator no longer matches; the encoded variants are the new body's.
+    let (s, _, got) = get_with(&p, "/chg", &[("if-none-match", "\"e1\"")]).await;
+    assert_eq!(s, 200);
+    assert_eq!(&got[..], &new[..]);
+    for (ae, decode) in [("gzip", gunzip as fn(&[u8]) -> Vec<u8>), ("br", unbrotli)] {
+        let (s, h, got) = get_with(&p, "/chg", &[("accept-encoding", ae)]).await;
+        assert_eq!((s, xcache(&h)), (200, "HIT"));
+        assert_eq!(decode(&got), new, "{ae} variant is stale");
+    }
+    assert_eq!(origin.count(), 2);
+    let st = stats(&p).await;
+    assert_eq!(stat(&st, "compressions"), 4, "{st}");
+    assert_eq!(stat(&st, "revalidated"), 0, "{st}");
 
     p.shutdown().await;
 }
@@ -605,8 +686,16 @@ async fn conditional_request_on_miss_fills_cache() {
     assert_eq!(s, 200);
     assert_eq!(&got[..], &body[..]);
     let seen = origin.last();
-    assert!(seen.headers.get("if-none-match").is_none(), "{:?}", seen.headers);
-    assert!(seen.headers.get("if-modified-since").is_none(), "{:?}", seen.headers);
+    assert!(
+        seen.headers.get("if-none-match").is_none(),
+        "{:?}",
+        seen.headers
+    );
+    assert!(
+        seen.headers.get("if-modified-since").is_none(),
+        "{:?}",
+        seen.headers
+    );
     let (s, h, got) = get(&p, "/a").await;
     assert_eq!((s, xcache(&h)), (200, "HIT"));
     assert_eq!(&got[..], &body[..]);
@@ -639,7 +728,10 @@ async fn gzip_and_br_variants_decode_to_identity() {
     assert_eq!(s, 200);
     assert!(hdr(&h, "content-encoding").is_none());
     assert_eq!(&id[..], &body[..]);
-    assert_eq!(hdr(&h, "content-length"), Some(body.len().to_string().as_str()));
+    assert_eq!(
+        hdr(&h, "content-length"),
+        Some(body.len().to_string().as_str())
+    );
     assert_eq!(vary_count(&h, "accept-encoding"), 1, "{h:?}");
 
     for (ae, coding) in [("gzip", "gzip"), ("br", "br")] {
@@ -658,7 +750,10 @@ async fn gzip_and_br_variants_decode_to_identity() {
         } else {
             unbrotli(&enc)
         };
-        assert_eq!(decoded, body, "{coding} body does not decode to the identity");
+        assert_eq!(
+            decoded, body,
+            "{coding} body does not decode to the identity"
+        );
         assert_eq!(hdr(&h, "content-type"), Some("application/json"));
     }
     assert_eq!(origin.count(), 1);
@@ -713,7 +808,10 @@ async fn origin_gzip_is_not_compressed_twice() {
     let (s, h, got) = get_with(&p, "/z", &[("accept-encoding", "gzip")]).await;
     assert_eq!(s, 200);
     assert_eq!(hdr(&h, "content-encoding"), Some("gzip"));
-    assert_eq!(hdr(&h, "content-length"), Some(got.len().to_string().as_str()));
+    assert_eq!(
+        hdr(&h, "content-length"),
+        Some(got.len().to_string().as_str())
+    );
     assert_eq!(vary_count(&h, "accept-encoding"), 1, "{h:?}");
     let once = gunzip(&got);
     assert!(!is_gzip(&once), "body was gzipped twice");
@@ -723,7 +821,10 @@ async fn origin_gzip_is_not_compressed_twice() {
     assert_eq!(s, 200);
     assert!(hdr(&h, "content-encoding").is_none(), "{h:?}");
     assert_eq!(&got[..], &body[..]);
-    assert_eq!(hdr(&h, "content-length"), Some(body.len().to_string().as_str()));
+    assert_eq!(
+        hdr(&h, "content-length"),
+        Some(body.len().to_string().as_str())
+    );
 
     let (s, h, got) = get_with(&p, "/z", &[("accept-encoding", "br")]).await;
     assert_eq!(s, 200);
@@ -793,7 +894,10 @@ async fn small_and_non_compressible_bodies_untouched() {
             assert_eq!(s, 200);
             assert!(hdr(&h, "content-encoding").is_none(), "{path}: {h:?}");
             assert_eq!(&got[..], &want[..], "{path}");
-            assert_eq!(hdr(&h, "content-length"), Some(want.len().to_string().as_str()));
+            assert_eq!(
+                hdr(&h, "content-length"),
+                Some(want.len().to_string().as_str())
+            );
         }
     }
     assert_eq!(origin.count(), 2);
@@ -846,7 +950,10 @@ async fn ranges_served_from_cache() {
 
     let (s, h, got) = get_with(&p, "/rg", &[("range", "bytes=0-9")]).await;
     assert_eq!(s, 206);
-    assert_eq!(hdr(&h, "content-range"), Some(format!("bytes 0-9/{len}").as_str()));
+    assert_eq!(
+        hdr(&h, "content-range"),
+        Some(format!("bytes 0-9/{len}").as_str())
+    );
     assert_eq!(&got[..], &body[..10]);
     assert_eq!(hdr(&h, "content-length"), Some("10"));
     assert!(hdr(&h, "content-encoding").is_none());
@@ -862,7 +969,10 @@ async fn ranges_served_from_cache() {
     let from_end = format!("bytes={len}-");
     let (s, h, _) = get_with(&p, "/rg", &[("range", from_end.as_str())]).await;
     assert_eq!(s, 416);
-    assert_eq!(hdr(&h, "content-range"), Some(format!("bytes */{len}").as_str()));
+    assert_eq!(
+        hdr(&h, "content-range"),
+        Some(format!("bytes */{len}").as_str())
+    );
 
     let (s, h, got) = get_with(
         &p,
@@ -871,7 +981,10 @@ async fn ranges_served_from_cache() {
     )
     .await;
     assert_eq!(s, 206);
-    assert_eq!(hdr(&h, "content-range"), Some(format!("bytes 0-9/{len}").as_str()));
+    assert_eq!(
+        hdr(&h, "content-range"),
+        Some(format!("bytes 0-9/{len}").as_str())
+    );
     assert_eq!(&got[..], &body[..10]);
 
     let (s, h, got) = get_with(
@@ -883,6 +996,14 @@ async fn ranges_served_from_cache() {
     assert_eq!(s, 200, "If-Range with another ETag must give the full body");
     assert!(hdr(&h, "content-range").is_none());
     assert_eq!(&got[..], &body[..]);
+
+    // Ranges the proxy may ignore: several at once, or last < first.
+    for range in ["bytes=0-1,5-6", "bytes=9-0", "items=0-9"] {
+        let (s, h, got) = get_with(&p, "/rg", &[("range", range)]).await;
+        assert_eq!(s, 200, "Range: {range}");
+        assert!(hdr(&h, "content-range").is_none(), "Range: {range}");
+        assert_eq!(&got[..], &body[..], "Range: {range}");
+    }
     assert_eq!(origin.count(), 1);
 
     p.shutdown().await;
@@ -897,10 +1018,17 @@ async fn range_on_miss_gives_206_and_stores_whole_object() {
 
     let (s, h, got) = get_with(&p, "/rm", &[("range", "bytes=0-9")]).await;
     assert_eq!(s, 206);
-    assert_eq!(hdr(&h, "content-range"), Some(format!("bytes 0-9/{len}").as_str()));
+    assert_eq!(
+        hdr(&h, "content-range"),
+        Some(format!("bytes 0-9/{len}").as_str())
+    );
     assert_eq!(&got[..], &body[..10]);
     let seen = origin.last();
-    assert!(seen.headers.get("range").is_none(), "Range forwarded: {:?}", seen.headers);
+    assert!(
+        seen.headers.get("range").is_none(),
+        "Range forwarded: {:?}",
+        seen.headers
+    );
 
     let (s, h, got) = get(&p, "/rm").await;
     assert_eq!((s, xcache(&h)), (200, "HIT"));
@@ -926,7 +1054,11 @@ async fn uncached_response_is_stream_compressed() {
         assert_eq!(hdr(&h, "content-encoding"), Some(coding), "{h:?}");
         assert!(vary_has(&h, "accept-encoding"), "{h:?}");
         if let Some(cl) = hdr(&h, "content-length") {
-            assert_eq!(cl, got.len().to_string(), "stale Content-Length on a re-encoded body");
+            assert_eq!(
+                cl,
+                got.len().to_string(),
+                "stale Content-Length on a re-encoded body"
+            );
         }
         assert!(got.len() < body.len());
         let decoded = if coding == "gzip" {
@@ -984,7 +1116,6 @@ async fn uncached_origin_gzip_is_not_compressed_twice() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: first uncacheable response (fill path) carries origin gzip to a client that refused gzip"]
 async fn uncached_response_respects_client_accept_encoding() {
     let body = json_body(20 * 1024, "pass-identity");
     let origin = negotiating_origin(&body, "no-store").await;
@@ -1005,7 +1136,6 @@ async fn uncached_response_respects_client_accept_encoding() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: config rejects [admin] listen = 127.0.0.1:0 because it equals server.listen 127.0.0.1:0"]
 async fn admin_listen_port_zero_is_accepted() {
     let origin = static_origin(b"{}", &[("cache-control", "max-age=60")]).await;
     let text = format!(

@@ -648,17 +648,25 @@ async fn idle_and_slow_header_connections_are_closed() {
         "[server]\nlisten = \"127.0.0.1:0\"\nheader_read_timeout = \"1s\"\n[origin]\nurl = \"{}\"\n",
         origin.url()
     );
-    let p = apicache::start(apicache::Config::parse(&text).unwrap()).await.unwrap();
+    let p = apicache::start(apicache::Config::parse(&text).unwrap())
+        .await
+        .unwrap();
     // A client that sends half a request head and stalls is cut off.
     let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
-    s.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    s.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
     let mut buf = vec![0u8; 1024];
-    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await.expect("closed in time");
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .expect("closed in time");
     let got = String::from_utf8_lossy(&buf[..n.unwrap_or(0)]).to_string();
     assert!(got.is_empty() || got.starts_with("HTTP/1.1 408"), "{got}");
     // An idle keep-alive connection after a complete request is closed too.
     let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
-    s.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    s.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let mut total = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
