@@ -117,7 +117,9 @@ fn authorized(h: &HeaderMap, token: &str) -> bool {
     let Some(given) = h
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
     else {
         return false;
     };

@@ -56,6 +56,8 @@ struct FillRequest {
     authorized: bool,
     route: RouteInfo,
     vary_source: HeaderMap,
+    /// A background refresh (stale-while-revalidate): skipped if another refresh already replaced the object.
+    background: bool,
 }
 
 /// Shared state of one running proxy.
@@ -170,8 +172,8 @@ impl Proxy {
         origin::add_via(h, ctx.version, &self.cfg.server.via);
         if !self.cfg.cache.expose_surrogate_keys {
             h.remove("surrogate-key");
+            h.remove("surrogate-control");
         }
-        h.remove("surrogate-control");
         tracing::info!(
             target: "apicache::access",
             method = %ctx.method,
@@ -269,7 +271,8 @@ impl Proxy {
                     );
                 }
                 if may_serve_stale && staleness <= obj.freshness.swr {
-                    let fill = self.fill_request(&key, &req, ctx, &route);
+                    let mut fill = self.fill_request(&key, &req, ctx, &route);
+                    fill.background = true;
                     let me = self.clone();
                     let stale = obj.clone();
                     tokio::spawn(async move {
@@ -425,6 +428,7 @@ impl Proxy {
             authorized: ctx.credential.is_some(),
             route,
             vary_source: req.headers().clone(),
+            background: false,
         }
     }
 
@@ -473,6 +477,15 @@ impl Proxy {
         stale: Option<Arc<CachedObject>>,
         pass_tx: Option<oneshot::Sender<Response<ProxyBody>>>,
     ) -> FillOutcome {
+        if let (true, Some(old)) = (fr.background, &stale) {
+            // This runs as the flight's leader, and a finished refresh stores before it leaves the
+            // in-flight map: a replaced object here means the refresh already happened.
+            if let Lookup::Hit(cur) = self.store.lookup(&fr.key, &fr.vary_source).await {
+                if !Arc::ptr_eq(&cur, old) {
+                    return FillOutcome::Stored(cur, true);
+                }
+            }
+        }
         let mut headers = fr.headers.clone();
         if let Some(s) = &stale {
             if let Some(e) = &s.origin_etag {

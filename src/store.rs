@@ -309,6 +309,7 @@ impl Store {
             }
             return n;
         }
+        self.cache.run_pending_tasks().await;
         let n = self.cache.entry_count() as usize;
         self.cache.invalidate_all();
         self.tags.clear();

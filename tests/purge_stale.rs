@@ -10,6 +10,9 @@ use tokio::task::JoinSet;
 
 const TOKEN: &str = "0123456789abcdef0123";
 
+/// One request in a table: method, path, extra headers.
+type Attempt<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>);
+
 fn admin_section(port: u16) -> String {
     format!("[admin]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"{TOKEN}\"\n")
 }
@@ -367,7 +370,6 @@ async fn purge_all_empties_the_cache() {
 
 // 3a. The `{"purged":N}` of a purge-all counts what it removed, even right after the fills.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: POST /purge-all right after inserts answers {\"purged\":0}: Store::purge_all reads moka entry_count() before run_pending_tasks()"]
 async fn purge_all_reports_entries_removed() {
     let origin = Origin::start(shop_reply).await;
     let p = proxy_admin(&origin, "").await;
@@ -521,19 +523,19 @@ async fn admin_requires_token() {
     expect(&p, "/a", "MISS", &page("/a")).await;
 
     let wrong_token = "0123456789abcdef0124";
-    let attempts: [(&str, &str, Option<&str>, &[(&str, &str)]); 9] = [
-        ("POST", "/purge/a", None, &[]),
-        ("POST", "/purge/a", Some(wrong_token), &[]),
-        ("POST", "/purge/a", Some(""), &[]),
-        ("POST", "/purge/a", Some("0123456789abcdef012"), &[]),
-        ("POST", "/purge/a", Some("0123456789abcdef01234"), &[]),
-        ("POST", "/purge", None, &[("surrogate-key", "a")]),
-        ("PURGE", "/a", None, &[]),
-        ("POST", "/purge-all", Some(wrong_token), &[]),
-        ("GET", "/stats", None, &[]),
+    let attempts: [(Attempt, Option<&str>); 9] = [
+        (("POST", "/purge/a", vec![]), None),
+        (("POST", "/purge/a", vec![]), Some(wrong_token)),
+        (("POST", "/purge/a", vec![]), Some("")),
+        (("POST", "/purge/a", vec![]), Some("0123456789abcdef012")),
+        (("POST", "/purge/a", vec![]), Some("0123456789abcdef01234")),
+        (("POST", "/purge", vec![("surrogate-key", "a")]), None),
+        (("PURGE", "/a", vec![]), None),
+        (("POST", "/purge-all", vec![]), Some(wrong_token)),
+        (("GET", "/stats", vec![]), None),
     ];
-    for (method, path, token, headers) in attempts {
-        let (status, h, _) = admin_req(&p, method, path, headers, token).await;
+    for ((method, path, headers), token) in attempts {
+        let (status, h, _) = admin_req(&p, method, path, &headers, token).await;
         assert_eq!(status, 401, "{method} {path} token={token:?}");
         assert_eq!(hval(&h, "www-authenticate"), "Bearer");
     }
@@ -591,7 +593,7 @@ async fn public_port_never_purges() {
     expect(&p, "/items/1", "HIT", "{\"item\":1}").await;
 
     let tok = format!("Bearer {TOKEN}");
-    let attempts: [(&str, &str, Vec<(&str, &str)>); 5] = [
+    let attempts: [Attempt; 5] = [
         ("POST", "/purge/x", vec![]),
         ("PURGE", "/x", vec![]),
         ("POST", "/purge", vec![("surrogate-key", "x all")]),
@@ -618,27 +620,39 @@ async fn public_port_never_purges() {
     p.shutdown().await;
 }
 
-// 7. stale-while-revalidate: a burst of requests on a stale object gets it at once; one refresh.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stale_while_revalidate_serves_burst_with_one_refresh() {
-    let origin = Origin::start(|_s: &Seen| {
-        Reply::ok("{\"v\":\"old\"}").header("cache-control", "max-age=1, stale-while-revalidate=30")
-    })
-    .await;
-    let p = proxy(&origin.url(), "").await;
-    expect(&p, "/swr", "MISS", "{\"v\":\"old\"}").await;
-    expect(&p, "/swr", "HIT", "{\"v\":\"old\"}").await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    origin.set_handler(|_s: &Seen| {
-        Reply::ok("{\"v\":\"new\"}").header("cache-control", "max-age=1, stale-while-revalidate=30")
-    });
-    let before = origin.count();
+/// The "old" version goes stale after 1 s; the "new" one stays fresh, so after the refresh a STALE
+/// answer can only be the old body and a HIT only the new one, however slow the machine.
+fn swr_reply(version: &'static str) -> impl Fn(&Seen) -> Reply + Send + Sync + 'static {
+    let cc = if version == "old" {
+        "max-age=1, stale-while-revalidate=30"
+    } else {
+        "max-age=300, stale-while-revalidate=30"
+    };
+    move |s: &Seen| {
+        Reply::ok(format!(
+            "{{\"v\":\"{version}\",\"p\":\"{}\"}}",
+            s.path_and_query
+        ))
+        .header("cache-control", cc)
+        .header("etag", &format!("\"{version}\""))
+    }
+}
 
+fn swr_body(version: &str, path: &str) -> String {
+    format!("{{\"v\":\"{version}\",\"p\":\"{path}\"}}")
+}
+
+/// Fire 50 concurrent GETs at a stale-while-revalidate object whose origin now has a new version;
+/// check what each client got, wait (bounded) for the refresh to land, and return
+/// (stale answers, origin requests for `path` caused by the burst).
+async fn swr_burst(p: &apicache::Running, origin: &Origin, path: &str) -> (usize, usize) {
+    let before = origin_count_for(origin, path);
+    let (old, new) = (swr_body("old", path), swr_body("new", path));
     let c = client();
     let mut set = JoinSet::new();
     for _ in 0..50 {
         let c = c.clone();
-        let u = url(&p, "/swr");
+        let u = url(p, path);
         set.spawn(async move {
             let r = c.get(u).send().await.unwrap();
             let status = r.status().as_u16();
@@ -651,46 +665,99 @@ async fn stale_while_revalidate_serves_burst_with_one_refresh() {
     let mut stale = 0;
     while let Some(r) = set.join_next().await {
         let (status, xc, cs, body) = r.unwrap();
-        assert_eq!(status, 200);
+        assert_eq!(status, 200, "{path}");
         match xc.as_str() {
             "STALE" => {
-                assert_eq!(body, "{\"v\":\"old\"}");
+                assert_eq!(body, old, "a STALE answer has the old body");
                 assert!(cs.contains("fwd=stale"), "{cs}");
                 assert!(cs.contains("stale-while-revalidate"), "{cs}");
                 stale += 1;
             }
-            "HIT" => assert_eq!(
-                body, "{\"v\":\"new\"}",
-                "a HIT after the refresh has the new body"
-            ),
-            other => panic!("X-Cache {other} ({cs}) during stale-while-revalidate"),
+            "HIT" => assert_eq!(body, new, "a HIT after the refresh has the new body"),
+            other => panic!("{path}: X-Cache {other} ({cs}) during stale-while-revalidate"),
         }
     }
-    assert!(stale >= 1, "the refresh is triggered by a stale answer");
+    assert!(
+        stale >= 1,
+        "{path}: the refresh is triggered by a stale answer"
+    );
 
-    // Let the background refresh land (bounded), then check it was the only one.
-    let key = "GET /swr";
+    // Let the background refresh land (bounded: ~2 s).
+    let key = format!("GET {path}");
     let mut refreshed = false;
     for _ in 0..100 {
         if let apicache::store::Lookup::Hit(o) =
-            p.proxy.store().lookup(key, &HeaderMap::new()).await
+            p.proxy.store().lookup(&key, &HeaderMap::new()).await
         {
-            if o.body.as_ref() == b"{\"v\":\"new\"}" {
+            if o.body.as_ref() == new.as_bytes() {
                 refreshed = true;
                 break;
             }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(refreshed, "the background refresh stored the new body");
-    assert_eq!(
-        origin.count(),
-        before + 1,
-        "exactly one refresh for 50 stale requests"
+    assert!(
+        refreshed,
+        "{path}: the background refresh stored the new body"
     );
-    expect(&p, "/swr", "HIT", "{\"v\":\"new\"}").await;
+    expect(p, path, "HIT", &new).await;
+    // Give any further (unwanted) refresh a moment to reach the origin.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(origin.count(), before + 1);
+    (stale, origin_count_for(origin, path) - before)
+}
+
+// 7. stale-while-revalidate: a burst of requests on a stale object is answered at once with the old
+// body, one background refresh (collapsed) brings the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_while_revalidate_serves_burst_then_refreshes() {
+    let origin = Origin::start(swr_reply("old")).await;
+    let p = proxy(&origin.url(), "").await;
+    expect(&p, "/swr", "MISS", &swr_body("old", "/swr")).await;
+    expect(&p, "/swr", "HIT", &swr_body("old", "/swr")).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    origin.set_handler(swr_reply("new"));
+    let (stale, refreshes) = swr_burst(&p, &origin, "/swr").await;
+    // Exactly one is asserted by `stale_while_revalidate_refreshes_exactly_once` (ignored: BUG).
+    assert!(
+        refreshes >= 1 && refreshes <= stale && refreshes < 50,
+        "{refreshes} refreshes for {stale} stale answers"
+    );
+    p.shutdown().await;
+}
+
+// 7b. The refresh for a burst of stale requests happens exactly once (several objects, to catch the race).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_while_revalidate_refreshes_exactly_once() {
+    let origin = Origin::start(swr_reply("old")).await;
+    let p = proxy(&origin.url(), "").await;
+    let paths: Vec<String> = (0..8).map(|i| format!("/swr/{i}")).collect();
+    for path in &paths {
+        expect(&p, path, "MISS", &swr_body("old", path)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    origin.set_handler(swr_reply("new"));
+    let mut extra = Vec::new();
+    for path in &paths {
+        let (stale, refreshes) = swr_burst(&p, &origin, path).await;
+        if refreshes != 1 {
+            // Which stored object each origin request started from (its If-None-Match).
+            let validators: Vec<String> = origin
+                .seen
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|s| &s.path_and_query == path)
+                .map(|s| {
+                    let inm = s.headers.get("if-none-match");
+                    inm.map_or("-", |v| v.to_str().unwrap()).to_string()
+                })
+                .collect();
+            extra.push(format!(
+                "{path}: {refreshes} refreshes ({stale} stale answers), If-None-Match: {validators:?}"
+            ));
+        }
+    }
+    assert!(extra.is_empty(), "{extra:?}");
     p.shutdown().await;
 }
 
@@ -860,8 +927,7 @@ async fn surrogate_headers_stripped_by_default() {
     p.shutdown().await;
 }
 
-// 10b. `expose_surrogate_keys = true` passes Surrogate-Key on; Surrogate-Control (addressed to this
-// cache) is still consumed.
+// 10b. `expose_surrogate_keys = true` passes Surrogate-Key and Surrogate-Control on (for debugging).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn surrogate_keys_exposed_when_configured() {
     let origin = Origin::start(surrogate_reply).await;
@@ -869,7 +935,7 @@ async fn surrogate_keys_exposed_when_configured() {
     for xc in ["MISS", "HIT"] {
         let h = expect(&p, "/sk", xc, "{\"k\":1}").await;
         assert_eq!(hval(&h, "surrogate-key"), "k1 k2", "{xc}");
-        assert!(!h.contains_key("surrogate-control"), "{xc}: {h:?}");
+        assert_eq!(hval(&h, "surrogate-control"), "max-age=60", "{xc}");
     }
     let (_, h, _) = public_req(&p, "POST", "/sk-post", &[]).await;
     assert_eq!(hval(&h, "surrogate-key"), "k1 k2");
@@ -922,9 +988,21 @@ async fn metrics_are_prometheus_text() {
     p.shutdown().await;
 }
 
+// 5b. The auth scheme is case-insensitive (RFC 9110 §11.1): `bearer <token>` is the right token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_token_scheme_is_case_insensitive() {
+    let origin = Origin::start(shop_reply).await;
+    let p = proxy_admin(&origin, "").await;
+    expect(&p, "/a", "MISS", &page("/a")).await;
+    let lower = format!("bearer {TOKEN}");
+    let (status, _, body) =
+        admin_req(&p, "POST", "/purge/a", &[("authorization", &lower)], None).await;
+    assert_eq!((status, body.as_str()), (200, "{\"purged\":1}"));
+    p.shutdown().await;
+}
+
 // Config: an admin listener on an ephemeral port next to an ephemeral public port.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: config validation rejects [admin] listen = \"127.0.0.1:0\" when server.listen is also \"127.0.0.1:0\" (port 0 never collides)"]
 async fn admin_listen_on_port_zero_is_accepted() {
     let origin = Origin::start(shop_reply).await;
     let p = proxy(
