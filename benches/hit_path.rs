@@ -17,9 +17,18 @@ use apicache::Config;
 fn object(body: Vec<u8>) -> CachedObject {
     let mut headers = HeaderMap::new();
     headers.insert("content-type", HeaderValue::from_static("application/json"));
-    headers.insert("cache-control", HeaderValue::from_static("public, max-age=3600"));
-    headers.insert("last-modified", HeaderValue::from_static("Tue, 14 Nov 2023 22:13:20 GMT"));
-    headers.insert("date", HeaderValue::from_static("Tue, 14 Nov 2023 22:13:20 GMT"));
+    headers.insert(
+        "cache-control",
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    headers.insert(
+        "last-modified",
+        HeaderValue::from_static("Tue, 14 Nov 2023 22:13:20 GMT"),
+    );
+    headers.insert(
+        "date",
+        HeaderValue::from_static("Tue, 14 Nov 2023 22:13:20 GMT"),
+    );
     let etag = apicache::conditional::generate_etag(&body);
     let mut o = CachedObject::new(
         StatusCode::OK,
@@ -49,7 +58,10 @@ fn json(n: usize) -> Vec<u8> {
     let mut s = String::from("{\"items\":[");
     let mut i = 0;
     while s.len() + 64 < n {
-        s.push_str(&format!("{{\"id\":\"T-{i:05}\",\"amount\":{}.25,\"label\":\"coffee\"}},", i % 97));
+        s.push_str(&format!(
+            "{{\"id\":\"T-{i:05}\",\"amount\":{}.25,\"label\":\"coffee\"}},",
+            i % 97
+        ));
         i += 1;
     }
     s.push_str("{}]}");
@@ -57,25 +69,39 @@ fn json(n: usize) -> Vec<u8> {
 }
 
 fn benches(c: &mut Criterion) {
-    let cfg = Config::parse("[origin]\nurl = \"http://127.0.0.1:9\"\n[normalize]\nlist_params = [\"fields\"]\n").unwrap();
+    let cfg = Config::parse(
+        "[origin]\nurl = \"http://127.0.0.1:9\"\n[normalize]\nlist_params = [\"fields\"]\n",
+    )
+    .unwrap();
     let normalizer = Normalizer::new(&cfg.normalize);
     let target = "/accounts/A1/transactions?size=25&page=1&fields=b,a&utm_source=x&apiKey=secret";
-    c.bench_function("normalize", |b| b.iter(|| normalizer.normalize(black_box(target)).unwrap()));
+    c.bench_function("normalize", |b| {
+        b.iter(|| normalizer.normalize(black_box(target)).unwrap())
+    });
     c.bench_function("normalize_plain_path", |b| {
         b.iter(|| normalizer.normalize(black_box("/accounts/A1")).unwrap())
     });
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let store = Store::new(256 << 20, 16);
     let body = json(32 * 1024);
     rt.block_on(async {
         for i in 0..10_000 {
             store
-                .insert(format!("GET /accounts/A{i}/transactions?fields=a,b&size=25"), Arc::new(object(vec![b'x'; 64])))
+                .insert(
+                    format!("GET /accounts/A{i}/transactions?fields=a,b&size=25"),
+                    Arc::new(object(vec![b'x'; 64])),
+                )
                 .await;
         }
         store
-            .insert("GET /accounts/A1/transactions?fields=a,b&size=25".into(), Arc::new(object(body.clone())))
+            .insert(
+                "GET /accounts/A1/transactions?fields=a,b&size=25".into(),
+                Arc::new(object(body.clone())),
+            )
             .await;
     });
     let req_headers = HeaderMap::new();
@@ -96,21 +122,29 @@ fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("cached_response_32k");
     for coding in [Coding::Identity, Coding::Gzip, Coding::Br] {
         let mut h = HeaderMap::new();
-        h.insert("accept-encoding", HeaderValue::from_static(match coding {
-            Coding::Identity => "identity",
-            Coding::Gzip => "gzip",
-            Coding::Br => "br, gzip",
-        }));
+        h.insert(
+            "accept-encoding",
+            HeaderValue::from_static(match coding {
+                Coding::Identity => "identity",
+                Coding::Gzip => "gzip",
+                Coding::Br => "br, gzip",
+            }),
+        );
         group.bench_function(coding.as_str(), |b| {
             b.iter(|| {
                 let r = proxy.respond_cached(&obj, black_box(&h), false, "apicache; hit".into());
-                assert_eq!(r.headers().get("content-encoding").is_some(), coding != Coding::Identity);
+                assert_eq!(
+                    r.headers().get("content-encoding").is_some(),
+                    coding != Coding::Identity
+                );
                 black_box(r)
             })
         });
     }
     // Reference: what compressing on every hit would cost instead.
-    group.bench_function("br_recompress_reference", |b| b.iter(|| compress::brotli(black_box(&obj.body), 9)));
+    group.bench_function("br_recompress_reference", |b| {
+        b.iter(|| compress::brotli(black_box(&obj.body), 9))
+    });
     group.finish();
 }
 

@@ -52,13 +52,22 @@ async fn run(total: usize, tagged: usize) -> (f64, usize) {
 
 fn main() {
     // `cargo bench` passes --bench; nothing to parse.
-    let total: usize = std::env::var("OBJECTS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let total: usize = std::env::var("OBJECTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let (small_ms, small_n) = run(20_000, 10_000).await;
         let (big_ms, big_n) = run(total, 10_000).await;
         println!("purge of {small_n} tagged objects in a cache of 20,000: {small_ms:.2} ms");
         println!("purge of {big_n} tagged objects in a cache of {total}: {big_ms:.2} ms");
-        println!("ratio big/small: {:.2} (≈1 means cost follows the objects purged, not the cache size)", big_ms / small_ms);
+        println!(
+            "ratio big/small: {:.2} (≈1 means cost follows the objects purged, not the cache size)",
+            big_ms / small_ms
+        );
     });
 }
