@@ -18,7 +18,8 @@
 #
 # Env: DURATION (s, default 10), WARMUP (s of unmeasured wrk before each run, default 1, 0 = none),
 #      SIZES (default "1024 32768"), PORT_BASE (default 18180; ports PORT_BASE..PORT_BASE+10 are
-#      scanned for free ones), SKIP_BUILD=1 (use the existing target/release/apicache).
+#      scanned for free ones), SKIP_BUILD=1 (use the existing target/release/apicache), KEEP_TMP=1 (keep the temp dir:
+#      configs, logs, raw outputs).
 set -euo pipefail
 
 DURATION=${DURATION:-10}
@@ -51,7 +52,7 @@ cleanup() {
         wait "$pid" 2>/dev/null || true
     done
     if [[ -n "$TMP" && -d "$TMP" ]]; then
-        rm -rf "$TMP"
+        if [[ "${KEEP_TMP:-0}" == 1 ]]; then echo "kept $TMP" >&2; else rm -rf "$TMP"; fi
     fi
 }
 trap cleanup EXIT
@@ -200,8 +201,25 @@ to_ms() {
         printf "%.3f", n }'
 }
 
+# cpu_snapshot -> "BUSY SERVERS CHILDREN" in clock ticks: BUSY = all CPUs' non-idle time (/proc/stat),
+# SERVERS = CPU time of the servers started here (demo, nginx master and workers), CHILDREN = this
+# shell's waited-for children (wrk). BUSY - SERVERS - CHILDREN over a run is CPU that something
+# else on the machine used meanwhile.
+cpu_snapshot() {
+    local pids=("$DEMO_PID" "$NGX_PID") files=() p
+    pids+=($(cat "/proc/$NGX_PID/task/$NGX_PID/children" 2>/dev/null || pgrep -P "$NGX_PID" || true))
+    for p in "${pids[@]}"; do [[ -r /proc/$p/stat ]] && files+=("/proc/$p/stat"); done
+    awk -v self="/proc/$$/stat" '
+        FILENAME == "/proc/stat" { if ($1 == "cpu") busy = $2 + $3 + $4 + $7 + $8 + $9; next }
+        { line = $0; sub(/^.*\) /, "", line); split(line, f, " ")
+          # after "pid (comm) ": f[1]=state ... f[12]=utime f[13]=stime f[14]=cutime f[15]=cstime
+          if (FILENAME == self) kids += f[14] + f[15]; else srv += f[12] + f[13] }
+        END { print busy, srv, kids }' /proc/stat "${files[@]}" "/proc/$$/stat"
+}
+CLK_TCK=$(getconf CLK_TCK)
+
 NOTES=()
-declare -A RPS P99
+declare -A RPS P99 BG SRV CLI
 # run_wrk NAME SIZE URL
 run_wrk() {
     local name=$1 size=$2 url=$3 out="$TMP/wrk.$1.$2.txt" rps p99 non2xx sockerr
@@ -209,9 +227,18 @@ run_wrk() {
         taskset -c 1 timeout $((WARMUP + 30)) wrk -t1 -c"$CONNS" -d"${WARMUP}s" "$url" >/dev/null 2>&1 || true
     fi
     log "wrk ${DURATION}s $name $size B  $url"
+    local before after t0=$EPOCHREALTIME
+    before=$(cpu_snapshot)
     if ! taskset -c 1 timeout $((DURATION + 60)) wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$url" >"$out" 2>&1; then
         NOTES+=("$name/$size: wrk exited non-zero: $(tr '\n' ' ' <"$out" | cut -c1-300)")
     fi
+    after=$(cpu_snapshot)
+    # CPU during the run, in % of one core: the server(s), wrk, and other processes
+    read -r SRV[$name.$size] CLI[$name.$size] BG[$name.$size] < <(awk -v b="$before" -v a="$after" \
+        -v t0="$t0" -v t1="$EPOCHREALTIME" -v hz="$CLK_TCK" 'BEGIN {
+        split(b, x, " "); split(a, y, " "); k = 100 / hz / (t1 - t0)
+        s = y[2] - x[2]; c = y[3] - x[3]; o = (y[1] - x[1]) - s - c; if (o < 0) o = 0
+        printf "%.0f %.0f %.0f\n", s * k, c * k, o * k }')
     rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
     p99=$(awk '$1 == "99%" {print $2}' "$out")
     RPS[$name.$size]=${rps:-0}
@@ -262,17 +289,25 @@ echo "$(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/me
 for size in $SIZES; do
     echo
     echo "body $(human_size "$size") (GET /blob/$size)"
-    printf '  %-13s %12s %10s %14s %15s\n' target req/s p99 "vs ngx-cache" "vs ngx-static"
+    printf '  %-13s %10s %10s %13s %14s %9s %9s %10s\n' target req/s p99 "vs ngx-cache" "vs ngx-static" \
+        "srv-cpu" "wrk-cpu" "other-cpu"
     for t in "${TARGETS[@]}"; do
         r=${RPS[$t.$size]}
         p=${P99[$t.$size]}
-        printf '  %-13s %12.0f %10s %14s %15s\n' "$t" "$r" "${p:+${p}ms}" \
-            "$(ratio "$r" "${RPS[nginx-cache.$size]}")" "$(ratio "$r" "${RPS[nginx-static.$size]}")"
+        printf '  %-13s %10.0f %10s %13s %14s %8s%% %8s%% %9s%%\n' "$t" "$r" "${p:+${p}ms}" \
+            "$(ratio "$r" "${RPS[nginx-cache.$size]}")" "$(ratio "$r" "${RPS[nginx-static.$size]}")" \
+            "${SRV[$t.$size]}" "${CLI[$t.$size]}" "${BG[$t.$size]}"
+        if ((${BG[$t.$size]:-0} > 15)); then
+            NOTES+=("$t/$size: other processes used ${BG[$t.$size]}% of a core during the run: this number is noisy")
+        fi
     done
     echo "  apicache/origin: req/s x$(ratio "${RPS[apicache.$size]}" "${RPS[origin.$size]}"), p99 x$(ratio "${P99[apicache.$size]}" "${P99[origin.$size]}")"
 done
+echo
+echo "CPU columns, % of one core over the run: srv-cpu = the server(s) under test (pinned to CPU 0, so"
+echo "100% = saturated), wrk-cpu = the load generator (CPU 1; near 100% = the client may be the limit),"
+echo "other-cpu = processes not started here (noise; >15% is flagged below)"
 if [[ " $SIZES " == *" 1024 "* ]]; then
-    echo
     echo "reference: apicache 1 KiB hits ~${REF_1K_RPS} req/s expected on this box; measured $(printf '%.0f' "${RPS[apicache.1024]}") ($(ratio "${RPS[apicache.1024]}" "$REF_1K_RPS") of reference)"
 fi
 

@@ -16,15 +16,22 @@
 # every process started here is killed on exit. Exits non-zero only when setup fails, never
 # because a number is over the bound.
 #
-# Env: OBJ_SIZE (bytes, default 65536), FILL_FACTOR (default 4), ROUNDS (default 2),
+# Misses are CPU-bound: the proxy stores gzip and br variants of every object it caches (about
+# 25 ms of CPU per 64 KiB object), so one round of 4096 takes about a minute on 2 cores.
+#
+# Env: OBJ_SIZE (bytes, default 65536), FILL_FACTOR (default 4), ROUNDS (default 1; 2+ shows
+#      whether RSS keeps growing), COMPRESSION (on|off, default on: off adds [compression]
+#      enabled = false),
 #      PARALLEL (default 8), PORT_BASE (default 18190; PORT_BASE..PORT_BASE+10 are scanned),
-#      SKIP_BUILD=1 (use the existing target/release/apicache).
+#      SKIP_BUILD=1 (use the existing target/release/apicache), KEEP_TMP=1 (keep the temp dir:
+#      configs, logs, raw outputs).
 set -euo pipefail
 
 MAX_SIZE_MIB=64
 OBJ_SIZE=${OBJ_SIZE:-65536}
 FILL_FACTOR=${FILL_FACTOR:-4}
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ROUNDS:-1}
+COMPRESSION=${COMPRESSION:-on}
 PARALLEL=${PARALLEL:-8}
 PORT_BASE=${PORT_BASE:-18190}
 CONST_MIB=64
@@ -52,7 +59,7 @@ cleanup() {
         wait "$pid" 2>/dev/null || true
     done
     if [[ -n "$TMP" && -d "$TMP" ]]; then
-        rm -rf "$TMP"
+        if [[ "${KEEP_TMP:-0}" == 1 ]]; then echo "kept $TMP" >&2; else rm -rf "$TMP"; fi
     fi
 }
 trap cleanup EXIT
@@ -111,6 +118,11 @@ max_size = "${MAX_SIZE_MIB}MiB"
 [admin]
 listen = "127.0.0.1:$P_ADMIN"
 EOF
+case "$COMPRESSION" in
+    on) ;;
+    off) printf '\n[compression]\nenabled = false\n' >>"$TMP/apicache.toml" ;;
+    *) die "COMPRESSION must be on or off" ;;
+esac
 log "starting apicache --config (proxy :$P_PROXY, admin :$P_ADMIN, max_size ${MAX_SIZE_MIB}MiB)"
 RUST_LOG=warn "$BIN" --config "$TMP/apicache.toml" >"$TMP/proxy.out" 2>"$TMP/proxy.err" &
 PROXY_PID=$!
@@ -149,7 +161,7 @@ report() { # label
 
 echo
 echo "apicache memory benchmark: cache.max_size ${MAX_SIZE_MIB} MiB, ${N_PER_ROUND} distinct x ${OBJ_SIZE} B per round" \
-    "(${FILL_FACTOR} x max_size), ${ROUNDS} round(s), ${PARALLEL} parallel, 127.0.0.1"
+    "(${FILL_FACTOR} x max_size), ${ROUNDS} round(s), ${PARALLEL} parallel, compression $COMPRESSION, 127.0.0.1"
 report "idle (1 object)"
 
 NOTES=()
@@ -161,7 +173,7 @@ for round in $(seq 1 "$ROUNDS"); do
     log "round $round: GET /blob/$OBJ_SIZE?seed=[$first-$last] through the proxy"
     t0=$(date +%s.%N)
     # curl's URL globbing: one process, PARALLEL transfers at a time, bounded by count and time
-    curl -s -Z --parallel-max "$PARALLEL" --max-time 10 -o /dev/null \
+    curl -s --no-progress-meter -Z --parallel-max "$PARALLEL" --max-time 10 -o /dev/null \
         -w '%{http_code} %header{x-cache}\n' \
         "http://127.0.0.1:$P_PROXY/blob/$OBJ_SIZE?seed=[$first-$last]" >"$TMP/fill.$round.txt" 2>"$TMP/fill.$round.err" || true
     t1=$(date +%s.%N)
@@ -171,9 +183,10 @@ for round in $(seq 1 "$ROUNDS"); do
     short=$((N_PER_ROUND - ok - bad))
     sleep 1   # let the cache's pending evictions run (/stats also runs them)
     report "after round $round"
-    printf '  %-22s %d requests in %.1fs: %d x 200 (%d MISS), %d other, %d missing; %.0f MiB sent through\n' \
+    comp=$(stat_field compressions)
+    printf '  %-22s %d requests in %.1fs: %d x 200 (%d MISS), %d other, %d missing; %.0f MiB sent through; %s compressions so far\n' \
         "" "$N_PER_ROUND" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" "$ok" "$miss" "$bad" "$short" \
-        "$(awk -v n="$ok" -v s="$OBJ_SIZE" 'BEGIN { print n * s / 1048576 }')"
+        "$(awk -v n="$ok" -v s="$OBJ_SIZE" 'BEGIN { print n * s / 1048576 }')" "${comp:-?}"
     if ((bad > 0)); then NOTES+=("round $round: $bad non-200 responses: $(awk '$1 != 200 {print $1}' "$TMP/fill.$round.txt" | sort | uniq -c | tr '\n' ' ')"); fi
     if ((short > 0)); then NOTES+=("round $round: $short requests got no answer"); fi
     if ((ok > miss)); then NOTES+=("round $round: $((ok - miss)) of the distinct URLs were not MISS"); fi
