@@ -9,8 +9,8 @@
 # max_size of distinct objects (default 4 x 64 MiB = 4096 x 64 KiB, GET /blob/65536?seed=N,
 # 8 in parallel), in ROUNDS rounds of fresh seeds, and after each round prints /stats (objects,
 # bytes), VmRSS and VmHWM of the proxy process, RSS/max_size, and whether
-#     RSS < 1.3 x max_size + 64 MiB
-# The 64 MiB is the "small constant": runtime, allocator arenas, buffers, and the binary itself.
+#     RSS < 1.3 x max_size + 16 MiB
+# The 16 MiB is the "small constant": runtime, allocator arenas, buffers, and the binary itself.
 #
 # Only 127.0.0.1 is used; the fill is bounded by request count (and a per-request timeout);
 # every process started here is killed on exit. Exits non-zero only when setup fails, never
@@ -34,7 +34,7 @@ ROUNDS=${ROUNDS:-1}
 COMPRESSION=${COMPRESSION:-on}
 PARALLEL=${PARALLEL:-8}
 PORT_BASE=${PORT_BASE:-18190}
-CONST_MIB=64
+CONST_MIB=${CONST_MIB:-16}
 FACTOR=1.3
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -181,7 +181,7 @@ for round in $(seq 1 "$ROUNDS"); do
     miss=$(awk '$1 == 200 && toupper($2) == "MISS"' "$TMP/fill.$round.txt" | wc -l)
     bad=$(awk '$1 != 200' "$TMP/fill.$round.txt" | wc -l)
     short=$((N_PER_ROUND - ok - bad))
-    sleep 1   # let the cache's pending evictions run (/stats also runs them)
+    sleep "${SETTLE:-3}"   # let pending evictions run and the allocator return freed pages (/stats also runs evictions)
     report "after round $round"
     comp=$(stat_field compressions)
     printf '  %-22s %d requests in %.1fs: %d x 200 (%d MISS), %d other, %d missing; %.0f MiB sent through; %s compressions so far\n' \

@@ -201,19 +201,28 @@ pub fn gzip(data: &[u8], level: u32) -> Vec<u8> {
     let out = Vec::with_capacity(data.len() / 4 + 64);
     let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::new(level.min(9)));
     // Writing into a Vec cannot fail, so the only error source is absent.
-    enc.write_all(data)
+    let mut out = enc
+        .write_all(data)
         .and_then(|()| enc.finish())
-        .expect("in-memory gzip encoding is infallible")
+        .expect("in-memory gzip encoding is infallible");
+    // Stored variants live long: do not keep the growth slack.
+    out.shrink_to_fit();
+    out
 }
 
 /// Compress `data` with brotli at `quality` (clamped to 0..=11).
 pub fn brotli(data: &[u8], quality: u32) -> Vec<u8> {
     let out = Vec::with_capacity(data.len() / 4 + 64);
-    let mut enc = brotli::CompressorWriter::new(out, BROTLI_BUFFER, quality.min(11), BROTLI_LGWIN);
+    // A window no larger than the body: the encoder's ring buffer and hash tables scale with it,
+    // and a 4 MiB window for a 30 KiB body is mostly zeroed memory that costs time and RSS.
+    let lgwin = (usize::BITS - data.len().leading_zeros()).clamp(16, BROTLI_LGWIN);
+    let mut enc = brotli::CompressorWriter::new(out, BROTLI_BUFFER, quality.min(11), lgwin);
     // Writing into a Vec cannot fail; into_inner finishes the stream.
     enc.write_all(data)
         .expect("in-memory brotli encoding is infallible");
-    enc.into_inner()
+    let mut out = enc.into_inner();
+    out.shrink_to_fit();
+    out
 }
 
 /// Why a gzip body could not be decoded.

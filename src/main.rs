@@ -35,6 +35,18 @@ enum Command {
     },
 }
 
+/// jemalloc returns freed pages to the OS on its own (background threads, short decay), so RSS
+/// follows the cache's byte budget instead of the allocator's high-water mark.
+#[cfg(all(unix, not(target_env = "musl")))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's start-up options (read by the allocator itself before main).
+#[cfg(all(unix, not(target_env = "musl")))]
+#[allow(non_upper_case_globals)]
+#[export_name = "_rjem_malloc_conf"]
+pub static malloc_conf: &[u8] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+
 /// The demo's config, embedded so `apicache demo` works from any directory.
 const DEMO_CONFIG: &str = include_str!("../config/demo.toml");
 

@@ -69,6 +69,7 @@ pub struct Proxy {
     origin: Origin,
     inflight: Mutex<HashMap<String, Flight>>,
     pass_keys: moka::sync::Cache<String, NoStore>,
+    compress_slots: tokio::sync::Semaphore,
     /// Counters for /metrics.
     pub metrics: Metrics,
 }
@@ -101,6 +102,9 @@ impl Proxy {
                 .max_capacity(100_000)
                 .time_to_live(cfg.cache.hit_for_pass.max(Duration::from_millis(1)))
                 .build(),
+            compress_slots: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
             metrics: Metrics::default(),
             cfg,
         }
@@ -602,10 +606,18 @@ impl Proxy {
         // Buffer the body up to max_object_size; beyond it, hand what was read plus the rest to the leader.
         let limit = self.cfg.cache.max_object_size.as_u64() as usize;
         let mut body = Box::pin(IdleTimeout::new(body, self.origin.body_timeout()));
-        let mut buf = BytesMut::new();
+        let declared = resp_headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.parse::<usize>().ok());
+        let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
         let mut chunks: Vec<Bytes> = Vec::new();
-        let mut too_big = false;
-        while let Some(frame) = body.frame().await {
+        // A declared length over the limit streams through at once instead of after `limit` bytes.
+        let mut too_big = declared.is_some_and(|n| n > limit);
+        while !too_big {
+            let Some(frame) = body.frame().await else {
+                break;
+            };
             let Ok(frame) = frame else {
                 return FillOutcome::Failed(ProxyError::Origin);
             };
@@ -635,7 +647,13 @@ impl Proxy {
             }
             return FillOutcome::Pass(NoStore::TooLarge);
         }
-        let mut body = buf.freeze();
+        // Exactly sized: a grown buffer's slack would stay resident for the object's lifetime,
+        // unseen by the byte budget.
+        let mut body = if buf.capacity() == buf.len() {
+            buf.freeze()
+        } else {
+            Bytes::copy_from_slice(&buf)
+        };
         let origin_etag = resp_headers.get(header::ETAG).cloned();
         let mut etag = origin_etag
             .as_ref()
@@ -643,7 +661,10 @@ impl Proxy {
             .map(str::to_string);
         if encoding.as_deref().is_some_and(|e| e != b"identity") {
             match compress::gunzip_limited(&body, limit) {
-                Ok(plain) => body = Bytes::from(plain),
+                Ok(mut plain) => {
+                    plain.shrink_to_fit();
+                    body = Bytes::from(plain)
+                }
                 Err(compress::DecodeError::TooLarge) => {
                     self.pass_keys.insert(fr.key.clone(), NoStore::TooLarge);
                     let resp = Response::from_parts(
@@ -700,6 +721,8 @@ impl Proxy {
         for h in [header::CONTENT_LENGTH, header::ETAG, header::AGE] {
             headers.remove(h);
         }
+        let headers = detach(&headers);
+        let origin_etag = origin_etag.map(|v| copy_value(&v));
         let no_transform = Directives::from_headers(&headers, &header::CACHE_CONTROL).no_transform;
         let mut tags = tags::parse_surrogate_keys(&headers);
         for t in &fr.route.tags {
@@ -729,7 +752,9 @@ impl Proxy {
         {
             let body = obj.body.clone();
             let (gz_level, br_level) = (c.gzip_level, c.brotli_level);
-            // Compression is CPU work: keep it off the reactor threads.
+            // Compression is CPU work: keep it off the reactor threads, and bound how many
+            // encoders run at once so a burst of misses cannot multiply their memory.
+            let _slot = self.compress_slots.acquire().await;
             let encoded = tokio::task::spawn_blocking(move || {
                 (
                     compress::gzip(&body, gz_level),
@@ -785,6 +810,7 @@ impl Proxy {
             }
         }
         origin::strip_hop_by_hop(&mut headers);
+        let headers = detach(&headers);
         let freshness =
             match policy::evaluate(old.status, &headers, facts, fr.route.policy, cache_policy) {
                 Ok(f) => f,
@@ -842,35 +868,36 @@ impl Proxy {
         head: bool,
         cache_status: String,
     ) -> Response<ProxyBody> {
-        let codings = if obj.no_transform {
-            vec![Coding::Identity]
-        } else {
-            obj.codings()
-        };
+        let mut codings = [Coding::Identity; 3];
+        let mut n = 0;
+        for c in obj.codings().take(if obj.no_transform { 1 } else { 3 }) {
+            codings[n] = c;
+            n += 1;
+        }
+        let codings = &codings[..n];
         let coding = if codings.len() > 1 {
-            compress::negotiate(req.get_all(header::ACCEPT_ENCODING).iter(), &codings)
+            compress::negotiate(req.get_all(header::ACCEPT_ENCODING).iter(), codings)
         } else {
             Coding::Identity
         };
-        let etag = conditional::variant_etag(&obj.etag, coding);
         let mut headers = obj.headers.clone();
         if codings.len() > 1 {
             merge_vary(&mut headers, "Accept-Encoding");
         }
         headers.insert("age", HeaderValue::from(obj.age()));
-        if let Ok(v) = HeaderValue::from_str(&cache_status) {
+        if let Ok(v) = HeaderValue::try_from(cache_status) {
             headers.insert("cache-status", v);
         }
-        let etag_value = HeaderValue::from_str(&etag).ok();
+        let etag_value = obj.etag_value(coding).cloned();
 
         if obj.status.is_success() {
             let inm = req.get_all(header::IF_NONE_MATCH);
             let not_modified = if inm.iter().next().is_some() {
-                let all: Vec<String> = codings
+                let all: Vec<&str> = codings
                     .iter()
-                    .map(|c| conditional::variant_etag(&obj.etag, *c))
+                    .filter_map(|c| obj.etag_value(*c).and_then(|v| v.to_str().ok()))
                     .collect();
-                let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+                let refs = all;
                 conditional::none_match(inm.iter(), &refs)
             } else {
                 req.get(header::IF_MODIFIED_SINCE).is_some_and(|ims| {
@@ -1155,6 +1182,23 @@ fn merge_vary(h: &mut HeaderMap, field: &str) {
             h.append(header::VARY, v);
         }
     }
+}
+
+/// A copy of a header value in its own allocation.
+fn copy_value(v: &HeaderValue) -> HeaderValue {
+    let mut c = HeaderValue::from_bytes(v.as_bytes()).unwrap_or_else(|_| v.clone());
+    c.set_sensitive(v.is_sensitive());
+    c
+}
+
+/// Copy every value: hyper's parsed values are slices of the connection's read buffer, which often
+/// holds the whole body too, so a stored header would otherwise pin that buffer for the object's life.
+fn detach(h: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(h.len());
+    for (k, v) in h {
+        out.append(k.clone(), copy_value(v));
+    }
+    out
 }
 
 fn set_cache_status(resp: &mut Response<ProxyBody>, value: &str) {

@@ -27,6 +27,8 @@ pub struct CachedObject {
     pub br: Option<Bytes>,
     /// The identity representation's ETag, as clients see it (origin's or generated).
     pub etag: String,
+    /// Header values of the identity, gzip and br ETags, built once instead of on every hit.
+    etag_values: [Option<HeaderValue>; 3],
     /// The origin's own ETag, used to revalidate upstream.
     pub origin_etag: Option<HeaderValue>,
     /// Last-Modified, for If-Modified-Since both ways.
@@ -69,6 +71,8 @@ impl CachedObject {
             body,
             gzip: None,
             br: None,
+            etag_values: [Coding::Identity, Coding::Gzip, Coding::Br]
+                .map(|c| HeaderValue::from_str(&crate::conditional::variant_etag(&etag, c)).ok()),
             etag,
             origin_etag,
             last_modified,
@@ -91,16 +95,16 @@ impl CachedObject {
         }
     }
 
-    /// Codings this object can be served in.
-    pub fn codings(&self) -> Vec<Coding> {
-        let mut v = vec![Coding::Identity];
-        if self.gzip.is_some() {
-            v.push(Coding::Gzip);
-        }
-        if self.br.is_some() {
-            v.push(Coding::Br);
-        }
-        v
+    /// Codings this object can be served in (identity first), without allocating.
+    pub fn codings(&self) -> impl Iterator<Item = Coding> + Clone + '_ {
+        [Coding::Identity, Coding::Gzip, Coding::Br]
+            .into_iter()
+            .filter(|c| self.variant(*c).is_some())
+    }
+
+    /// The ETag header value of one coding's representation.
+    pub fn etag_value(&self, coding: Coding) -> Option<&HeaderValue> {
+        self.etag_values[coding as usize].as_ref()
     }
 
     /// Current age in seconds (RFC 9111 §4.2.3).
