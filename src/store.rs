@@ -1,7 +1,7 @@
 //! The only file that touches moka: stored objects, byte-weighted capacity, per-entry expiry and the tag index.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -39,6 +39,8 @@ pub struct CachedObject {
     pub stored_at: Instant,
     /// Milliseconds after `stored_at` + 1 at which it was soft-purged; 0 = never.
     purged_at: AtomicU64,
+    /// Hard-purged: never served again, removed from moka in the background.
+    dead: AtomicBool,
     /// Fields named by the origin's Vary (Accept-Encoding excluded: handled here).
     pub vary: Vec<HeaderName>,
     /// The request's values for `vary` when stored.
@@ -79,6 +81,7 @@ impl CachedObject {
             freshness,
             stored_at: Instant::now(),
             purged_at: AtomicU64::new(0),
+            dead: AtomicBool::new(false),
             vary,
             vary_values,
             tags,
@@ -189,9 +192,11 @@ pub enum Lookup {
 #[derive(Clone)]
 pub struct Store {
     cache: moka::future::Cache<String, Arc<Entry>>,
-    tags: Arc<TagIndex>,
+    tags: Arc<TagIndex<Weak<Entry>>>,
     gen: Arc<AtomicU64>,
     max_variants: usize,
+    /// Hard-purged keys not yet removed from moka.
+    pending_removals: Arc<AtomicU64>,
 }
 
 struct KeepFor;
@@ -232,6 +237,7 @@ impl Store {
             tags,
             gen: Arc::new(AtomicU64::new(1)),
             max_variants: max_variants.max(1),
+            pending_removals: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -240,12 +246,22 @@ impl Store {
         let Some(entry) = self.cache.get(key).await else {
             return Lookup::Miss;
         };
-        for obj in &entry.objects {
+        let mut live = false;
+        for obj in entry
+            .objects
+            .iter()
+            .filter(|o| !o.dead.load(Ordering::Relaxed))
+        {
+            live = true;
             if obj.vary.is_empty() || vary_values(&obj.vary, req_headers) == obj.vary_values {
                 return Lookup::Hit(obj.clone());
             }
         }
-        Lookup::VaryMiss
+        if live {
+            Lookup::VaryMiss
+        } else {
+            Lookup::Miss
+        }
     }
 
     /// Store `obj` under `key`, replacing the variant with the same Vary values.
@@ -257,7 +273,7 @@ impl Store {
                     old.objects
                         .iter()
                         .filter(|o| o.vary != obj.vary || o.vary_values != obj.vary_values)
-                        .filter(|o| o.vary == obj.vary)
+                        .filter(|o| o.vary == obj.vary && !o.dead.load(Ordering::Relaxed))
                         .take(self.max_variants - 1)
                         .cloned(),
                 );
@@ -272,9 +288,10 @@ impl Store {
             }
         }
         let gen = self.gen.fetch_add(1, Ordering::Relaxed);
-        // Link before inserting, so an immediate eviction of this entry always finds its links.
-        self.tags.link(&key, gen, &tags);
         let entry = Arc::new(Entry { objects, gen, tags });
+        // Link before inserting, so an immediate eviction of this entry always finds its links.
+        self.tags
+            .link(&key, gen, &Arc::downgrade(&entry), &entry.tags);
         self.cache.insert(key, entry).await;
     }
 
@@ -284,21 +301,50 @@ impl Store {
     }
 
     /// Purge every entry under a tag; soft marks objects stale instead. Returns entries affected.
+    ///
+    /// Costs O(entries under the tag): each is marked through the index's handle (it stops being
+    /// served at once), and the hard-purged keys leave moka in a background task.
     pub async fn purge_tag(&self, tag: &str, soft: bool) -> usize {
-        let mut n = 0;
-        for (key, gen) in self.tags.keys(tag) {
-            let Some(entry) = self.cache.get(&key).await else {
+        let mut doomed = Vec::new();
+        for (key, gen, handle) in self.tags.handles(tag) {
+            let Some(entry) = handle.upgrade() else {
                 continue;
             };
-            if entry.gen != gen {
+            if entry.objects.iter().all(|o| o.dead.load(Ordering::Relaxed)) {
+                // Already purged under another tag, awaiting removal.
                 continue;
             }
-            n += 1;
-            if soft {
-                entry.objects.iter().for_each(|o| o.soft_purge());
-            } else {
-                self.cache.invalidate(&key).await;
+            for o in &entry.objects {
+                if soft {
+                    o.soft_purge();
+                } else {
+                    o.dead.store(true, Ordering::Relaxed);
+                }
             }
+            doomed.push((key, gen));
+        }
+        let n = doomed.len();
+        if !soft && n > 0 {
+            let cache = self.cache.clone();
+            let pending = self.pending_removals.clone();
+            pending.fetch_add(n as u64, Ordering::Relaxed);
+            let remove = async move {
+                for (key, gen) in doomed {
+                    // Only the generation that was purged: a refill that raced in stays.
+                    cache
+                        .entry(key)
+                        .and_compute_with(|cur| {
+                            let op = match cur {
+                                Some(e) if e.value().gen == gen => moka::ops::compute::Op::Remove,
+                                _ => moka::ops::compute::Op::Nop,
+                            };
+                            std::future::ready(op)
+                        })
+                        .await;
+                    pending.fetch_sub(1, Ordering::Relaxed);
+                }
+            };
+            tokio::spawn(remove);
         }
         n
     }
@@ -320,8 +366,15 @@ impl Store {
         n
     }
 
-    /// Apply pending evictions so counts are exact (tests, metrics).
+    /// Finish background purge removals and pending evictions so counts are exact (tests, metrics).
     pub async fn run_pending_tasks(&self) {
+        // Bounded: a removal task does a few µs of work per key.
+        for _ in 0..2000 {
+            if self.pending_removals.load(Ordering::Relaxed) == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         self.cache.run_pending_tasks().await;
     }
 
@@ -336,7 +389,7 @@ impl Store {
     }
 
     /// The tag index (for metrics and tests).
-    pub fn tag_index(&self) -> &TagIndex {
+    pub fn tag_index(&self) -> &TagIndex<Weak<Entry>> {
         &self.tags
     }
 }

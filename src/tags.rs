@@ -74,23 +74,30 @@ pub fn render_template<'a>(
     out
 }
 
-/// tag → (cache key → generation of the entry that carried the tag).
+/// tag → (cache key → generation of the entry that carried the tag, and a handle `V` to that entry).
 ///
 /// Entries are linked before they enter the cache and unlinked by the eviction listener only when the
 /// generation still matches, so a late "replaced" notice never unlinks the newer entry.
-#[derive(Default)]
-pub struct TagIndex {
-    map: DashMap<String, HashMap<String, u64>>,
+pub struct TagIndex<V = ()> {
+    map: DashMap<String, HashMap<String, (u64, V)>>,
 }
 
-impl TagIndex {
-    /// Record that `key` (generation `gen`) carries `tags`.
-    pub fn link(&self, key: &str, gen: u64, tags: &[String]) {
+impl<V> Default for TagIndex<V> {
+    fn default() -> Self {
+        Self {
+            map: DashMap::new(),
+        }
+    }
+}
+
+impl<V: Clone> TagIndex<V> {
+    /// Record that `key` (generation `gen`, handle `handle`) carries `tags`.
+    pub fn link(&self, key: &str, gen: u64, handle: &V, tags: &[String]) {
         for t in tags {
             self.map
                 .entry(t.clone())
                 .or_default()
-                .insert(key.to_string(), gen);
+                .insert(key.to_string(), (gen, handle.clone()));
         }
     }
 
@@ -98,7 +105,7 @@ impl TagIndex {
     pub fn unlink(&self, key: &str, gen: u64, tags: &[String]) {
         for t in tags {
             if let dashmap::Entry::Occupied(mut e) = self.map.entry(t.clone()) {
-                if e.get().get(key) == Some(&gen) {
+                if e.get().get(key).is_some_and(|(g, _)| *g == gen) {
                     e.get_mut().remove(key);
                     if e.get().is_empty() {
                         e.remove();
@@ -108,11 +115,23 @@ impl TagIndex {
         }
     }
 
+    /// The keys under a tag, with their generations and handles.
+    pub fn handles(&self, tag: &str) -> Vec<(String, u64, V)> {
+        self.map
+            .get(tag)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, (g, v))| (k.clone(), *g, v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The keys under a tag, with their generations.
     pub fn keys(&self, tag: &str) -> Vec<(String, u64)> {
         self.map
             .get(tag)
-            .map(|m| m.iter().map(|(k, g)| (k.clone(), *g)).collect())
+            .map(|m| m.iter().map(|(k, (g, _))| (k.clone(), *g)).collect())
             .unwrap_or_default()
     }
 
@@ -181,10 +200,10 @@ mod tests {
 
     #[test]
     fn index_respects_generations() {
-        let idx = TagIndex::default();
+        let idx: TagIndex = TagIndex::default();
         let tags = vec!["a".to_string(), "b".to_string()];
-        idx.link("k", 1, &tags);
-        idx.link("k", 2, &tags[..1]);
+        idx.link("k", 1, &(), &tags);
+        idx.link("k", 2, &(), &tags[..1]);
         idx.unlink("k", 1, &tags); // late notice for the replaced entry
         assert_eq!(idx.keys("a"), vec![("k".to_string(), 2)]);
         assert!(idx.keys("b").is_empty());
