@@ -87,6 +87,8 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Largest request head accepted; beyond it the client gets 431.
     pub max_header_size: ByteSize,
+    /// Largest request body forwarded; beyond it the client gets 413.
+    pub max_body_size: ByteSize,
     /// How long shutdown waits for in-flight requests before closing connections.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -103,6 +105,7 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             max_header_size: ByteSize::kib(64),
+            max_body_size: ByteSize::mib(16),
             shutdown_grace: Duration::from_secs(10),
             max_connections: 10_000,
             via: "apicache".into(),
@@ -159,6 +162,9 @@ pub struct CacheConfig {
     pub expose_surrogate_keys: bool,
     /// Most Vary variants kept per URL.
     pub max_variants: usize,
+    /// How long a stale object with validators is kept for a conditional refresh (0: only stale windows).
+    #[serde(with = "humantime_serde")]
+    pub keep_for_revalidation: Duration,
 }
 
 impl Default for CacheConfig {
@@ -171,6 +177,7 @@ impl Default for CacheConfig {
             store_set_cookie: false,
             expose_surrogate_keys: false,
             max_variants: 16,
+            keep_for_revalidation: Duration::from_secs(3600),
         }
     }
 }

@@ -22,6 +22,9 @@ pub enum ProxyError {
     /// `only-if-cached` and nothing suitable is stored.
     #[error("not cached")]
     NotCached,
+    /// The request body is larger than `server.max_body_size`.
+    #[error("request body too large")]
+    PayloadTooLarge,
 }
 
 impl ProxyError {
@@ -29,6 +32,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::Connect | ProxyError::Origin => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout | ProxyError::NotCached => StatusCode::GATEWAY_TIMEOUT,
         }

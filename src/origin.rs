@@ -15,7 +15,7 @@ use crate::config::OriginConfig;
 use crate::error::ProxyError;
 
 /// Request bodies sent to the origin.
-pub type OriginBody = BoxBody<Bytes, hyper::Error>;
+pub type OriginBody = BoxBody<Bytes, crate::body::BoxError>;
 
 /// An empty request body.
 pub fn empty_body() -> OriginBody {

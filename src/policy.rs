@@ -246,15 +246,16 @@ pub struct Freshness {
 }
 
 impl Freshness {
-    /// How long past freshness the object may still be useful (moka expiry = lifetime + this).
-    pub fn stale_window(&self, has_validators: bool) -> u64 {
+    /// How long past freshness the object may still be useful (moka expiry = lifetime + this):
+    /// the longest stale window that applies, or `revalidate_keep` for an object with validators.
+    pub fn stale_window(&self, has_validators: bool, revalidate_keep: u64) -> u64 {
         let serve = if self.must_revalidate || self.no_cache {
             0
         } else {
             self.swr.max(self.sie)
         };
         // A stale object with validators saves a body download on revalidation: keep it a while.
-        let revalidate = if has_validators { 3600 } else { 0 };
+        let revalidate = if has_validators { revalidate_keep } else { 0 };
         serve.max(revalidate)
     }
 }

@@ -95,7 +95,11 @@ impl Proxy {
         Self {
             normalizer: Normalizer::new(&cfg.normalize),
             router,
-            store: Store::new(cfg.cache.max_size.as_u64(), cfg.cache.max_variants),
+            store: Store::with_revalidation_window(
+                cfg.cache.max_size.as_u64(),
+                cfg.cache.max_variants,
+                cfg.cache.keep_for_revalidation,
+            ),
             origin: Origin::new(&cfg.origin),
             inflight: Mutex::new(HashMap::new()),
             pass_keys: moka::sync::Cache::builder()
@@ -1042,6 +1046,17 @@ impl Proxy {
         ctx: &Ctx,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let (parts, body) = req.into_parts();
+        let limit = self.cfg.server.max_body_size.as_u64();
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Err(ProxyError::PayloadTooLarge);
+        }
+        // A chunked body over the limit is cut off mid-stream: the origin sees an aborted request.
+        let body = http_body_util::Limited::new(body, limit as usize);
         let headers = origin::forward_headers(
             &parts.headers,
             ctx.version,

@@ -141,12 +141,15 @@ impl CachedObject {
     }
 
     /// How long moka should keep it: freshness left plus the longest stale window.
-    fn keep_for(&self) -> Duration {
+    fn keep_for(&self, revalidate_keep: u64) -> Duration {
         let left = self
             .freshness
             .lifetime
             .saturating_sub(self.freshness.initial_age);
-        let total = left + self.freshness.stale_window(self.has_validators());
+        let total = left
+            + self
+                .freshness
+                .stale_window(self.has_validators(), revalidate_keep);
         Duration::from_secs(total.max(1))
     }
 
@@ -199,11 +202,12 @@ pub struct Store {
     pending_removals: Arc<AtomicU64>,
 }
 
-struct KeepFor;
+/// Per-entry expiry; holds `cache.keep_for_revalidation` in seconds.
+struct KeepFor(u64);
 
 impl moka::Expiry<String, Arc<Entry>> for KeepFor {
     fn expire_after_create(&self, _k: &String, v: &Arc<Entry>, _now: Instant) -> Option<Duration> {
-        v.objects.iter().map(|o| o.keep_for()).max()
+        v.objects.iter().map(|o| o.keep_for(self.0)).max()
     }
     fn expire_after_update(
         &self,
@@ -212,13 +216,18 @@ impl moka::Expiry<String, Arc<Entry>> for KeepFor {
         _now: Instant,
         _current: Option<Duration>,
     ) -> Option<Duration> {
-        v.objects.iter().map(|o| o.keep_for()).max()
+        v.objects.iter().map(|o| o.keep_for(self.0)).max()
     }
 }
 
 impl Store {
     /// A store bounded to `max_bytes`, keeping at most `max_variants` Vary variants per URL.
     pub fn new(max_bytes: u64, max_variants: usize) -> Self {
+        Self::with_revalidation_window(max_bytes, max_variants, Duration::from_secs(3600))
+    }
+
+    /// As [`Store::new`], keeping stale objects that have validators for `keep` past freshness.
+    pub fn with_revalidation_window(max_bytes: u64, max_variants: usize, keep: Duration) -> Self {
         let tags = Arc::new(TagIndex::default());
         let listener_tags = tags.clone();
         let cache = moka::future::Cache::builder()
@@ -227,7 +236,7 @@ impl Store {
                 let w = k.len() + v.objects.iter().map(|o| o.weight()).sum::<usize>();
                 u32::try_from(w).unwrap_or(u32::MAX)
             })
-            .expire_after(KeepFor)
+            .expire_after(KeepFor(keep.as_secs()))
             .eviction_listener(move |k: Arc<String>, v: Arc<Entry>, _cause: RemovalCause| {
                 listener_tags.unlink(&k, v.gen, &v.tags);
             })

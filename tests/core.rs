@@ -682,3 +682,32 @@ async fn idle_and_slow_header_connections_are_closed() {
     assert!(String::from_utf8_lossy(&total).starts_with("HTTP/1.1 200"));
     p.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_request_body_is_413_and_not_forwarded() {
+    let origin = Origin::start(|_| Reply::ok("{}").status(201)).await;
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nmax_body_size = \"1KiB\"\n[origin]\nurl = \"{}\"\n",
+        origin.url()
+    );
+    let p = apicache::start(apicache::Config::parse(&text).unwrap())
+        .await
+        .unwrap();
+    let r = client()
+        .post(url(&p, "/upload"))
+        .body(vec![b'x'; 2048])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(origin.count(), 0);
+    let r = client()
+        .post(url(&p, "/upload"))
+        .body(vec![b'x'; 512])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(origin.last().body.len(), 512);
+    p.shutdown().await;
+}
