@@ -246,6 +246,18 @@ pub struct Freshness {
 }
 
 impl Freshness {
+    /// A plain lifetime with no stale windows and no revalidation requirements.
+    pub fn for_lifetime(lifetime: u64) -> Self {
+        Freshness {
+            lifetime,
+            initial_age: 0,
+            swr: 0,
+            sie: 0,
+            no_cache: false,
+            must_revalidate: false,
+        }
+    }
+
     /// How long past freshness the object may still be useful (moka expiry = lifetime + this):
     /// the longest stale window that applies, or `revalidate_keep` for an object with validators.
     pub fn stale_window(&self, has_validators: bool, revalidate_keep: u64) -> u64 {

@@ -102,22 +102,6 @@ fn not_modified(headers: &[(&str, &str)]) -> Reply {
     }
 }
 
-async fn head_with(
-    p: &apicache::Running,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> (u16, HeaderMap, Bytes) {
-    let mut rb = client().head(url(p, path));
-    for (k, v) in headers {
-        rb = rb.header(*k, *v);
-    }
-    let resp = rb.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let h = resp.headers().clone();
-    let body = resp.bytes().await.unwrap();
-    (status, h, body)
-}
-
 async fn stats(p: &apicache::Running) -> serde_json::Value {
     let addr = p.admin_addr.expect("admin listener configured");
     let resp = client()

@@ -217,7 +217,25 @@ pub async fn get_with(
     path: &str,
     headers: &[(&str, &str)],
 ) -> (u16, HeaderMap, Bytes) {
-    let mut rb = client().get(url(p, path));
+    send(p, reqwest::Method::GET, path, headers).await
+}
+
+pub async fn head_with(
+    p: &apicache::Running,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, HeaderMap, Bytes) {
+    send(p, reqwest::Method::HEAD, path, headers).await
+}
+
+/// Send `method path` with `headers` to the public port; return (status, headers, body).
+pub async fn send(
+    p: &apicache::Running,
+    method: reqwest::Method,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, HeaderMap, Bytes) {
+    let mut rb = client().request(method, url(p, path));
     for (k, v) in headers {
         rb = rb.header(*k, *v);
     }
