@@ -194,7 +194,7 @@ fn hex_val(b: u8) -> Option<u8> {
 
 /// Uppercase percent-encodings and decode the ones that stand for unreserved characters.
 fn normalize_percent(s: &str) -> Result<String, NormalizeError> {
-    if !s.contains('%') {
+    if !s.contains('%') && s.is_ascii() {
         return Ok(s.to_string());
     }
     let bytes = s.as_bytes();
@@ -217,9 +217,14 @@ fn normalize_percent(s: &str) -> Result<String, NormalizeError> {
                 out.push(char::from(b"0123456789ABCDEF"[usize::from(lo)]));
             }
             i += 3;
-        } else {
-            // hyper only hands us ASCII targets, so byte-to-char is exact.
+        } else if b.is_ascii() {
             out.push(b as char);
+            i += 1;
+        } else {
+            // Raw non-ASCII bytes (which the http crate lets through) are encoded, as RFC 3986 asks.
+            out.push('%');
+            out.push(char::from(b"0123456789ABCDEF"[usize::from(b >> 4)]));
+            out.push(char::from(b"0123456789ABCDEF"[usize::from(b & 15)]));
             i += 1;
         }
     }
@@ -331,6 +336,13 @@ mod tests {
         assert_eq!(n("").path_and_query, "/");
         assert_eq!(n("/x?q=%7e%2f").path_and_query, "/x?q=~%2F");
         assert_eq!(n("/x?q=1").path(), "/x");
+    }
+
+    #[test]
+    fn raw_non_ascii_is_percent_encoded() {
+        assert_eq!(n("/caf\u{e9}%41").path_and_query, "/caf%C3%A9A");
+        assert_eq!(n("/caf\u{e9}").path_and_query, "/caf%C3%A9");
+        assert_eq!(n("/caf%c3%a9").path_and_query, "/caf%C3%A9");
     }
 
     #[test]

@@ -41,11 +41,10 @@ enum FillOutcome {
 type Flight = Shared<BoxFuture<'static, FillOutcome>>;
 
 /// What a matched route asks for.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Copy, Default)]
 struct RouteInfo {
     cache: bool,
     policy: RoutePolicy,
-    tags: Vec<String>,
 }
 
 /// Everything a fill needs, detached from the client's request.
@@ -55,6 +54,8 @@ struct FillRequest {
     headers: HeaderMap,
     authorized: bool,
     route: RouteInfo,
+    /// Route tags and the URL tag, added to every object this fill stores.
+    tags: Vec<String>,
     vary_source: HeaderMap,
     /// A background refresh (stale-while-revalidate): skipped if another refresh already replaced the object.
     background: bool,
@@ -210,12 +211,20 @@ impl Proxy {
                 stale_if_error: r.stale_if_error,
                 per_credential: r.auth == AuthMode::PerCredential,
             },
-            tags: r
-                .tags
-                .iter()
-                .map(|t| tags::render_template(t, m.params.iter().collect::<Vec<_>>().into_iter()))
-                .collect(),
         }
+    }
+
+    /// The route's tag templates filled from the path (only needed when storing).
+    fn route_tags(&self, path: &str) -> Vec<String> {
+        let Ok(m) = self.router.at(path) else {
+            return Vec::new();
+        };
+        let params: Vec<(&str, &str)> = m.params.iter().collect();
+        self.cfg.routes[*m.value]
+            .tags
+            .iter()
+            .map(|t| tags::render_template(t, params.iter().copied()))
+            .collect()
     }
 
     /// GET and HEAD on a cacheable route.
@@ -235,16 +244,10 @@ impl Proxy {
             },
         );
         let req_cc = request_directives(req.headers());
-        if req_cc.no_store {
-            let r = self.forward(req, ctx, "bypass", "request-no-store").await;
-            return (r, CacheResult::Pass);
-        }
-        if let Some(reason) = self.pass_keys.get(&key) {
-            let r = self.forward(req, ctx, "bypass", reason.as_str()).await;
-            return (r, CacheResult::Pass);
-        }
+        let vary_req = vary_headers(req.headers(), &ctx.norm);
+        let vary_req: &HeaderMap = &vary_req;
 
-        let (stale, fwd) = match self.store.lookup(&key, req.headers()).await {
+        let (stale, fwd) = match self.store.lookup(&key, vary_req).await {
             Lookup::Hit(obj) => {
                 let ttl = obj.ttl();
                 let age = obj.age();
@@ -279,13 +282,20 @@ impl Proxy {
                     );
                 }
                 if may_serve_stale && staleness <= obj.freshness.swr {
-                    let mut fill = self.fill_request(&key, &req, ctx, &route);
-                    fill.background = true;
-                    let me = self.clone();
-                    let stale = obj.clone();
-                    tokio::spawn(async move {
-                        let _ = me.fill(fill, Some(stale), None).await;
-                    });
+                    let refreshing = self
+                        .inflight
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .contains_key(&key);
+                    if !refreshing && !req_cc.no_store {
+                        let mut fill = self.fill_request(&key, &req, vary_req, ctx, &route);
+                        fill.background = true;
+                        let me = self.clone();
+                        let stale = obj.clone();
+                        tokio::spawn(async move {
+                            let _ = me.fill(fill, Some(stale), None).await;
+                        });
+                    }
                     let status =
                         format!("apicache; fwd=stale; ttl={ttl}; detail=stale-while-revalidate");
                     return (
@@ -307,11 +317,20 @@ impl Proxy {
         if req_cc.only_if_cached {
             return (ProxyError::NotCached.into_response(), CacheResult::Miss);
         }
+        if req_cc.no_store {
+            let r = self.forward(req, ctx, "bypass", "request-no-store").await;
+            return (r, CacheResult::Pass);
+        }
+        // Checked only now: a fresh stored object is served even while the key is marked pass.
+        if let Some(reason) = self.pass_keys.get(&key) {
+            let r = self.forward(req, ctx, "bypass", reason.as_str()).await;
+            return (r, CacheResult::Pass);
+        }
 
         // Collapsed fill; a waiter whose Vary values differ from the stored object's tries again.
         let mut stale = stale;
         for _ in 0..3 {
-            let fill = self.fill_request(&key, &req, ctx, &route);
+            let fill = self.fill_request(&key, &req, vary_req, ctx, &route);
             let (tx, rx) = oneshot::channel();
             let t0 = Instant::now();
             let (outcome, leader) = self.fill(fill, stale.take(), Some(tx)).await;
@@ -320,7 +339,7 @@ impl Proxy {
             match outcome {
                 FillOutcome::Stored(obj, revalidated) => {
                     if !obj.vary.is_empty()
-                        && policy::vary_values(&obj.vary, req.headers()) != obj.vary_values
+                        && policy::vary_values(&obj.vary, vary_req) != obj.vary_values
                     {
                         continue;
                     }
@@ -349,6 +368,17 @@ impl Proxy {
                     );
                 }
                 FillOutcome::Stale(obj, fwd_status) => {
+                    if !obj.vary.is_empty()
+                        && policy::vary_values(&obj.vary, vary_req) != obj.vary_values
+                    {
+                        // The leader's stale variant is not this request's: never hand it over.
+                        let e = if fwd_status == 504 {
+                            ProxyError::Timeout
+                        } else {
+                            ProxyError::Origin
+                        };
+                        return (e.into_response(), CacheResult::Miss);
+                    }
                     let status = format!(
                         "apicache; fwd=stale; fwd-status={fwd_status}; ttl={}; detail=stale-if-error",
                         obj.ttl()
@@ -392,6 +422,7 @@ impl Proxy {
         &self,
         key: &str,
         req: &Request<Incoming>,
+        vary_req: &HeaderMap,
         ctx: &Ctx,
         route: &RouteInfo,
     ) -> FillRequest {
@@ -425,17 +456,16 @@ impl Proxy {
             header::ACCEPT_ENCODING,
             HeaderValue::from_static(if client_gzip { "gzip" } else { "identity" }),
         );
-        let mut tags = route.tags.clone();
+        let mut tags = self.route_tags(ctx.norm.path());
         tags.push(tags::url_tag(&ctx.norm.path_and_query));
-        let mut route = route.clone();
-        route.tags = tags;
         FillRequest {
             key: key.to_string(),
             path_and_query: ctx.norm.path_and_query.clone(),
             headers,
             authorized: ctx.credential.is_some(),
-            route,
-            vary_source: req.headers().clone(),
+            route: *route,
+            tags,
+            vary_source: vary_req.clone(),
             background: false,
         }
     }
@@ -594,7 +624,11 @@ impl Proxy {
         let freshness = match decision {
             Ok(f) => f,
             Err(reason) => {
-                self.pass_keys.insert(fr.key.clone(), reason);
+                // Remember pass only for what the response says about itself: a credentialed
+                // request or a failing origin must not switch caching off for everyone else.
+                if !fr.authorized && !parts.status.is_server_error() {
+                    self.pass_keys.insert(fr.key.clone(), reason);
+                }
                 let body = IdleTimeout::new(body, self.origin.body_timeout());
                 let resp = Response::from_parts(
                     parts_with(parts.status, resp_headers),
@@ -729,7 +763,7 @@ impl Proxy {
         let origin_etag = origin_etag.map(|v| copy_value(&v));
         let no_transform = Directives::from_headers(&headers, &header::CACHE_CONTROL).no_transform;
         let mut tags = tags::parse_surrogate_keys(&headers);
-        for t in &fr.route.tags {
+        for t in &fr.tags {
             if !tags.contains(t) {
                 tags.push(t.clone());
             }
@@ -1182,6 +1216,21 @@ fn same_origin_path(value: &str, host: Option<&HeaderValue>) -> Option<String> {
         uri.path_and_query()
             .map_or("/".to_string(), |p| p.as_str().to_string())
     })
+}
+
+/// The request headers as the origin sees them, for Vary matching: hop-by-hop fields removed and a
+/// moved API key present as `Authorization`. Borrowed when nothing changes (the common case).
+fn vary_headers<'a>(h: &'a HeaderMap, norm: &Normalized) -> std::borrow::Cow<'a, HeaderMap> {
+    let moved = norm.credential.is_some() && !h.contains_key(header::AUTHORIZATION);
+    if !moved && !h.contains_key(header::CONNECTION) && !h.contains_key(header::TE) {
+        return std::borrow::Cow::Borrowed(h);
+    }
+    let mut eff = h.clone();
+    origin::strip_hop_by_hop(&mut eff);
+    if let (true, Some(c)) = (moved, &norm.credential) {
+        eff.insert(header::AUTHORIZATION, c.clone());
+    }
+    std::borrow::Cow::Owned(eff)
 }
 
 /// Add a field name to Vary unless already there (or `*`).

@@ -370,8 +370,10 @@ impl Store {
         }
         self.cache.run_pending_tasks().await;
         let n = self.cache.entry_count() as usize;
-        self.cache.invalidate_all();
+        // Clear first: an insert racing in after this keeps its fresh links, and the listener's
+        // generation check cleans up after entries invalidated below.
         self.tags.clear();
+        self.cache.invalidate_all();
         n
     }
 

@@ -1,6 +1,7 @@
 //! Surrogate keys: parsing the origin's `Surrogate-Key`, route tag templates, and the exact tag → key index.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use dashmap::DashMap;
 use http::HeaderMap;
@@ -79,7 +80,8 @@ pub fn render_template<'a>(
 /// Entries are linked before they enter the cache and unlinked by the eviction listener only when the
 /// generation still matches, so a late "replaced" notice never unlinks the newer entry.
 pub struct TagIndex<V = ()> {
-    map: DashMap<String, HashMap<String, (u64, V)>>,
+    /// Keys are shared `Arc<str>`s: an object with many tags holds its (possibly long) key once.
+    map: DashMap<String, HashMap<Arc<str>, (u64, V)>>,
 }
 
 impl<V> Default for TagIndex<V> {
@@ -93,11 +95,12 @@ impl<V> Default for TagIndex<V> {
 impl<V: Clone> TagIndex<V> {
     /// Record that `key` (generation `gen`, handle `handle`) carries `tags`.
     pub fn link(&self, key: &str, gen: u64, handle: &V, tags: &[String]) {
+        let key: Arc<str> = Arc::from(key);
         for t in tags {
             self.map
                 .entry(t.clone())
                 .or_default()
-                .insert(key.to_string(), (gen, handle.clone()));
+                .insert(key.clone(), (gen, handle.clone()));
         }
     }
 
@@ -121,7 +124,7 @@ impl<V: Clone> TagIndex<V> {
             .get(tag)
             .map(|m| {
                 m.iter()
-                    .map(|(k, (g, v))| (k.clone(), *g, v.clone()))
+                    .map(|(k, (g, v))| (k.to_string(), *g, v.clone()))
                     .collect()
             })
             .unwrap_or_default()
@@ -131,7 +134,7 @@ impl<V: Clone> TagIndex<V> {
     pub fn keys(&self, tag: &str) -> Vec<(String, u64)> {
         self.map
             .get(tag)
-            .map(|m| m.iter().map(|(k, (g, _))| (k.clone(), *g)).collect())
+            .map(|m| m.iter().map(|(k, (g, _))| (k.to_string(), *g)).collect())
             .unwrap_or_default()
     }
 

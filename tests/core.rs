@@ -711,3 +711,144 @@ async fn oversize_request_body_is_413_and_not_forwarded() {
     assert_eq!(origin.last().body.len(), 512);
     p.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vary_sees_the_headers_the_origin_saw() {
+    // Vary: Authorization with a moved API key: each key is its own variant, anonymous is another.
+    let origin = Origin::start(|s| {
+        let who = s
+            .headers
+            .get("authorization")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let lang = s
+            .headers
+            .get("accept-language")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        Reply::ok(format!("{{\"who\":\"{who}\",\"lang\":\"{lang}\"}}"))
+            .header("cache-control", "public, max-age=60")
+            .header("vary", "Authorization, Accept-Language")
+    })
+    .await;
+    let p = proxy(&origin.url(), "").await;
+    let (_, _, a) = get(&p, "/v?apiKey=alpha").await;
+    assert_eq!(&a[..], br#"{"who":"api-token alpha","lang":""}"#);
+    let (_, h, b) = get(&p, "/v?apiKey=beta").await;
+    assert_eq!(xcache(&h), "MISS");
+    assert_eq!(
+        &b[..],
+        br#"{"who":"api-token beta","lang":""}"#,
+        "never another key's variant"
+    );
+    let (_, h, anon) = get(&p, "/v").await;
+    assert_eq!(xcache(&h), "MISS");
+    assert_eq!(&anon[..], br#"{"who":"","lang":""}"#);
+    let (_, h, _) = get(&p, "/v?apiKey=alpha").await;
+    assert_eq!(xcache(&h), "HIT");
+
+    // A field the client marks hop-by-hop never reaches the origin, so it cannot name a variant.
+    let (_, _, poisoned) = get_with(
+        &p,
+        "/w",
+        &[("accept-language", "fr"), ("connection", "accept-language")],
+    )
+    .await;
+    assert_eq!(&poisoned[..], br#"{"who":"","lang":""}"#);
+    let (_, h, fr) = get_with(&p, "/w", &[("accept-language", "fr")]).await;
+    assert_eq!(xcache(&h), "MISS");
+    assert_eq!(&fr[..], br#"{"who":"","lang":"fr"}"#);
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_never_gets_another_variants_stale_copy() {
+    let origin = Origin::start(|s| {
+        let lang = s
+            .headers
+            .get("accept-language")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        Reply::ok(format!("{{\"lang\":\"{lang}\"}}"))
+            .header("cache-control", "public, max-age=1, stale-if-error=300")
+            .header("vary", "Accept-Language")
+    })
+    .await;
+    let p = proxy(&origin.url(), "").await;
+    get_with(&p, "/s", &[("accept-language", "en")]).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    origin.set_handler(|_| {
+        Reply::ok("down")
+            .status(503)
+            .delay(Duration::from_millis(400))
+    });
+    let c = client();
+    let (c1, u1) = (c.clone(), url(&p, "/s"));
+    let en = tokio::spawn(async move {
+        let r = c1
+            .get(u1)
+            .header("accept-language", "en")
+            .send()
+            .await
+            .unwrap();
+        (
+            r.headers()["x-cache"].to_str().unwrap().to_string(),
+            r.text().await.unwrap(),
+        )
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = c
+        .get(url(&p, "/s"))
+        .header("accept-language", "fr")
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body = r.text().await.unwrap();
+    assert_ne!(body, "{\"lang\":\"en\"}", "fr must not get en's stale copy");
+    assert!(status >= 500, "{status}");
+    let (xc, en_body) = en.await.unwrap();
+    assert_eq!(
+        (xc.as_str(), en_body.as_str()),
+        ("STALE", "{\"lang\":\"en\"}")
+    );
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credentialed_pass_does_not_switch_caching_off_for_others() {
+    let origin = Origin::start(|s| {
+        if s.headers.contains_key("authorization") {
+            Reply::ok("{\"private\":true}").header("cache-control", "max-age=60")
+        } else {
+            Reply::ok("{\"public\":true}").header("cache-control", "max-age=60")
+        }
+    })
+    .await;
+    let p = proxy(&origin.url(), "").await;
+    let (_, h, _) = get_with(&p, "/c", &[("authorization", "Bearer junk")]).await;
+    assert!(h["cache-status"]
+        .to_str()
+        .unwrap()
+        .contains("detail=authorization"));
+    let (_, h, b) = get(&p, "/c").await;
+    assert_eq!(
+        xcache(&h),
+        "MISS",
+        "not marked pass by the credentialed request"
+    );
+    assert_eq!(&b[..], b"{\"public\":true}");
+    let (_, h, _) = get(&p, "/c").await;
+    assert_eq!(xcache(&h), "HIT");
+    // only-if-cached never reaches the origin, whatever else the request says.
+    let before = origin.count();
+    let (s, _, _) = get_with(
+        &p,
+        "/nothing",
+        &[("cache-control", "only-if-cached, no-store")],
+    )
+    .await;
+    assert_eq!(s, 504);
+    assert_eq!(origin.count(), before);
+    p.shutdown().await;
+}
