@@ -37,64 +37,23 @@ PORT_BASE=${PORT_BASE:-18190}
 CONST_MIB=${CONST_MIB:-16}
 FACTOR=1.3
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BIN="$ROOT/target/release/apicache"
-
-die() { echo "memory.sh: setup failure: $*" >&2; exit 1; }
-log() { echo "== $*" >&2; }
-
-PIDS=()
-TMP=""
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 1 30); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    if [[ -n "$TMP" && -d "$TMP" ]]; then
-        if [[ "${KEEP_TMP:-0}" == 1 ]]; then echo "kept $TMP" >&2; else rm -rf "$TMP"; fi
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+SCRIPT=memory.sh
+# shellcheck source=benches/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 for t in curl awk; do command -v "$t" >/dev/null 2>&1 || die "$t not found"; done
 
-if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-    log "cargo build --release"
-    (cd "$ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
-fi
-[[ -x "$BIN" ]] || die "$BIN missing"
+build_release
 
 TMP=$(mktemp -d /tmp/apicache-mem.XXXXXX)
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-FREE_PORTS=()
-for p in $(seq "$PORT_BASE" $((PORT_BASE + 10))); do
-    port_free "$p" && FREE_PORTS+=("$p")
-done
-((${#FREE_PORTS[@]} >= 5)) || die "need 5 free ports in $PORT_BASE..$((PORT_BASE + 10)), found ${#FREE_PORTS[@]}"
+pick_ports
 P_DEMO_PROXY=${FREE_PORTS[0]}
 P_ORIGIN=${FREE_PORTS[1]}
 P_DEMO_ADMIN=${FREE_PORTS[2]}
 P_PROXY=${FREE_PORTS[3]}
 P_ADMIN=${FREE_PORTS[4]}
 
-wait_http() { # url [seconds]
-    local url=$1 deadline=$((SECONDS + ${2:-20}))
-    until curl -s -o /dev/null --max-time 1 "$url"; do
-        ((SECONDS < deadline)) || return 1
-        sleep 0.1
-    done
-}
 
 # ---------------------------------------------------------------------------------------- origin
 log "starting apicache demo for its origin (:$P_ORIGIN)"
