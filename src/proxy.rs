@@ -257,29 +257,13 @@ impl Proxy {
                     && req_cc.min_fresh.is_none_or(|m| ttl >= m as i64);
                 if !must_check && fresh_enough {
                     let status = format!("apicache; hit; ttl={ttl}");
-                    return (
-                        self.respond_cached(
-                            &obj,
-                            req.headers(),
-                            ctx.method == Method::HEAD,
-                            status,
-                        ),
-                        CacheResult::Hit,
-                    );
+                    return self.serve(&obj, req.headers(), ctx, status, CacheResult::Hit);
                 }
                 let staleness = (-ttl).max(0) as u64;
                 let may_serve_stale = ttl <= 0 && !must_check && !obj.freshness.must_revalidate;
                 if may_serve_stale && req_cc.max_stale.is_some_and(|m| staleness <= m) {
                     let status = format!("apicache; hit; ttl={ttl}; detail=max-stale");
-                    return (
-                        self.respond_cached(
-                            &obj,
-                            req.headers(),
-                            ctx.method == Method::HEAD,
-                            status,
-                        ),
-                        CacheResult::Stale,
-                    );
+                    return self.serve(&obj, req.headers(), ctx, status, CacheResult::Stale);
                 }
                 if may_serve_stale && staleness <= obj.freshness.swr {
                     let refreshing = self
@@ -298,15 +282,7 @@ impl Proxy {
                     }
                     let status =
                         format!("apicache; fwd=stale; ttl={ttl}; detail=stale-while-revalidate");
-                    return (
-                        self.respond_cached(
-                            &obj,
-                            req.headers(),
-                            ctx.method == Method::HEAD,
-                            status,
-                        ),
-                        CacheResult::Stale,
-                    );
+                    return self.serve(&obj, req.headers(), ctx, status, CacheResult::Stale);
                 }
                 let fwd = if req_cc.no_cache { "request" } else { "stale" };
                 (Some(obj), fwd)
@@ -357,15 +333,7 @@ impl Proxy {
                             CacheResult::Miss,
                         )
                     };
-                    return (
-                        self.respond_cached(
-                            &obj,
-                            req.headers(),
-                            ctx.method == Method::HEAD,
-                            status,
-                        ),
-                        result,
-                    );
+                    return self.serve(&obj, req.headers(), ctx, status, result);
                 }
                 FillOutcome::Stale(obj, fwd_status) => {
                     if !obj.vary.is_empty()
@@ -383,15 +351,7 @@ impl Proxy {
                         "apicache; fwd=stale; fwd-status={fwd_status}; ttl={}; detail=stale-if-error",
                         obj.ttl()
                     );
-                    return (
-                        self.respond_cached(
-                            &obj,
-                            req.headers(),
-                            ctx.method == Method::HEAD,
-                            status,
-                        ),
-                        CacheResult::Stale,
-                    );
+                    return self.serve(&obj, req.headers(), ctx, status, CacheResult::Stale);
                 }
                 FillOutcome::Failed(e) => return (e.into_response(), CacheResult::Miss),
                 FillOutcome::Pass(reason) if leader => {
@@ -896,6 +856,19 @@ impl Proxy {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         r
+    }
+
+    /// Answer from a stored object with the given Cache-Status, counted as `result`.
+    fn serve(
+        &self,
+        obj: &CachedObject,
+        req: &HeaderMap,
+        ctx: &Ctx,
+        cache_status: String,
+        result: CacheResult,
+    ) -> (Response<ProxyBody>, CacheResult) {
+        let head = ctx.method == Method::HEAD;
+        (self.respond_cached(obj, req, head, cache_status), result)
     }
 
     /// Build the client's answer from a stored object: 304, 206/416, or the negotiated coding.

@@ -94,15 +94,8 @@ async fn public_req(
     headers: &[(&str, &str)],
 ) -> (u16, HeaderMap, String) {
     let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-    let mut rb = client().request(method, url(p, path));
-    for (k, v) in headers {
-        rb = rb.header(*k, *v);
-    }
-    let resp = rb.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let h = resp.headers().clone();
-    let body = resp.text().await.unwrap();
-    (status, h, body)
+    let (status, h, body) = send(p, method, path, headers).await;
+    (status, h, String::from_utf8(body.to_vec()).unwrap())
 }
 
 fn hval<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
