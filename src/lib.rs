@@ -6,7 +6,7 @@
 //! - [`policy`]: RFC 9111 storability, freshness, Age (pure)
 //! - [`store`]: moka store, byte budget, expiry; [`tags`]: surrogate-key index
 //! - [`compress`], [`conditional`]: codings, ETags, 304s and ranges (pure)
-//! - [`proxy`]: the request path; [`origin`]: the pooled client; [`server`]: listeners
+//! - [`proxy`]: the request path; [`respond`]: answers built from stored objects; [`origin`]: the pooled client; [`server`]: listeners
 //! - [`admin`]: purge API, metrics; [`demo`]: the sample Banking API
 
 pub mod admin;
@@ -21,6 +21,7 @@ pub mod normalize;
 pub mod origin;
 pub mod policy;
 pub mod proxy;
+pub mod respond;
 pub mod server;
 pub mod store;
 pub mod tags;

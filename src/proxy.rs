@@ -14,14 +14,15 @@ use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
 use crate::body::{IdleTimeout, ProxyBody};
-use crate::compress::{self, Coding, CompressBody};
-use crate::conditional::{self, RangeOutcome};
+use crate::compress::{self, Coding};
+use crate::conditional;
 use crate::config::{AuthMode, Config};
 use crate::error::ProxyError;
 use crate::metrics::{CacheResult, Metrics};
 use crate::normalize::{self, Normalized, Normalizer};
 use crate::origin::{self, Origin, OriginBody};
 use crate::policy::{self, CachePolicy, Directives, Freshness, NoStore, RequestFacts, RoutePolicy};
+use crate::respond::{self, set_cache_status};
 use crate::store::{CachedObject, Lookup, Store};
 use crate::tags;
 
@@ -879,153 +880,7 @@ impl Proxy {
         head: bool,
         cache_status: String,
     ) -> Response<ProxyBody> {
-        let mut codings = [Coding::Identity; 3];
-        let mut n = 0;
-        for c in obj.codings().take(if obj.no_transform { 1 } else { 3 }) {
-            codings[n] = c;
-            n += 1;
-        }
-        let codings = &codings[..n];
-        let coding = if codings.len() > 1 {
-            compress::negotiate(req.get_all(header::ACCEPT_ENCODING).iter(), codings)
-        } else {
-            Coding::Identity
-        };
-        let mut headers = obj.headers.clone();
-        if codings.len() > 1 {
-            merge_vary(&mut headers, "Accept-Encoding");
-        }
-        headers.insert("age", HeaderValue::from(obj.age()));
-        if let Ok(v) = HeaderValue::try_from(cache_status) {
-            headers.insert("cache-status", v);
-        }
-        let etag_value = obj.etag_value(coding).cloned();
-
-        if obj.status.is_success() {
-            let inm = req.get_all(header::IF_NONE_MATCH);
-            let not_modified = if inm.iter().next().is_some() {
-                let all: Vec<&str> = codings
-                    .iter()
-                    .filter_map(|c| obj.etag_value(*c).and_then(|v| v.to_str().ok()))
-                    .collect();
-                let refs = all;
-                conditional::none_match(inm.iter(), &refs)
-            } else {
-                req.get(header::IF_MODIFIED_SINCE).is_some_and(|ims| {
-                    conditional::not_modified_since(ims, obj.last_modified.as_ref())
-                })
-            };
-            if not_modified {
-                self.metrics
-                    .not_modified
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let mut out = HeaderMap::new();
-                for name in [
-                    header::CACHE_CONTROL,
-                    header::EXPIRES,
-                    header::VARY,
-                    header::DATE,
-                    header::CONTENT_LOCATION,
-                    header::AGE,
-                ] {
-                    for v in headers.get_all(&name) {
-                        out.append(name.clone(), v.clone());
-                    }
-                }
-                if let Some(v) = headers.get("cache-status") {
-                    out.insert("cache-status", v.clone());
-                }
-                if let Some(e) = etag_value {
-                    out.insert(header::ETAG, e);
-                }
-                let mut resp = Response::new(ProxyBody::empty());
-                *resp.status_mut() = StatusCode::NOT_MODIFIED;
-                *resp.headers_mut() = out;
-                return resp;
-            }
-        }
-
-        if obj.status == StatusCode::OK {
-            if let Some(range) = req.get(header::RANGE) {
-                let len = obj.body.len() as u64;
-                let outcome = conditional::evaluate_range(
-                    range,
-                    req.get(header::IF_RANGE),
-                    len,
-                    Some(&obj.etag),
-                    obj.last_modified.as_ref(),
-                );
-                match outcome {
-                    RangeOutcome::Full => {}
-                    RangeOutcome::Partial { start, end } => {
-                        let part = obj.body.slice(start as usize..=end as usize);
-                        if let Ok(e) = HeaderValue::from_str(&obj.etag) {
-                            headers.insert(header::ETAG, e);
-                        }
-                        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(part.len()));
-                        if let Ok(v) =
-                            HeaderValue::from_str(&conditional::content_range(start, end, len))
-                        {
-                            headers.insert(header::CONTENT_RANGE, v);
-                        }
-                        headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-                        let body = if head {
-                            ProxyBody::empty()
-                        } else {
-                            ProxyBody::full(part)
-                        };
-                        let mut resp = Response::new(body);
-                        *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
-                        *resp.headers_mut() = headers;
-                        return resp;
-                    }
-                    RangeOutcome::Unsatisfiable => {
-                        let mut resp = Response::new(ProxyBody::empty());
-                        *resp.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
-                        if let Ok(v) = HeaderValue::from_str(&conditional::unsatisfied_range(len)) {
-                            resp.headers_mut().insert(header::CONTENT_RANGE, v);
-                        }
-                        resp.headers_mut().insert(
-                            "cache-status",
-                            headers
-                                .get("cache-status")
-                                .cloned()
-                                .unwrap_or(HeaderValue::from_static("apicache")),
-                        );
-                        return resp;
-                    }
-                }
-            }
-            headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-        }
-
-        let bytes = obj
-            .variant(coding)
-            .cloned()
-            .unwrap_or_else(|| obj.body.clone());
-        if coding != Coding::Identity {
-            headers.insert(
-                header::CONTENT_ENCODING,
-                HeaderValue::from_static(coding.as_str()),
-            );
-            let saved = obj.body.len().saturating_sub(bytes.len()) as u64;
-            self.metrics
-                .compression_saved_bytes
-                .fetch_add(saved, std::sync::atomic::Ordering::Relaxed);
-        }
-        if let Some(e) = etag_value {
-            headers.insert(header::ETAG, e);
-        }
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-        let body = if head {
-            ProxyBody::empty()
-        } else {
-            ProxyBody::full(bytes)
-        };
-        let mut resp = Response::new(body);
-        *resp.status_mut() = obj.status;
-        *resp.headers_mut() = headers;
-        resp
+        respond::from_object(obj, req, head, cache_status, &self.metrics)
     }
 
     /// Pass a request through unchanged but for normalization (streamed both ways).
@@ -1084,56 +939,9 @@ impl Proxy {
         Ok(self.compress_passed(resp, &parts.headers))
     }
 
-    /// Compress an uncached response on the fly (fast level) when the client wants it and it is worth it.
+    /// Compress an uncached response on the fly when the client wants it and it is worth it.
     fn compress_passed(&self, resp: Response<ProxyBody>, req: &HeaderMap) -> Response<ProxyBody> {
-        let c = &self.cfg.compression;
-        let h = resp.headers();
-        let small = h
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|s| s.parse::<u64>().ok())
-            .is_some_and(|n| n < c.min_size.as_u64());
-        if !c.enabled
-            || small
-            || resp.status() == StatusCode::PARTIAL_CONTENT
-            || resp.status() == StatusCode::NO_CONTENT
-            || resp.status() == StatusCode::NOT_MODIFIED
-            || h.contains_key(header::CONTENT_ENCODING)
-            || h.contains_key(header::CONTENT_RANGE)
-            || Directives::from_headers(h, &header::CACHE_CONTROL).no_transform
-            || !compress::is_compressible(h.get(header::CONTENT_TYPE), &c.types)
-        {
-            return resp;
-        }
-        let coding = compress::negotiate(
-            req.get_all(header::ACCEPT_ENCODING).iter(),
-            &[Coding::Gzip, Coding::Br],
-        );
-        let level = match coding {
-            Coding::Identity => return resp,
-            Coding::Gzip => c.stream_gzip_level,
-            Coding::Br => c.stream_brotli_level,
-        };
-        let (mut parts, body) = resp.into_parts();
-        parts.headers.remove(header::CONTENT_LENGTH);
-        parts.headers.insert(
-            header::CONTENT_ENCODING,
-            HeaderValue::from_static(coding.as_str()),
-        );
-        if let Some(e) = parts
-            .headers
-            .get(header::ETAG)
-            .and_then(|v| v.to_str().ok())
-        {
-            if let Ok(v) = HeaderValue::from_str(&conditional::variant_etag(e, coding)) {
-                parts.headers.insert(header::ETAG, v);
-            }
-        }
-        merge_vary(&mut parts.headers, "Accept-Encoding");
-        Response::from_parts(
-            parts,
-            ProxyBody::stream(CompressBody::new(body, coding, level)),
-        )
+        respond::compress_passed(resp, req, &self.cfg.compression)
     }
 
     /// Unsafe methods pass through; a non-error answer invalidates the URI and same-origin Location/Content-Location.
@@ -1206,21 +1014,6 @@ fn vary_headers<'a>(h: &'a HeaderMap, norm: &Normalized) -> std::borrow::Cow<'a,
     std::borrow::Cow::Owned(eff)
 }
 
-/// Add a field name to Vary unless already there (or `*`).
-fn merge_vary(h: &mut HeaderMap, field: &str) {
-    let present = h.get_all(header::VARY).iter().any(|v| {
-        v.to_str().is_ok_and(|s| {
-            s.split(',')
-                .any(|f| f.trim().eq_ignore_ascii_case(field) || f.trim() == "*")
-        })
-    });
-    if !present {
-        if let Ok(v) = HeaderValue::from_str(field) {
-            h.append(header::VARY, v);
-        }
-    }
-}
-
 /// A copy of a header value in its own allocation.
 fn copy_value(v: &HeaderValue) -> HeaderValue {
     let mut c = HeaderValue::from_bytes(v.as_bytes()).unwrap_or_else(|_| v.clone());
@@ -1238,12 +1031,6 @@ fn detach(h: &HeaderMap) -> HeaderMap {
     out
 }
 
-fn set_cache_status(resp: &mut Response<ProxyBody>, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
-        resp.headers_mut().insert("cache-status", v);
-    }
-}
-
 fn parts_with(status: StatusCode, headers: HeaderMap) -> http::response::Parts {
     let (mut parts, ()) = Response::new(()).into_parts();
     parts.status = status;
@@ -1254,21 +1041,6 @@ fn parts_with(status: StatusCode, headers: HeaderMap) -> http::response::Parts {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn vary_merge() {
-        let mut h = HeaderMap::new();
-        merge_vary(&mut h, "Accept-Encoding");
-        merge_vary(&mut h, "Accept-Encoding");
-        assert_eq!(h.get_all(header::VARY).iter().count(), 1);
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::VARY,
-            HeaderValue::from_static("accept-encoding, x-a"),
-        );
-        merge_vary(&mut h, "Accept-Encoding");
-        assert_eq!(h.get_all(header::VARY).iter().count(), 1);
-    }
 
     #[test]
     fn location_same_origin() {
