@@ -86,8 +86,10 @@ pub struct ServerConfig {
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
     /// Largest request head accepted; beyond it the client gets 431.
+    #[serde(serialize_with = "binary_size")]
     pub max_header_size: ByteSize,
     /// Largest request body forwarded; beyond it the client gets 413.
+    #[serde(serialize_with = "binary_size")]
     pub max_body_size: ByteSize,
     /// How long shutdown waits for in-flight requests before closing connections.
     #[serde(with = "humantime_serde")]
@@ -125,6 +127,7 @@ pub struct OriginConfig {
     #[serde(skip)]
     pub authority: Authority,
     /// Path prefix from the URL, prepended to every forwarded path ("" when none).
+    #[serde(skip)]
     pub base_path: String,
     /// TCP connect timeout (a failure answers 502).
     #[serde(with = "humantime_serde")]
@@ -147,8 +150,10 @@ pub struct OriginConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
     /// Byte budget of the whole cache, every stored variant counted.
+    #[serde(serialize_with = "binary_size")]
     pub max_size: ByteSize,
     /// Bodies larger than this stream through unstored.
+    #[serde(serialize_with = "binary_size")]
     pub max_object_size: ByteSize,
     /// How long a key that produced an uncacheable response bypasses request collapsing.
     #[serde(with = "humantime_serde")]
@@ -225,6 +230,7 @@ pub struct CompressionConfig {
     /// Media types worth compressing (`text/*`, `+json` and exact types).
     pub types: Vec<String>,
     /// Bodies smaller than this are sent as they are.
+    #[serde(serialize_with = "binary_size")]
     pub min_size: ByteSize,
     /// gzip level for stored variants (paid once per object).
     pub gzip_level: u32,
@@ -259,6 +265,7 @@ pub struct AdminConfig {
     #[serde(skip)]
     pub token: Option<String>,
     /// Where the token came from, for `--check-config` (never the token itself).
+    #[serde(skip)]
     pub token_source: String,
 }
 
@@ -325,6 +332,11 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// Per-route behaviour, first match wins.
     pub routes: Vec<RouteConfig>,
+}
+
+/// Sizes print in binary units (`256.0 MiB`), as they are usually written in the file.
+fn binary_size<S: serde::Serializer>(v: &ByteSize, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&v.to_string_as(true))
 }
 
 fn d_true() -> bool {
@@ -604,6 +616,16 @@ mod tests {
         let text = include_str!("../config/apicache.toml");
         let c = Config::parse(text).unwrap();
         assert!(!c.routes.is_empty());
+    }
+
+    #[test]
+    fn effective_config_round_trips() {
+        let c = Config::parse(include_str!("../config/apicache.toml")).unwrap();
+        let text = toml::to_string(&c).unwrap();
+        assert!(text.contains("max_size = \"256.0 MiB\""), "{text}");
+        let again = Config::parse(&text).unwrap();
+        assert_eq!(again.cache.max_size, c.cache.max_size);
+        assert_eq!(again.routes.len(), c.routes.len());
     }
 
     #[test]

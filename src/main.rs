@@ -81,11 +81,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         None => {
             let cfg = apicache::Config::load(&cli.config)?;
             if cli.check_config {
-                println!(
-                    "# {}: valid\n{}",
-                    cli.config.display(),
-                    toml::to_string_pretty(&cfg)?
-                );
+                println!("# {}: valid", cli.config.display());
+                if let Some(a) = &cfg.admin {
+                    println!("# admin token: {}", a.token_source);
+                }
+                println!("{}", toml::to_string_pretty(&cfg)?);
                 return Ok(());
             }
             rt.block_on(async {
