@@ -57,7 +57,12 @@ pub async fn start(cfg: Config) -> std::io::Result<Running> {
     let listener = TcpListener::bind(cfg.server.listen).await?;
     let addr = listener.local_addr()?;
     let admin_listener = match &cfg.admin {
-        Some(a) => Some(TcpListener::bind(a.listen).await?),
+        Some(a) => {
+            if a.token.is_none() {
+                tracing::warn!(listen = %a.listen, "admin API has no token: anyone who can reach it can purge");
+            }
+            Some(TcpListener::bind(a.listen).await?)
+        }
         None => None,
     };
     let admin_addr = admin_listener
