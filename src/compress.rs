@@ -267,6 +267,8 @@ enum Encoder {
     Gzip(Option<flate2::write::GzEncoder<Vec<u8>>>),
     // Boxed because the brotli state is large and would bloat every CompressBody.
     Br(Option<Box<brotli::CompressorWriter<Vec<u8>>>>),
+    /// Decoding gzip for a client that does not accept it.
+    Gunzip(Option<Box<flate2::write::MultiGzDecoder<Vec<u8>>>>),
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -286,7 +288,12 @@ impl Encoder {
                 enc.flush()?;
                 Ok(std::mem::take(enc.get_mut()))
             }
-            Encoder::Gzip(None) | Encoder::Br(None) => Ok(Vec::new()),
+            Encoder::Gunzip(Some(dec)) => {
+                dec.write_all(data)?;
+                dec.flush()?;
+                Ok(std::mem::take(dec.get_mut()))
+            }
+            Encoder::Gzip(None) | Encoder::Br(None) | Encoder::Gunzip(None) => Ok(Vec::new()),
         }
     }
 
@@ -296,6 +303,8 @@ impl Encoder {
             Encoder::Identity => Ok(Vec::new()),
             Encoder::Gzip(enc) => enc.take().map_or(Ok(Vec::new()), |e| e.finish()),
             Encoder::Br(enc) => Ok(enc.take().map_or(Vec::new(), |e| e.into_inner())),
+            // finish() fails on a truncated stream, so a cut-off gzip body surfaces as an error.
+            Encoder::Gunzip(dec) => dec.take().map_or(Ok(Vec::new()), |d| d.finish()),
         }
     }
 }
@@ -332,6 +341,17 @@ impl<B> CompressBody<B> {
             done: false,
         }
     }
+
+    /// Wrap a gzip-encoded `inner` and emit its decoded bytes.
+    pub fn gunzip(inner: B) -> Self {
+        CompressBody {
+            inner,
+            encoder: Encoder::Gunzip(Some(Box::new(flate2::write::MultiGzDecoder::new(
+                Vec::new(),
+            )))),
+            done: false,
+        }
+    }
 }
 
 impl<B> fmt::Debug for CompressBody<B> {
@@ -340,6 +360,7 @@ impl<B> fmt::Debug for CompressBody<B> {
             Encoder::Identity => Coding::Identity,
             Encoder::Gzip(_) => Coding::Gzip,
             Encoder::Br(_) => Coding::Br,
+            Encoder::Gunzip(_) => Coding::Identity,
         };
         f.debug_struct("CompressBody")
             .field("coding", &coding)
@@ -717,6 +738,25 @@ mod tests {
         assert!(!trailers, "trailers must be dropped");
         assert!(n > 2, "expected one output frame per input frame, got {n}");
         assert_eq!(gunzip_limited(&z, data.len()).as_deref(), Ok(&data[..]));
+    }
+
+    #[tokio::test]
+    async fn gunzip_body_streams_and_rejects_truncation() {
+        let data = sample();
+        let z = gzip(&data, 6);
+        let body = CompressBody::gunzip(frames_body(chunked(&z, false)));
+        let (plain, _, _) = join_data(collect_frames(body).await);
+        assert_eq!(plain, data);
+        let cut = z[..z.len() - 10].to_vec();
+        let mut body = std::pin::pin!(CompressBody::gunzip(frames_body(chunked(&cut, false))));
+        let mut failed = false;
+        while let Some(f) = body.frame().await {
+            failed |= f.is_err();
+        }
+        assert!(
+            failed,
+            "a truncated gzip body must end in an error, not look complete"
+        );
     }
 
     #[tokio::test]

@@ -173,6 +173,9 @@ pub fn compress_passed(
     req: &HeaderMap,
     c: &CompressionConfig,
 ) -> Response<ProxyBody> {
+    if needs_gunzip(&resp, req) {
+        return gunzip_for_client(resp);
+    }
     let h = resp.headers();
     let small = h
         .get(header::CONTENT_LENGTH)
@@ -220,6 +223,42 @@ pub fn compress_passed(
         parts,
         ProxyBody::stream(CompressBody::new(body, coding, level)),
     )
+}
+
+/// The origin sent gzip (though only asked for it on the client's behalf) to a client that does
+/// not accept it: decode, unless the origin forbade transformations.
+fn needs_gunzip(resp: &Response<ProxyBody>, req: &HeaderMap) -> bool {
+    let h = resp.headers();
+    let gzip = h.get_all(header::CONTENT_ENCODING).iter().count() == 1
+        && h.get(header::CONTENT_ENCODING).is_some_and(|v| {
+            let v = v.as_bytes();
+            v.eq_ignore_ascii_case(b"gzip") || v.eq_ignore_ascii_case(b"x-gzip")
+        });
+    gzip && resp.status() != StatusCode::PARTIAL_CONTENT
+        && !h.contains_key(header::CONTENT_RANGE)
+        && !Directives::from_headers(h, &header::CACHE_CONTROL).no_transform
+        && compress::negotiate(req.get_all(header::ACCEPT_ENCODING).iter(), &[Coding::Gzip])
+            != Coding::Gzip
+}
+
+fn gunzip_for_client(resp: Response<ProxyBody>) -> Response<ProxyBody> {
+    let (mut parts, body) = resp.into_parts();
+    parts.headers.remove(header::CONTENT_ENCODING);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    // The origin's tag named the gzip bytes; the decoded representation differs.
+    if let Some(e) = parts
+        .headers
+        .get(header::ETAG)
+        .and_then(|v| v.to_str().ok())
+    {
+        if !e.starts_with("W/") {
+            if let Ok(v) = HeaderValue::from_str(&format!("W/{e}")) {
+                parts.headers.insert(header::ETAG, v);
+            }
+        }
+    }
+    merge_vary(&mut parts.headers, "Accept-Encoding");
+    Response::from_parts(parts, ProxyBody::stream(CompressBody::gunzip(body)))
 }
 
 /// Add a field name to Vary unless already there (or `*`).

@@ -1168,3 +1168,31 @@ async fn origin_gzip_over_object_limit_once_decoded_is_still_served() {
     assert_eq!(gunzip(&got), body);
     p.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origin_that_always_gzips_is_decoded_for_identity_clients() {
+    let plain = support::json_body(20 * 1024, "always-gzip");
+    let gz = apicache::compress::gzip(&plain, 6);
+    let origin = Origin::start(move |_| {
+        Reply::ok(gz.clone())
+            .header("content-encoding", "gzip")
+            .header("cache-control", "no-store")
+            .header("etag", "\"o1\"")
+    })
+    .await;
+    let p = proxy(&origin.url(), "").await;
+    for _ in 0..2 {
+        let (s, h, body) = get_with(&p, "/g", &[("accept-encoding", "identity")]).await;
+        assert_eq!(s, 200);
+        assert!(!h.contains_key("content-encoding"), "{h:?}");
+        assert_eq!(&body[..], &plain[..]);
+        assert_eq!(h["etag"], "W/\"o1\"");
+    }
+    let (_, h, body) = get_with(&p, "/g", &[("accept-encoding", "gzip")]).await;
+    assert_eq!(h["content-encoding"], "gzip");
+    assert_eq!(
+        apicache::compress::gunzip_limited(&body, 1 << 20).unwrap(),
+        plain
+    );
+    p.shutdown().await;
+}
