@@ -295,11 +295,7 @@ async fn route_tag_template_purges_account() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn url_purge_normalizes_and_removes_all_vary_variants() {
     let origin = Origin::start(|s: &Seen| {
-        let lang = s
-            .headers
-            .get("accept-language")
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default();
+        let lang = s.header("accept-language");
         Reply::ok(format!("{{\"lang\":\"{lang}\"}}"))
             .header("cache-control", "max-age=300")
             .header("vary", "Accept-Language")

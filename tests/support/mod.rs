@@ -25,6 +25,16 @@ pub struct Seen {
     pub body: Bytes,
 }
 
+impl Seen {
+    /// A request header as text ("" when absent).
+    pub fn header(&self, name: &str) -> String {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    }
+}
+
 /// What the test origin answers.
 #[derive(Debug, Clone)]
 pub struct Reply {
