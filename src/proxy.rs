@@ -710,16 +710,13 @@ impl Proxy {
     async fn build_object(
         &self,
         status: StatusCode,
-        mut headers: HeaderMap,
+        headers: HeaderMap,
         body: Bytes,
         etag: String,
         origin_etag: Option<HeaderValue>,
         freshness: Freshness,
         fr: &FillRequest,
     ) -> Arc<CachedObject> {
-        for h in [header::CONTENT_LENGTH, header::ETAG, header::AGE] {
-            headers.remove(h);
-        }
         let headers = detach(&headers);
         let origin_etag = origin_etag.map(|v| copy_value(&v));
         let no_transform = Directives::from_headers(&headers, &header::CACHE_CONTROL).no_transform;
@@ -785,30 +782,18 @@ impl Proxy {
         facts: RequestFacts,
         cache_policy: CachePolicy,
     ) -> Result<Arc<CachedObject>, (NoStore, HeaderMap)> {
+        // RFC 9111 §4.3.4: the 304's end-to-end fields replace the stored ones of the same name.
+        let mut update = new_headers.clone();
+        origin::strip_hop_by_hop(&mut update);
+        update.remove(header::CONTENT_LENGTH);
+        update.remove(header::CONTENT_ENCODING);
         let mut headers = old.headers.clone();
-        for name in new_headers.keys() {
-            if !matches!(
-                *name,
-                header::CONTENT_LENGTH
-                    | header::CONTENT_ENCODING
-                    | header::TRANSFER_ENCODING
-                    | header::CONNECTION
-            ) {
-                headers.remove(name);
-            }
+        for name in update.keys() {
+            headers.remove(name);
         }
-        for (name, value) in new_headers.iter() {
-            if !matches!(
-                *name,
-                header::CONTENT_LENGTH
-                    | header::CONTENT_ENCODING
-                    | header::TRANSFER_ENCODING
-                    | header::CONNECTION
-            ) {
-                headers.append(name, value.clone());
-            }
+        for (name, value) in update.iter() {
+            headers.append(name, value.clone());
         }
-        origin::strip_hop_by_hop(&mut headers);
         let headers = detach(&headers);
         let freshness =
             match policy::evaluate(old.status, &headers, facts, fr.route.policy, cache_policy) {
@@ -831,9 +816,6 @@ impl Proxy {
             old.tags.clone(),
             old.no_transform,
         );
-        for h in [header::CONTENT_LENGTH, header::ETAG, header::AGE] {
-            obj.headers.remove(h);
-        }
         obj.gzip = old.gzip.clone();
         obj.br = old.br.clone();
         let obj = Arc::new(obj);

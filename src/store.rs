@@ -56,7 +56,7 @@ impl CachedObject {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         status: StatusCode,
-        headers: HeaderMap,
+        mut headers: HeaderMap,
         body: Bytes,
         etag: String,
         origin_etag: Option<HeaderValue>,
@@ -66,6 +66,14 @@ impl CachedObject {
         tags: Vec<String>,
         no_transform: bool,
     ) -> Self {
+        // Set per response from the stored body, ETag and age instead.
+        for h in [
+            http::header::CONTENT_LENGTH,
+            http::header::ETAG,
+            http::header::AGE,
+        ] {
+            headers.remove(h);
+        }
         let last_modified = headers.get(http::header::LAST_MODIFIED).cloned();
         Self {
             status,
