@@ -549,16 +549,14 @@ impl Proxy {
                     Err((reason, headers)) => {
                         // The body is still valid but may no longer be kept: hand it to the leader once.
                         self.store.remove(&fr.key).await;
-                        if let Some(tx) = pass_tx {
-                            let mut resp = Response::from_parts(
-                                parts_with(old.status, headers),
-                                ProxyBody::full(old.body.clone()),
-                            );
-                            if let Ok(e) = HeaderValue::from_str(&old.etag) {
-                                resp.headers_mut().insert(header::ETAG, e);
-                            }
-                            let _ = tx.send(self.compress_passed(resp, &fr.vary_source));
+                        let mut resp = Response::from_parts(
+                            parts_with(old.status, headers),
+                            ProxyBody::full(old.body.clone()),
+                        );
+                        if let Some(e) = old.etag_value(Coding::Identity) {
+                            resp.headers_mut().insert(header::ETAG, e.clone());
                         }
+                        self.hand_to_leader(pass_tx, resp, &fr);
                         FillOutcome::Pass(reason)
                     }
                 };
@@ -585,19 +583,13 @@ impl Proxy {
         let freshness = match decision {
             Ok(f) => f,
             Err(reason) => {
-                // Remember pass only for what the response says about itself: a credentialed
-                // request or a failing origin must not switch caching off for everyone else.
-                if !fr.authorized && !parts.status.is_server_error() {
-                    self.pass_keys.insert(fr.key.clone(), reason);
-                }
+                self.remember_pass(&fr, parts.status, reason);
                 let body = IdleTimeout::new(body, self.origin.body_timeout());
                 let resp = Response::from_parts(
                     parts_with(parts.status, resp_headers),
                     ProxyBody::stream(body),
                 );
-                if let Some(tx) = pass_tx {
-                    let _ = tx.send(self.compress_passed(resp, &fr.vary_source));
-                }
+                self.hand_to_leader(pass_tx, resp, &fr);
                 return FillOutcome::Pass(reason);
             }
         };
@@ -631,7 +623,7 @@ impl Proxy {
             }
         }
         if too_big {
-            self.pass_keys.insert(fr.key.clone(), NoStore::TooLarge);
+            self.remember_pass(&fr, parts.status, NoStore::TooLarge);
             let head = futures_util::stream::iter(
                 chunks.into_iter().map(|c| Ok(http_body::Frame::data(c))),
             );
@@ -641,9 +633,7 @@ impl Proxy {
                 parts_with(parts.status, resp_headers),
                 ProxyBody::stream(stream),
             );
-            if let Some(tx) = pass_tx {
-                let _ = tx.send(self.compress_passed(resp, &fr.vary_source));
-            }
+            self.hand_to_leader(pass_tx, resp, &fr);
             return FillOutcome::Pass(NoStore::TooLarge);
         }
         // Exactly sized: a grown buffer's slack would stay resident for the object's lifetime,
@@ -665,14 +655,12 @@ impl Proxy {
                     body = Bytes::from(plain)
                 }
                 Err(compress::DecodeError::TooLarge) => {
-                    self.pass_keys.insert(fr.key.clone(), NoStore::TooLarge);
+                    self.remember_pass(&fr, parts.status, NoStore::TooLarge);
                     let resp = Response::from_parts(
                         parts_with(parts.status, resp_headers),
                         ProxyBody::full(body),
                     );
-                    if let Some(tx) = pass_tx {
-                        let _ = tx.send(resp);
-                    }
+                    self.hand_to_leader(pass_tx, resp, &fr);
                     return FillOutcome::Pass(NoStore::TooLarge);
                 }
                 Err(compress::DecodeError::Corrupt) => {
@@ -703,6 +691,26 @@ impl Proxy {
             .await;
         self.store.insert(fr.key.clone(), obj.clone()).await;
         FillOutcome::Stored(obj, false)
+    }
+
+    /// Give the fill's unstorable response to the leader (its waiters go to the origin themselves).
+    fn hand_to_leader(
+        &self,
+        tx: Option<oneshot::Sender<Response<ProxyBody>>>,
+        resp: Response<ProxyBody>,
+        fr: &FillRequest,
+    ) {
+        if let Some(tx) = tx {
+            let _ = tx.send(self.compress_passed(resp, &fr.vary_source));
+        }
+    }
+
+    /// Remember the key as pass, but only for what the response says about itself: a credentialed
+    /// request or a failing origin must not switch caching off for everyone else.
+    fn remember_pass(&self, fr: &FillRequest, status: StatusCode, reason: NoStore) {
+        if !fr.authorized && !status.is_server_error() {
+            self.pass_keys.insert(fr.key.clone(), reason);
+        }
     }
 
     /// Build a stored object, computing its encoded variants once.
