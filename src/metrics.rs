@@ -90,6 +90,8 @@ pub struct Snapshot {
     pub compressions: u64,
     /// Bytes saved by compression.
     pub compression_saved_bytes: u64,
+    /// Requests rejected with 400 before reaching the cache.
+    pub bad_requests: u64,
     /// Entries stored.
     pub objects: u64,
     /// Bytes stored.
@@ -137,6 +139,7 @@ impl Metrics {
             purged_objects: self.purged_objects.load(Relaxed),
             compressions: self.compressions.load(Relaxed),
             compression_saved_bytes: self.compression_saved_bytes.load(Relaxed),
+            bad_requests: self.bad_requests.load(Relaxed),
             objects,
             bytes,
             tags,
@@ -197,6 +200,11 @@ impl Metrics {
                 "Bytes saved by compression.",
                 s.compression_saved_bytes,
             ),
+            (
+                "apicache_bad_requests_total",
+                "Requests rejected with 400 before reaching the cache.",
+                s.bad_requests,
+            ),
         ];
         for (name, help, v) in counters {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
@@ -248,5 +256,6 @@ mod tests {
         assert!(text.contains("apicache_origin_latency_seconds_bucket{le=\"0.05\"} 2"));
         assert!(text.contains("apicache_origin_latency_seconds_bucket{le=\"+Inf\"} 3"));
         assert!(text.contains("apicache_requests_total{result=\"hit\"} 1"));
+        assert!(text.contains("apicache_bad_requests_total 0"));
     }
 }

@@ -173,12 +173,6 @@ pub fn credential_hash(credential: &HeaderValue) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The URL part of a cache key (for purges and logs).
-pub fn key_url(key: &str) -> &str {
-    let rest = key.strip_prefix("GET ").unwrap_or(key);
-    rest.split(" #cred=").next().unwrap_or(rest)
-}
-
 fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
@@ -361,7 +355,6 @@ mod tests {
         let c = HeaderValue::from_static("api-token abc");
         let k = cache_key("/me", Some(&c));
         assert!(!k.contains("abc"));
-        assert_eq!(key_url(&k), "/me");
         assert_eq!(cache_key("/me", None), "GET /me");
         assert_ne!(
             k,
