@@ -397,12 +397,6 @@ impl Config {
         })?;
         raw.validate(&invalid)
     }
-
-    /// Why a route pattern is not valid matchit syntax, if it is not.
-    pub fn route_pattern_error(pattern: &str) -> Option<String> {
-        let mut r = matchit::Router::new();
-        r.insert(pattern, ()).err().map(|e| e.to_string())
-    }
 }
 
 impl RawConfig {
@@ -458,9 +452,11 @@ impl RawConfig {
                 "must be a single token such as `api-token` or `Bearer`".into(),
             ));
         }
+        // The same router the proxy builds: rejects bad syntax and patterns that shadow each other.
+        let mut router = matchit::Router::new();
         for (i, route) in self.routes.iter().enumerate() {
-            if let Some(e) = Config::route_pattern_error(&route.path) {
-                return Err(invalid(&format!("routes[{i}].path"), e));
+            if let Err(e) = router.insert(route.path.as_str(), i) {
+                return Err(invalid(&format!("routes[{i}].path"), e.to_string()));
             }
             for tag in &route.tags {
                 if let Some(name) = crate::tags::template_params(tag).into_iter().find(|p| {
@@ -472,13 +468,6 @@ impl RawConfig {
                         format!("`{{{name}}}` is not a parameter of path `{}`", route.path),
                     ));
                 }
-            }
-        }
-        // Two identical patterns would make the second unreachable: reject like matchit would.
-        let mut router = matchit::Router::new();
-        for (i, route) in self.routes.iter().enumerate() {
-            if let Err(e) = router.insert(route.path.as_str(), i) {
-                return Err(invalid(&format!("routes[{i}].path"), e.to_string()));
             }
         }
         let admin = match self.admin {
