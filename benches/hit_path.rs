@@ -7,11 +7,12 @@ use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
-use apicache::compress::{self, Coding};
+use apicache::cache::{CachedObject, Lookup, NewObject, Store};
+use apicache::compress;
 use apicache::normalize::{cache_key, Normalizer};
-use apicache::policy::Freshness;
 use apicache::proxy::Proxy;
-use apicache::store::{CachedObject, Store};
+use apicache::rfc::coding::Coding;
+use apicache::rfc::storable::Freshness;
 use apicache::Config;
 
 fn object(body: Vec<u8>) -> CachedObject {
@@ -29,22 +30,27 @@ fn object(body: Vec<u8>) -> CachedObject {
         "date",
         HeaderValue::from_static("Tue, 14 Nov 2023 22:13:20 GMT"),
     );
-    let etag = apicache::conditional::generate_etag(&body);
-    let mut o = CachedObject::new(
-        StatusCode::OK,
-        headers,
-        Bytes::from(body.clone()),
-        etag,
-        None,
-        Freshness::for_lifetime(3600),
-        vec![],
-        vec![],
-        vec!["url /accounts/A1/transactions".into()],
-        false,
+    let etag = apicache::rfc::conditional::generate_etag(&body);
+    let o = CachedObject::new(
+        NewObject {
+            status: StatusCode::OK,
+            headers,
+            body: Bytes::from(body.clone()),
+            gzip: None,
+            etag,
+            origin_etag: None,
+            freshness: Freshness::for_lifetime(3600),
+            vary: Default::default(),
+            tags: vec!["url /accounts/A1/transactions".into()],
+            no_transform: false,
+            compressible: true,
+        },
+        std::time::Instant::now(),
     );
-    o.gzip = Some(Bytes::from(compress::gzip(&body, 9)));
-    o.br = Some(Bytes::from(compress::brotli(&body, 9)));
-    o
+    o.with_encodings(
+        Some(Bytes::from(compress::gzip(&body, 9))),
+        Some(Bytes::from(compress::brotli(&body, 9))),
+    )
 }
 
 fn json(n: usize) -> Vec<u8> {
@@ -103,7 +109,7 @@ fn benches(c: &mut Criterion) {
             let n = normalizer.normalize(black_box(target)).unwrap();
             let key = cache_key(&n.path_and_query, None);
             match store.lookup(&key, &req_headers).await {
-                apicache::store::Lookup::Hit(o) => black_box(o),
+                Lookup::Hit(o) => black_box(o),
                 other => panic!("expected a hit, got {other:?}"),
             }
         })
@@ -125,7 +131,7 @@ fn benches(c: &mut Criterion) {
         );
         group.bench_function(coding.as_str(), |b| {
             b.iter(|| {
-                let r = proxy.respond_cached(&obj, black_box(&h), false, "apicache; hit".into());
+                let r = proxy.respond_cached(&obj, black_box(&h), false);
                 assert_eq!(
                     r.headers().get("content-encoding").is_some(),
                     coding != Coding::Identity

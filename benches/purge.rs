@@ -8,21 +8,25 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 
-use apicache::policy::Freshness;
-use apicache::store::{CachedObject, Store};
+use apicache::cache::{CachedObject, NewObject, Store};
+use apicache::rfc::storable::Freshness;
 
 fn obj(tags: Vec<String>) -> Arc<CachedObject> {
     Arc::new(CachedObject::new(
-        StatusCode::OK,
-        HeaderMap::new(),
-        Bytes::from_static(b"{\"ok\":true}"),
-        "\"e\"".into(),
-        None,
-        Freshness::for_lifetime(3600),
-        vec![],
-        vec![],
-        tags,
-        false,
+        NewObject {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            body: Bytes::from_static(b"{\"ok\":true}"),
+            gzip: None,
+            etag: "\"e\"".into(),
+            origin_etag: None,
+            freshness: Freshness::for_lifetime(3600),
+            vary: Default::default(),
+            tags,
+            no_transform: false,
+            compressible: false,
+        },
+        std::time::Instant::now(),
     ))
 }
 

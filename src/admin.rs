@@ -1,47 +1,61 @@
 //! The admin API on its own listener: purges (hard/soft, by tag, URL, all), health, metrics, stats.
 
-use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
 use subtle::ConstantTimeEq;
 
 use crate::body::ProxyBody;
+use crate::cache::tags;
+use crate::error::AdminError;
 use crate::proxy::Proxy;
-use crate::tags;
 
 /// Most keys one `POST /purge` may name.
 pub const MAX_PURGE_KEYS: usize = 256;
 
 /// Answer one admin request.
 pub async fn handle(proxy: &Proxy, req: Request<Incoming>) -> Response<ProxyBody> {
+    match answer(proxy, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn answer(proxy: &Proxy, req: Request<Incoming>) -> Result<Response<ProxyBody>, AdminError> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     if path == "/healthz" && (method == Method::GET || method == Method::HEAD) {
-        return text(StatusCode::OK, "ok\n");
+        let mut r = Response::new(ProxyBody::full("ok\n"));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        return Ok(r);
     }
-    if let Some(token) = &proxy.config().admin.as_ref().and_then(|a| a.token.clone()) {
+    if let Some(token) = proxy
+        .config()
+        .admin
+        .as_ref()
+        .and_then(|a| a.token.as_deref())
+    {
         if !authorized(req.headers(), token) {
-            let mut r = text(StatusCode::UNAUTHORIZED, "missing or wrong admin token\n");
-            r.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return r;
+            return Err(AdminError::Unauthorized);
         }
     }
     let soft = is_soft(req.headers());
     let store = proxy.store();
     let purged = match (&method, path.as_str()) {
         (&Method::GET, "/metrics") => {
-            let s = snapshot(proxy).await;
-            let mut r = Response::new(ProxyBody::full(proxy.metrics.prometheus(&s)));
+            let s = proxy.snapshot().await;
+            let mut r = Response::new(ProxyBody::full(proxy.metrics().prometheus(&s)));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4"),
             );
-            return r;
+            return Ok(r);
         }
         (&Method::GET, "/stats") => {
-            let s = snapshot(proxy).await;
-            return json(StatusCode::OK, serde_json::to_vec(&s).unwrap_or_default());
+            let s = proxy.snapshot().await;
+            return Ok(json(serde_json::to_vec(&s).unwrap_or_default()));
         }
         (&Method::POST, "/purge-all") => store.purge_all(soft).await,
         (&Method::POST, "/purge") => {
@@ -55,13 +69,10 @@ pub async fn handle(proxy: &Proxy, req: Request<Incoming>) -> Response<ProxyBody
                 .map(str::to_string)
                 .collect();
             if keys.is_empty() {
-                return text(
-                    StatusCode::BAD_REQUEST,
-                    "POST /purge needs a Surrogate-Key header\n",
-                );
+                return Err(AdminError::NoKeys);
             }
             if keys.len() > MAX_PURGE_KEYS {
-                return text(StatusCode::BAD_REQUEST, "at most 256 keys per purge\n");
+                return Err(AdminError::TooManyKeys);
             }
             let mut n = 0;
             for k in &keys {
@@ -73,44 +84,24 @@ pub async fn handle(proxy: &Proxy, req: Request<Incoming>) -> Response<ProxyBody
             let raw = &p["/purge/".len()..];
             let key = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
             if key.is_empty() || key.contains(' ') {
-                return text(StatusCode::BAD_REQUEST, "bad surrogate key\n");
+                return Err(AdminError::BadKey);
             }
             store.purge_tag(&key, soft).await
         }
         (m, _) if m.as_str() == "PURGE" => {
             let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
             let Ok(n) = proxy.normalizer().normalize(target) else {
-                return text(StatusCode::BAD_REQUEST, "malformed URL\n");
+                return Err(AdminError::BadUrl);
             };
             store
                 .purge_tag(&tags::url_tag(&n.path_and_query), soft)
                 .await
         }
-        _ => return text(StatusCode::NOT_FOUND, "not found\n"),
+        _ => return Err(AdminError::NotFound),
     };
-    proxy
-        .metrics
-        .purges
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    proxy
-        .metrics
-        .purged_objects
-        .fetch_add(purged as u64, std::sync::atomic::Ordering::Relaxed);
+    proxy.metrics().purge(purged as u64);
     tracing::info!(target: "apicache::admin", method = %method, path = %path, soft, purged, "purge");
-    json(
-        StatusCode::OK,
-        format!("{{\"purged\":{purged}}}").into_bytes(),
-    )
-}
-
-async fn snapshot(proxy: &Proxy) -> crate::metrics::Snapshot {
-    let store = proxy.store();
-    store.run_pending_tasks().await;
-    proxy.metrics.snapshot(
-        store.entry_count(),
-        store.weighted_size(),
-        store.tag_index().len() as u64,
-    )
+    Ok(json(format!("{{\"purged\":{purged}}}").into_bytes()))
 }
 
 fn authorized(h: &HeaderMap, token: &str) -> bool {
@@ -132,19 +123,8 @@ fn is_soft(h: &HeaderMap) -> bool {
         .any(|n| h.get(*n).is_some_and(|v| v.as_bytes() == b"1"))
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
-    let mut r = Response::new(ProxyBody::full(Bytes::from_static(body.as_bytes())));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
-}
-
-fn json(status: StatusCode, body: Vec<u8>) -> Response<ProxyBody> {
+fn json(body: Vec<u8>) -> Response<ProxyBody> {
     let mut r = Response::new(ProxyBody::full(body));
-    *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

@@ -246,7 +246,7 @@ impl Default for CompressionConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            types: crate::compress::default_types(),
+            types: crate::rfc::coding::default_types(),
             min_size: ByteSize::kib(1),
             gzip_level: 9,
             brotli_level: 9,
@@ -330,8 +330,8 @@ pub struct Config {
     pub compression: CompressionConfig,
     /// Admin listener, if any.
     pub admin: Option<AdminConfig>,
-    /// Per-route behaviour, first match wins.
-    pub routes: Vec<RouteConfig>,
+    /// Per-route behaviour, compiled; first match wins.
+    pub routes: crate::routes::Routes,
 }
 
 /// Sizes print in binary units (`256.0 MiB`), as they are usually written in the file.
@@ -452,24 +452,8 @@ impl RawConfig {
                 "must be a single token such as `api-token` or `Bearer`".into(),
             ));
         }
-        // The same router the proxy builds: rejects bad syntax and patterns that shadow each other.
-        let mut router = matchit::Router::new();
-        for (i, route) in self.routes.iter().enumerate() {
-            if let Err(e) = router.insert(route.path.as_str(), i) {
-                return Err(invalid(&format!("routes[{i}].path"), e.to_string()));
-            }
-            for tag in &route.tags {
-                if let Some(name) = crate::tags::template_params(tag).into_iter().find(|p| {
-                    !route.path.contains(&format!("{{{p}}}"))
-                        && !route.path.contains(&format!("{{*{p}}}"))
-                }) {
-                    return Err(invalid(
-                        &format!("routes[{i}].tags"),
-                        format!("`{{{name}}}` is not a parameter of path `{}`", route.path),
-                    ));
-                }
-            }
-        }
+        let routes =
+            crate::routes::Routes::compile(self.routes).map_err(|(key, why)| invalid(&key, why))?;
         let admin = match self.admin {
             None => None,
             Some(a) => {
@@ -518,7 +502,7 @@ impl RawConfig {
             normalize: self.normalize,
             compression: self.compression,
             admin,
-            routes: self.routes,
+            routes,
         })
     }
 }

@@ -1,30 +1,33 @@
 //! apicache: a caching reverse proxy for one HTTP JSON API.
 //!
 //! Map of the crate:
-//! - [`config`]: TOML → validated [`config::Config`]
+//! - [`config`]: TOML → validated [`config::Config`]; [`routes`]: the routes compiled once
 //! - [`normalize`]: request target → normalized URL, moved credentials, cache key
-//! - [`policy`]: RFC 9111 storability, freshness, Age (pure)
-//! - [`store`]: moka store, byte budget, expiry; [`tags`]: surrogate-key index
-//! - [`compress`], [`conditional`]: codings, ETags, 304s and ranges (pure)
-//! - [`proxy`]: the request path; [`respond`]: answers built from stored objects; [`origin`]: the pooled client; [`server`]: listeners
-//! - [`admin`]: purge API, metrics; [`demo`]: the sample Banking API
+//! - [`rfc`]: HTTP caching decisions as pure functions (directives, storability, use-time
+//!   freshness and stale rules, Vary, codings, conditionals and ranges, Cache-Status)
+//! - [`cache`]: stored objects, the store (the only moka user), tag index, collapsing,
+//!   hit-for-pass, background encodings
+//! - [`proxy`]: the request path (context → decision → serve / fill / forward / reject → finish)
+//! - [`origin`]: the pooled client; [`compress`]: codecs; [`body`]: response bodies
+//! - [`server`]: listeners and shutdown; [`admin`]: purge API, stats; [`metrics`]: counters
+//! - [`error`]: errors and the one place they become responses; [`clock`]: injectable time
 
 pub mod admin;
 pub mod body;
+pub mod cache;
+pub mod clock;
 pub mod compress;
-pub mod conditional;
 pub mod config;
 pub mod demo;
 pub mod error;
 pub mod metrics;
 pub mod normalize;
 pub mod origin;
-pub mod policy;
 pub mod proxy;
-pub mod respond;
+pub mod rfc;
+pub mod routes;
 pub mod server;
-pub mod store;
-pub mod tags;
 
+pub use clock::Clock;
 pub use config::Config;
 pub use server::{start, Running};

@@ -1,66 +1,68 @@
-//! Counters and a latency histogram, rendered as Prometheus text or JSON. Lock-free: updated on every request.
+//! Counters and latency histograms, per route where users ask for it, rendered as Prometheus text
+//! or JSON.
+//!
+//! Hand-written rather than a registry crate's labelled families: the per-route series are
+//! preallocated arrays indexed by route, so the hit path pays one relaxed atomic add and no map
+//! lookup, hashing or lock. The `route` label is bounded by the number of configured routes
+//! (plus `none`).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
+
+use crate::rfc::cache_status::CacheResult;
 
 /// Upper bounds (seconds) of the origin latency histogram buckets.
 const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
-/// What the cache did for a request (the X-Cache value).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheResult {
-    /// Served fresh from the cache (or revalidated with a 304 from the origin).
-    Hit,
-    /// Fetched from the origin.
-    Miss,
-    /// Served stale (stale-while-revalidate, stale-if-error, max-stale).
-    Stale,
-    /// Not cacheable: forwarded.
-    Pass,
+/// Series kept per route.
+#[derive(Default)]
+struct RouteSeries {
+    requests: [AtomicU64; 4],
+    origin_requests: AtomicU64,
+    origin_errors: AtomicU64,
+    latency: [AtomicU64; BUCKETS.len() + 1],
+    latency_sum_us: AtomicU64,
 }
 
-impl CacheResult {
-    /// The X-Cache header value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CacheResult::Hit => "HIT",
-            CacheResult::Miss => "MISS",
-            CacheResult::Stale => "STALE",
-            CacheResult::Pass => "PASS",
-        }
+/// Process-wide counters.
+pub struct Metrics {
+    /// Route labels, `none` last.
+    labels: Vec<String>,
+    routes: Vec<RouteSeries>,
+    revalidated: AtomicU64,
+    not_modified: AtomicU64,
+    purges: AtomicU64,
+    purged_objects: AtomicU64,
+    compression_saved_bytes: AtomicU64,
+    bad_requests: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new(Vec::new())
     }
 }
 
-/// All process-wide counters.
-#[derive(Default)]
-pub struct Metrics {
-    hits: AtomicU64,
-    misses: AtomicU64,
-    stale: AtomicU64,
-    passes: AtomicU64,
-    /// Requests sent to the origin.
-    pub origin_requests: AtomicU64,
-    /// Origin requests that failed (connect, timeout, bad response).
-    pub origin_errors: AtomicU64,
-    origin_latency: [AtomicU64; BUCKETS.len() + 1],
-    origin_latency_sum_us: AtomicU64,
-    /// Conditional requests sent upstream that came back 304.
-    pub revalidated: AtomicU64,
-    /// 304 answers given to clients from the cache.
-    pub not_modified: AtomicU64,
-    /// Purge calls.
-    pub purges: AtomicU64,
-    /// Objects removed or marked stale by purges.
-    pub purged_objects: AtomicU64,
-    /// Times the compressor ran for a stored variant.
-    pub compressions: AtomicU64,
-    /// Bytes not sent thanks to compression (identity size minus encoded size, per response).
-    pub compression_saved_bytes: AtomicU64,
-    /// Requests answered 4xx by the proxy itself.
-    pub bad_requests: AtomicU64,
+/// Per-route figures in a [`Snapshot`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RouteSnapshot {
+    /// The route pattern, or `none`.
+    pub route: String,
+    /// Fresh hits.
+    pub hits: u64,
+    /// Misses.
+    pub misses: u64,
+    /// Stale served.
+    pub stale: u64,
+    /// Passes.
+    pub passes: u64,
+    /// Origin requests.
+    pub origin_requests: u64,
+    /// Origin failures.
+    pub origin_errors: u64,
 }
 
 /// A point-in-time copy of the counters.
@@ -98,77 +100,194 @@ pub struct Snapshot {
     pub bytes: u64,
     /// Distinct tags indexed (URL tags included).
     pub tags: u64,
+    /// The same request and origin figures per route.
+    pub routes: Vec<RouteSnapshot>,
+}
+
+/// Gauges and counters owned by other parts (the store, the encoder), read at scrape time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Gauges {
+    /// Entries stored.
+    pub objects: u64,
+    /// Bytes stored.
+    pub bytes: u64,
+    /// Tags indexed.
+    pub tags: u64,
+    /// Compressor runs.
+    pub compressions: u64,
+}
+
+fn result_slot(r: CacheResult) -> usize {
+    match r {
+        CacheResult::Hit => 0,
+        CacheResult::Miss => 1,
+        CacheResult::Stale => 2,
+        CacheResult::Pass => 3,
+    }
 }
 
 impl Metrics {
-    /// Count one answered request.
-    pub fn record(&self, r: CacheResult) {
-        match r {
-            CacheResult::Hit => &self.hits,
-            CacheResult::Miss => &self.misses,
-            CacheResult::Stale => &self.stale,
-            CacheResult::Pass => &self.passes,
+    /// Counters for the given route labels (route patterns, in route order).
+    pub fn new(route_labels: Vec<String>) -> Self {
+        let mut labels = route_labels;
+        labels.push("none".into());
+        Self {
+            routes: labels.iter().map(|_| RouteSeries::default()).collect(),
+            labels,
+            revalidated: AtomicU64::new(0),
+            not_modified: AtomicU64::new(0),
+            purges: AtomicU64::new(0),
+            purged_objects: AtomicU64::new(0),
+            compression_saved_bytes: AtomicU64::new(0),
+            bad_requests: AtomicU64::new(0),
         }
-        .fetch_add(1, Relaxed);
     }
 
-    /// Count one origin round trip and its time to response headers.
-    pub fn origin_latency(&self, d: Duration) {
-        let s = d.as_secs_f64();
+    fn route(&self, route: Option<usize>) -> &RouteSeries {
+        let last = self.routes.len() - 1;
+        &self.routes[route.map_or(last, |i| i.min(last))]
+    }
+
+    /// Count one answered request on `route` (`None`: no route matched).
+    pub fn request(&self, route: Option<usize>, r: CacheResult) {
+        self.route(route).requests[result_slot(r)].fetch_add(1, Relaxed);
+    }
+
+    /// Count one origin round trip on `route`, its time to response headers, and whether it failed.
+    pub fn origin(&self, route: Option<usize>, d: Duration, failed: bool) {
+        let s = self.route(route);
+        s.origin_requests.fetch_add(1, Relaxed);
+        if failed {
+            s.origin_errors.fetch_add(1, Relaxed);
+        }
+        let secs = d.as_secs_f64();
         let i = BUCKETS
             .iter()
-            .position(|b| s <= *b)
+            .position(|b| secs <= *b)
             .unwrap_or(BUCKETS.len());
-        self.origin_latency[i].fetch_add(1, Relaxed);
-        self.origin_latency_sum_us
-            .fetch_add(d.as_micros() as u64, Relaxed);
+        s.latency[i].fetch_add(1, Relaxed);
+        s.latency_sum_us.fetch_add(d.as_micros() as u64, Relaxed);
     }
 
-    /// Copy the counters, with store gauges.
-    pub fn snapshot(&self, objects: u64, bytes: u64, tags: u64) -> Snapshot {
+    /// Count an upstream revalidation answered 304.
+    pub fn revalidated(&self) {
+        self.revalidated.fetch_add(1, Relaxed);
+    }
+
+    /// Count a 304 served from the cache.
+    pub fn not_modified(&self) {
+        self.not_modified.fetch_add(1, Relaxed);
+    }
+
+    /// Count a purge call and the objects it affected.
+    pub fn purge(&self, objects: u64) {
+        self.purges.fetch_add(1, Relaxed);
+        self.purged_objects.fetch_add(objects, Relaxed);
+    }
+
+    /// Count bytes not sent thanks to a stored encoding.
+    pub fn compression_saved(&self, bytes: u64) {
+        self.compression_saved_bytes.fetch_add(bytes, Relaxed);
+    }
+
+    /// Count a request rejected before reaching the cache.
+    pub fn bad_request(&self) {
+        self.bad_requests.fetch_add(1, Relaxed);
+    }
+
+    /// Copy the counters, with the gauges of the store and encoder.
+    pub fn snapshot(&self, g: Gauges) -> Snapshot {
+        let routes: Vec<RouteSnapshot> = self
+            .labels
+            .iter()
+            .zip(&self.routes)
+            .map(|(label, s)| RouteSnapshot {
+                route: label.clone(),
+                hits: s.requests[0].load(Relaxed),
+                misses: s.requests[1].load(Relaxed),
+                stale: s.requests[2].load(Relaxed),
+                passes: s.requests[3].load(Relaxed),
+                origin_requests: s.origin_requests.load(Relaxed),
+                origin_errors: s.origin_errors.load(Relaxed),
+            })
+            .collect();
+        let sum = |f: fn(&RouteSnapshot) -> u64| routes.iter().map(f).sum::<u64>();
         Snapshot {
-            hits: self.hits.load(Relaxed),
-            misses: self.misses.load(Relaxed),
-            stale: self.stale.load(Relaxed),
-            passes: self.passes.load(Relaxed),
-            origin_requests: self.origin_requests.load(Relaxed),
-            origin_errors: self.origin_errors.load(Relaxed),
+            hits: sum(|r| r.hits),
+            misses: sum(|r| r.misses),
+            stale: sum(|r| r.stale),
+            passes: sum(|r| r.passes),
+            origin_requests: sum(|r| r.origin_requests),
+            origin_errors: sum(|r| r.origin_errors),
             revalidated: self.revalidated.load(Relaxed),
             not_modified: self.not_modified.load(Relaxed),
             purges: self.purges.load(Relaxed),
             purged_objects: self.purged_objects.load(Relaxed),
-            compressions: self.compressions.load(Relaxed),
+            compressions: g.compressions,
             compression_saved_bytes: self.compression_saved_bytes.load(Relaxed),
             bad_requests: self.bad_requests.load(Relaxed),
-            objects,
-            bytes,
-            tags,
+            objects: g.objects,
+            bytes: g.bytes,
+            tags: g.tags,
+            routes,
         }
     }
 
-    /// Prometheus text exposition format.
+    /// Prometheus text exposition format (0.0.4).
     pub fn prometheus(&self, s: &Snapshot) -> String {
         let mut o = String::with_capacity(4096);
-        o.push_str("# HELP apicache_requests_total Requests by cache result.\n# TYPE apicache_requests_total counter\n");
-        for (label, v) in [
-            ("hit", s.hits),
-            ("miss", s.misses),
-            ("stale", s.stale),
-            ("pass", s.passes),
-        ] {
-            let _ = writeln!(o, "apicache_requests_total{{result=\"{label}\"}} {v}");
+        let family = |o: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        family(
+            &mut o,
+            "apicache_requests_total",
+            "counter",
+            "Requests by cache result and route.",
+        );
+        for r in &s.routes {
+            let route = escape(&r.route);
+            for (result, v) in [
+                ("hit", r.hits),
+                ("miss", r.misses),
+                ("stale", r.stale),
+                ("pass", r.passes),
+            ] {
+                let _ = writeln!(
+                    o,
+                    "apicache_requests_total{{result=\"{result}\",route=\"{route}\"}} {v}"
+                );
+            }
+        }
+        family(
+            &mut o,
+            "apicache_origin_requests_total",
+            "counter",
+            "Requests sent to the origin, by route.",
+        );
+        for r in &s.routes {
+            let _ = writeln!(
+                o,
+                "apicache_origin_requests_total{{route=\"{}\"}} {}",
+                escape(&r.route),
+                r.origin_requests
+            );
+        }
+        family(
+            &mut o,
+            "apicache_origin_errors_total",
+            "counter",
+            "Origin requests that failed, by route.",
+        );
+        for r in &s.routes {
+            let _ = writeln!(
+                o,
+                "apicache_origin_errors_total{{route=\"{}\"}} {}",
+                escape(&r.route),
+                r.origin_errors
+            );
         }
         let counters = [
-            (
-                "apicache_origin_requests_total",
-                "Requests sent to the origin.",
-                s.origin_requests,
-            ),
-            (
-                "apicache_origin_errors_total",
-                "Origin requests that failed.",
-                s.origin_errors,
-            ),
             (
                 "apicache_revalidations_total",
                 "Upstream revalidations answered 304.",
@@ -207,7 +326,8 @@ impl Metrics {
             ),
         ];
         for (name, help, v) in counters {
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+            family(&mut o, name, "counter", help);
+            let _ = writeln!(o, "{name} {v}");
         }
         for (name, help, v) in [
             ("apicache_objects", "Entries stored.", s.objects),
@@ -218,26 +338,49 @@ impl Metrics {
             ),
             ("apicache_tags", "Tags indexed.", s.tags),
         ] {
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+            family(&mut o, name, "gauge", help);
+            let _ = writeln!(o, "{name} {v}");
         }
-        o.push_str("# HELP apicache_origin_latency_seconds Time to origin response headers.\n# TYPE apicache_origin_latency_seconds histogram\n");
-        let mut cum = 0;
-        for (i, b) in BUCKETS.iter().enumerate() {
-            cum += self.origin_latency[i].load(Relaxed);
+        family(
+            &mut o,
+            "apicache_origin_latency_seconds",
+            "histogram",
+            "Time to origin response headers, by route.",
+        );
+        for (label, series) in self.labels.iter().zip(&self.routes) {
+            let route = escape(label);
+            let mut cum = 0;
+            for (i, b) in BUCKETS.iter().enumerate() {
+                cum += series.latency[i].load(Relaxed);
+                let _ = writeln!(
+                    o,
+                    "apicache_origin_latency_seconds_bucket{{route=\"{route}\",le=\"{b}\"}} {cum}"
+                );
+            }
+            cum += series.latency[BUCKETS.len()].load(Relaxed);
             let _ = writeln!(
                 o,
-                "apicache_origin_latency_seconds_bucket{{le=\"{b}\"}} {cum}"
+                "apicache_origin_latency_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {cum}"
+            );
+            let sum = series.latency_sum_us.load(Relaxed) as f64 / 1e6;
+            let _ = writeln!(
+                o,
+                "apicache_origin_latency_seconds_sum{{route=\"{route}\"}} {sum}"
+            );
+            let _ = writeln!(
+                o,
+                "apicache_origin_latency_seconds_count{{route=\"{route}\"}} {cum}"
             );
         }
-        cum += self.origin_latency[BUCKETS.len()].load(Relaxed);
-        let _ = writeln!(
-            o,
-            "apicache_origin_latency_seconds_bucket{{le=\"+Inf\"}} {cum}"
-        );
-        let sum = self.origin_latency_sum_us.load(Relaxed) as f64 / 1e6;
-        let _ = writeln!(o, "apicache_origin_latency_seconds_sum {sum}\napicache_origin_latency_seconds_count {cum}");
         o
     }
+}
+
+/// A label value as the exposition format requires: backslash, quote and newline escaped.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -245,17 +388,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn histogram_is_cumulative() {
-        let m = Metrics::default();
-        m.origin_latency(Duration::from_micros(500));
-        m.origin_latency(Duration::from_millis(30));
-        m.origin_latency(Duration::from_secs(60));
-        m.record(CacheResult::Hit);
-        let text = m.prometheus(&m.snapshot(1, 2, 3));
-        assert!(text.contains("apicache_origin_latency_seconds_bucket{le=\"0.001\"} 1"));
-        assert!(text.contains("apicache_origin_latency_seconds_bucket{le=\"0.05\"} 2"));
-        assert!(text.contains("apicache_origin_latency_seconds_bucket{le=\"+Inf\"} 3"));
-        assert!(text.contains("apicache_requests_total{result=\"hit\"} 1"));
-        assert!(text.contains("apicache_bad_requests_total 0"));
+    fn per_route_series_and_cumulative_histogram() {
+        let m = Metrics::new(vec!["/a/{id}".into()]);
+        m.origin(Some(0), Duration::from_micros(500), false);
+        m.origin(Some(0), Duration::from_millis(30), true);
+        m.origin(None, Duration::from_secs(60), false);
+        m.request(Some(0), CacheResult::Hit);
+        m.request(None, CacheResult::Miss);
+        m.bad_request();
+        let s = m.snapshot(Gauges::default());
+        assert_eq!(
+            (s.hits, s.misses, s.origin_requests, s.origin_errors),
+            (1, 1, 3, 1)
+        );
+        let text = m.prometheus(&s);
+        for line in [
+            "apicache_requests_total{result=\"hit\",route=\"/a/{id}\"} 1",
+            "apicache_requests_total{result=\"miss\",route=\"none\"} 1",
+            "apicache_origin_requests_total{route=\"/a/{id}\"} 2",
+            "apicache_origin_errors_total{route=\"/a/{id}\"} 1",
+            "apicache_origin_latency_seconds_bucket{route=\"/a/{id}\",le=\"0.001\"} 1",
+            "apicache_origin_latency_seconds_bucket{route=\"/a/{id}\",le=\"0.05\"} 2",
+            "apicache_origin_latency_seconds_bucket{route=\"none\",le=\"+Inf\"} 1",
+            "apicache_origin_latency_seconds_count{route=\"/a/{id}\"} 2",
+            "apicache_bad_requests_total 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
+        }
+        assert_eq!(escape("a\"b\\c"), "a\\\"b\\\\c");
     }
 }

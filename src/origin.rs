@@ -55,7 +55,7 @@ impl Origin {
             .authority(self.cfg.authority.clone())
             .path_and_query(pq)
             .build()
-            .map_err(|_| ProxyError::BadRequest("request target"))
+            .map_err(|_| ProxyError::BadRequest(crate::normalize::NormalizeError::NotAPath))
     }
 
     /// Idle time allowed between body chunks.

@@ -32,8 +32,18 @@ pub struct Running {
 
 impl Running {
     /// The object store (tests and tools inspect it).
-    pub fn store(&self) -> &crate::store::Store {
+    pub fn store(&self) -> &crate::cache::Store {
         self.proxy.store()
+    }
+
+    /// The clock stored objects are aged by; tests advance it instead of sleeping.
+    pub fn clock(&self) -> &crate::clock::Clock {
+        self.proxy.clock()
+    }
+
+    /// Wait (bounded) for background fills, encodings and purge removals to finish.
+    pub async fn settle(&self) {
+        self.proxy.settle().await;
     }
 
     /// Stop accepting, drain in-flight requests (up to `shutdown_grace`), and return.

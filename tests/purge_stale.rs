@@ -675,7 +675,7 @@ async fn swr_burst(p: &apicache::Running, origin: &Origin, path: &str) -> (usize
     let key = format!("GET {path}");
     let mut refreshed = false;
     for _ in 0..100 {
-        if let apicache::store::Lookup::Hit(o) =
+        if let apicache::cache::Lookup::Hit(o) =
             p.proxy.store().lookup(&key, &HeaderMap::new()).await
         {
             if o.body.as_ref() == new.as_bytes() {
@@ -963,17 +963,27 @@ async fn metrics_are_prometheus_text() {
             .parse()
             .unwrap()
     };
-    assert_eq!(value("apicache_requests_total{result=\"hit\"}"), 1.0);
-    assert_eq!(value("apicache_requests_total{result=\"miss\"}"), 1.0);
+    assert_eq!(
+        value("apicache_requests_total{result=\"hit\",route=\"none\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("apicache_requests_total{result=\"miss\",route=\"none\"}"),
+        1.0
+    );
     assert_eq!(value("apicache_purges_total"), 1.0);
     assert_eq!(value("apicache_purged_objects_total"), 1.0);
     assert!(text.contains("# TYPE apicache_origin_latency_seconds histogram"));
-    assert!(text.contains("apicache_origin_latency_seconds_bucket{le=\"0.001\"}"));
+    assert!(text.contains("apicache_origin_latency_seconds_bucket{route=\"none\",le=\"0.001\"}"));
     assert_eq!(
-        value("apicache_origin_latency_seconds_bucket{le=\"+Inf\"}"),
+        value("apicache_origin_latency_seconds_bucket{route=\"none\",le=\"+Inf\"}"),
         1.0
     );
-    assert_eq!(value("apicache_origin_latency_seconds_count"), 1.0);
+    assert_eq!(
+        value("apicache_origin_latency_seconds_count{route=\"none\"}"),
+        1.0
+    );
+    assert_eq!(value("apicache_origin_requests_total{route=\"none\"}"), 1.0);
     p.shutdown().await;
 }
 

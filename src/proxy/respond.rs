@@ -1,22 +1,35 @@
 //! Responses built by the cache: answers from stored objects (304, 206/416, the negotiated coding)
 //! and on-the-fly compression of uncached responses.
 
+use std::time::Instant;
+
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 
 use crate::body::ProxyBody;
-use crate::compress::{self, Coding, CompressBody};
-use crate::conditional::{self, RangeOutcome};
+use crate::cache::CachedObject;
+use crate::compress::CompressBody;
 use crate::config::CompressionConfig;
 use crate::metrics::Metrics;
-use crate::policy::Directives;
-use crate::store::CachedObject;
+use crate::rfc::coding::{self, Coding};
+use crate::rfc::conditional::{self, RangeOutcome};
+use crate::rfc::directives::no_transform;
+use crate::rfc::vary::merge_vary;
+
+/// A response with just a status and headers: nothing of the origin's response internals
+/// (version, extensions) carries over.
+pub fn response(status: StatusCode, headers: HeaderMap, body: ProxyBody) -> Response<ProxyBody> {
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    resp
+}
 
 /// Build the client's answer from a stored object: 304, 206/416, or the negotiated coding.
 pub fn from_object(
     obj: &CachedObject,
+    now: Instant,
     req: &HeaderMap,
     head: bool,
-    cache_status: String,
     metrics: &Metrics,
 ) -> Response<ProxyBody> {
     let mut codings = [Coding::Identity; 3];
@@ -27,18 +40,16 @@ pub fn from_object(
     }
     let codings = &codings[..n];
     let coding = if codings.len() > 1 {
-        compress::negotiate(req.get_all(header::ACCEPT_ENCODING).iter(), codings)
+        coding::negotiate(req.get_all(header::ACCEPT_ENCODING).iter(), codings)
     } else {
         Coding::Identity
     };
     let mut headers = obj.headers.clone();
-    if codings.len() > 1 {
+    // Still compressible while its encodings are computed: the answer varies all along.
+    if codings.len() > 1 || obj.needs_encoding() {
         merge_vary(&mut headers, "Accept-Encoding");
     }
-    headers.insert("age", HeaderValue::from(obj.age()));
-    if let Ok(v) = HeaderValue::try_from(cache_status) {
-        headers.insert("cache-status", v);
-    }
+    headers.insert("age", HeaderValue::from(obj.age(now)));
     let etag_value = obj.etag_value(coding).cloned();
 
     if obj.status.is_success() {
@@ -55,9 +66,7 @@ pub fn from_object(
                 .is_some_and(|ims| conditional::not_modified_since(ims, obj.last_modified.as_ref()))
         };
         if not_modified {
-            metrics
-                .not_modified
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            metrics.not_modified();
             let mut out = HeaderMap::new();
             for name in [
                 header::CACHE_CONTROL,
@@ -70,9 +79,6 @@ pub fn from_object(
                 for v in headers.get_all(&name) {
                     out.append(name.clone(), v.clone());
                 }
-            }
-            if let Some(v) = headers.get("cache-status") {
-                out.insert("cache-status", v.clone());
             }
             if let Some(e) = etag_value {
                 out.insert(header::ETAG, e);
@@ -124,13 +130,6 @@ pub fn from_object(
                     if let Ok(v) = HeaderValue::from_str(&conditional::unsatisfied_range(len)) {
                         resp.headers_mut().insert(header::CONTENT_RANGE, v);
                     }
-                    resp.headers_mut().insert(
-                        "cache-status",
-                        headers
-                            .get("cache-status")
-                            .cloned()
-                            .unwrap_or(HeaderValue::from_static("apicache")),
-                    );
                     return resp;
                 }
             }
@@ -148,9 +147,7 @@ pub fn from_object(
             HeaderValue::from_static(coding.as_str()),
         );
         let saved = obj.body.len().saturating_sub(bytes.len()) as u64;
-        metrics
-            .compression_saved_bytes
-            .fetch_add(saved, std::sync::atomic::Ordering::Relaxed);
+        metrics.compression_saved(saved);
     }
     if let Some(e) = etag_value {
         headers.insert(header::ETAG, e);
@@ -189,12 +186,12 @@ pub fn compress_passed(
         || resp.status() == StatusCode::NOT_MODIFIED
         || h.contains_key(header::CONTENT_ENCODING)
         || h.contains_key(header::CONTENT_RANGE)
-        || Directives::from_headers(h, &header::CACHE_CONTROL).no_transform
-        || !compress::is_compressible(h.get(header::CONTENT_TYPE), &c.types)
+        || no_transform(h)
+        || !coding::is_compressible(h.get(header::CONTENT_TYPE), &c.types)
     {
         return resp;
     }
-    let coding = compress::negotiate(
+    let coding = coding::negotiate(
         req.get_all(header::ACCEPT_ENCODING).iter(),
         &[Coding::Gzip, Coding::Br],
     );
@@ -229,16 +226,11 @@ pub fn compress_passed(
 /// not accept it: decode, unless the origin forbade transformations.
 fn needs_gunzip(resp: &Response<ProxyBody>, req: &HeaderMap) -> bool {
     let h = resp.headers();
-    let gzip = h.get_all(header::CONTENT_ENCODING).iter().count() == 1
-        && h.get(header::CONTENT_ENCODING).is_some_and(|v| {
-            let v = v.as_bytes();
-            v.eq_ignore_ascii_case(b"gzip") || v.eq_ignore_ascii_case(b"x-gzip")
-        });
-    gzip && resp.status() != StatusCode::PARTIAL_CONTENT
+    coding::stored_encoding(h) == Ok(Coding::Gzip)
+        && resp.status() != StatusCode::PARTIAL_CONTENT
         && !h.contains_key(header::CONTENT_RANGE)
-        && !Directives::from_headers(h, &header::CACHE_CONTROL).no_transform
-        && compress::negotiate(req.get_all(header::ACCEPT_ENCODING).iter(), &[Coding::Gzip])
-            != Coding::Gzip
+        && !no_transform(h)
+        && !coding::accepts(req, Coding::Gzip)
 }
 
 fn gunzip_for_client(resp: Response<ProxyBody>) -> Response<ProxyBody> {
@@ -259,46 +251,4 @@ fn gunzip_for_client(resp: Response<ProxyBody>) -> Response<ProxyBody> {
     }
     merge_vary(&mut parts.headers, "Accept-Encoding");
     Response::from_parts(parts, ProxyBody::stream(CompressBody::gunzip(body)))
-}
-
-/// Add a field name to Vary unless already there (or `*`).
-pub fn merge_vary(h: &mut HeaderMap, field: &str) {
-    let present = h.get_all(header::VARY).iter().any(|v| {
-        v.to_str().is_ok_and(|s| {
-            s.split(',')
-                .any(|f| f.trim().eq_ignore_ascii_case(field) || f.trim() == "*")
-        })
-    });
-    if !present {
-        if let Ok(v) = HeaderValue::from_str(field) {
-            h.append(header::VARY, v);
-        }
-    }
-}
-
-/// Set the Cache-Status header (RFC 9211).
-pub fn set_cache_status(resp: &mut Response<ProxyBody>, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
-        resp.headers_mut().insert("cache-status", v);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn vary_merge() {
-        let mut h = HeaderMap::new();
-        merge_vary(&mut h, "Accept-Encoding");
-        merge_vary(&mut h, "Accept-Encoding");
-        assert_eq!(h.get_all(header::VARY).iter().count(), 1);
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::VARY,
-            HeaderValue::from_static("accept-encoding, x-a"),
-        );
-        merge_vary(&mut h, "Accept-Encoding");
-        assert_eq!(h.get_all(header::VARY).iter().count(), 1);
-    }
 }

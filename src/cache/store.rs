@@ -1,181 +1,16 @@
-//! The only file that touches moka: stored objects, byte-weighted capacity, per-entry expiry and the tag index.
+//! The store, the only user of moka: Vary variants per key, byte-weighted capacity, per-entry
+//! expiry, purges through the tag index, and the swap that adds encoded variants later.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::HeaderMap;
 use moka::notification::RemovalCause;
 
-use crate::compress::Coding;
-use crate::policy::{vary_values, Freshness};
-use crate::tags::TagIndex;
-
-/// One stored response (one Vary variant of a URL), with every content-coding computed once.
-#[derive(Debug)]
-pub struct CachedObject {
-    /// Response status.
-    pub status: StatusCode,
-    /// End-to-end headers as the client gets them, minus Content-Length/Content-Encoding/ETag/Age.
-    pub headers: HeaderMap,
-    /// The identity body.
-    pub body: Bytes,
-    /// gzip variant, when worth having.
-    pub gzip: Option<Bytes>,
-    /// brotli variant, when worth having.
-    pub br: Option<Bytes>,
-    /// The identity representation's ETag, as clients see it (origin's or generated).
-    pub etag: String,
-    /// Header values of the identity, gzip and br ETags, built once instead of on every hit.
-    etag_values: [Option<HeaderValue>; 3],
-    /// The origin's own ETag, used to revalidate upstream.
-    pub origin_etag: Option<HeaderValue>,
-    /// Last-Modified, for If-Modified-Since both ways.
-    pub last_modified: Option<HeaderValue>,
-    /// Lifetime and stale windows.
-    pub freshness: Freshness,
-    /// When it was stored (monotonic: resident time for Age).
-    pub stored_at: Instant,
-    /// Milliseconds after `stored_at` + 1 at which it was soft-purged; 0 = never.
-    purged_at: AtomicU64,
-    /// Hard-purged: never served again, removed from moka in the background.
-    dead: AtomicBool,
-    /// Fields named by the origin's Vary (Accept-Encoding excluded: handled here).
-    pub vary: Vec<HeaderName>,
-    /// The request's values for `vary` when stored.
-    pub vary_values: Vec<Option<HeaderValue>>,
-    /// Surrogate keys, plus the URL tag.
-    pub tags: Vec<String>,
-    /// The origin said no-transform: never served encoded by this proxy.
-    pub no_transform: bool,
-}
-
-impl CachedObject {
-    /// A new object stored now.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        status: StatusCode,
-        mut headers: HeaderMap,
-        body: Bytes,
-        etag: String,
-        origin_etag: Option<HeaderValue>,
-        freshness: Freshness,
-        vary: Vec<HeaderName>,
-        vary_values: Vec<Option<HeaderValue>>,
-        tags: Vec<String>,
-        no_transform: bool,
-    ) -> Self {
-        // Set per response from the stored body, ETag and age instead.
-        for h in [
-            http::header::CONTENT_LENGTH,
-            http::header::ETAG,
-            http::header::AGE,
-        ] {
-            headers.remove(h);
-        }
-        let last_modified = headers.get(http::header::LAST_MODIFIED).cloned();
-        Self {
-            status,
-            headers,
-            body,
-            gzip: None,
-            br: None,
-            etag_values: [Coding::Identity, Coding::Gzip, Coding::Br]
-                .map(|c| HeaderValue::from_str(&crate::conditional::variant_etag(&etag, c)).ok()),
-            etag,
-            origin_etag,
-            last_modified,
-            freshness,
-            stored_at: Instant::now(),
-            purged_at: AtomicU64::new(0),
-            dead: AtomicBool::new(false),
-            vary,
-            vary_values,
-            tags,
-            no_transform,
-        }
-    }
-
-    /// The bytes for a coding, if stored.
-    pub fn variant(&self, coding: Coding) -> Option<&Bytes> {
-        match coding {
-            Coding::Identity => Some(&self.body),
-            Coding::Gzip => self.gzip.as_ref(),
-            Coding::Br => self.br.as_ref(),
-        }
-    }
-
-    /// Codings this object can be served in (identity first), without allocating.
-    pub fn codings(&self) -> impl Iterator<Item = Coding> + Clone + '_ {
-        [Coding::Identity, Coding::Gzip, Coding::Br]
-            .into_iter()
-            .filter(|c| self.variant(*c).is_some())
-    }
-
-    /// The ETag header value of one coding's representation.
-    pub fn etag_value(&self, coding: Coding) -> Option<&HeaderValue> {
-        self.etag_values[coding as usize].as_ref()
-    }
-
-    /// Current age in seconds (RFC 9111 §4.2.3).
-    pub fn age(&self) -> u64 {
-        self.freshness.initial_age + self.stored_at.elapsed().as_secs()
-    }
-
-    /// Seconds of freshness left; negative once stale. A soft-purged object is stale since the purge.
-    pub fn ttl(&self) -> i64 {
-        let natural = self.freshness.lifetime as i64 - self.age() as i64;
-        match self.purged_at.load(Ordering::Relaxed) {
-            0 => natural,
-            p => {
-                let since_purge = self.stored_at.elapsed().as_millis() as i64 - (p as i64 - 1);
-                natural.min(-(since_purge / 1000) - 1)
-            }
-        }
-    }
-
-    /// Mark stale now, keeping the object for stale serving and revalidation.
-    pub fn soft_purge(&self) {
-        let at = self.stored_at.elapsed().as_millis() as u64 + 1;
-        let _ = self
-            .purged_at
-            .compare_exchange(0, at, Ordering::Relaxed, Ordering::Relaxed);
-    }
-
-    /// Whether the object has validators the origin can check.
-    pub fn has_validators(&self) -> bool {
-        self.origin_etag.is_some() || self.last_modified.is_some()
-    }
-
-    /// How long moka should keep it: freshness left plus the longest stale window.
-    fn keep_for(&self, revalidate_keep: u64) -> Duration {
-        let left = self
-            .freshness
-            .lifetime
-            .saturating_sub(self.freshness.initial_age);
-        let total = left
-            + self
-                .freshness
-                .stale_window(self.has_validators(), revalidate_keep);
-        Duration::from_secs(total.max(1))
-    }
-
-    /// Bytes this object costs the cache budget.
-    pub fn weight(&self) -> usize {
-        let headers: usize = self
-            .headers
-            .iter()
-            .map(|(k, v)| k.as_str().len() + v.len() + 32)
-            .sum();
-        self.body.len()
-            + self.gzip.as_ref().map_or(0, |b| b.len())
-            + self.br.as_ref().map_or(0, |b| b.len())
-            + headers
-            + self.tags.iter().map(|t| t.len() + 48).sum::<usize>()
-            + 512
-    }
-}
+use super::object::CachedObject;
+use super::tags::TagIndex;
+use crate::clock::Clock;
 
 /// What one cache key holds: the Vary variants of one URL.
 #[derive(Debug)]
@@ -208,6 +43,8 @@ pub struct Store {
     max_variants: usize,
     /// Hard-purged keys not yet removed from moka.
     pending_removals: Arc<AtomicU64>,
+    /// Time for objects' age and purge marks.
+    clock: Clock,
 }
 
 /// Per-entry expiry; holds `cache.keep_for_revalidation` in seconds.
@@ -255,6 +92,7 @@ impl Store {
             gen: Arc::new(AtomicU64::new(1)),
             max_variants: max_variants.max(1),
             pending_removals: Arc::new(AtomicU64::new(0)),
+            clock: Clock::default(),
         }
     }
 
@@ -264,13 +102,9 @@ impl Store {
             return Lookup::Miss;
         };
         let mut live = false;
-        for obj in entry
-            .objects
-            .iter()
-            .filter(|o| !o.dead.load(Ordering::Relaxed))
-        {
+        for obj in entry.objects.iter().filter(|o| !o.is_dead()) {
             live = true;
-            if obj.vary.is_empty() || vary_values(&obj.vary, req_headers) == obj.vary_values {
+            if obj.vary.matches(req_headers) {
                 return Lookup::Hit(obj.clone());
             }
         }
@@ -289,13 +123,20 @@ impl Store {
                 objects.extend(
                     old.objects
                         .iter()
-                        .filter(|o| o.vary != obj.vary || o.vary_values != obj.vary_values)
-                        .filter(|o| o.vary == obj.vary && !o.dead.load(Ordering::Relaxed))
+                        .filter(|o| o.vary.same_fields(&obj.vary) && o.vary != obj.vary)
+                        .filter(|o| !o.is_dead())
                         .take(self.max_variants - 1)
                         .cloned(),
                 );
             }
         }
+        let entry = self.entry(&key, objects);
+        self.cache.insert(key, entry).await;
+    }
+
+    /// A new entry for `key`, linked in the tag index before moka sees it, so an immediate
+    /// eviction always finds its links.
+    fn entry(&self, key: &str, objects: Vec<Arc<CachedObject>>) -> Arc<Entry> {
         let mut tags: Vec<String> = Vec::new();
         for o in &objects {
             for t in &o.tags {
@@ -306,10 +147,44 @@ impl Store {
         }
         let gen = self.gen.fetch_add(1, Ordering::Relaxed);
         let entry = Arc::new(Entry { objects, gen, tags });
-        // Link before inserting, so an immediate eviction of this entry always finds its links.
         self.tags
-            .link(&key, gen, &Arc::downgrade(&entry), &entry.tags);
-        self.cache.insert(key, entry).await;
+            .link(key, gen, &Arc::downgrade(&entry), &entry.tags);
+        entry
+    }
+
+    /// Replace `old` by `new` (the same response, now with encoded variants) if `old` is still
+    /// stored and alive; otherwise leave the entry alone. Returns whether it swapped.
+    pub async fn swap(&self, key: &str, old: &Arc<CachedObject>, new: Arc<CachedObject>) -> bool {
+        let mut swapped = false;
+        self.cache
+            .entry_by_ref(key)
+            .and_compute_with(|cur| {
+                let op = match cur {
+                    Some(e)
+                        if !old.is_dead()
+                            && e.value().objects.iter().any(|o| Arc::ptr_eq(o, old)) =>
+                    {
+                        let objects = e
+                            .value()
+                            .objects
+                            .iter()
+                            .map(|o| {
+                                if Arc::ptr_eq(o, old) {
+                                    new.clone()
+                                } else {
+                                    o.clone()
+                                }
+                            })
+                            .collect();
+                        swapped = true;
+                        moka::ops::compute::Op::Put(self.entry(key, objects))
+                    }
+                    _ => moka::ops::compute::Op::Nop,
+                };
+                std::future::ready(op)
+            })
+            .await;
+        swapped
     }
 
     /// Remove one key.
@@ -327,15 +202,15 @@ impl Store {
             let Some(entry) = handle.upgrade() else {
                 continue;
             };
-            if entry.objects.iter().all(|o| o.dead.load(Ordering::Relaxed)) {
+            if entry.objects.iter().all(|o| o.is_dead()) {
                 // Already purged under another tag, awaiting removal.
                 continue;
             }
             for o in &entry.objects {
                 if soft {
-                    o.soft_purge();
+                    o.soft_purge(self.clock.now());
                 } else {
-                    o.dead.store(true, Ordering::Relaxed);
+                    o.kill();
                 }
             }
             doomed.push((key, gen));
@@ -371,7 +246,10 @@ impl Store {
         if soft {
             let mut n = 0;
             for (_, entry) in self.cache.iter() {
-                entry.objects.iter().for_each(|o| o.soft_purge());
+                entry
+                    .objects
+                    .iter()
+                    .for_each(|o| o.soft_purge(self.clock.now()));
                 n += 1;
             }
             return n;
@@ -397,6 +275,11 @@ impl Store {
         self.cache.run_pending_tasks().await;
     }
 
+    /// The clock objects in this store are aged by.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
     /// Number of entries (URLs × credentials).
     pub fn entry_count(&self) -> u64 {
         self.cache.entry_count()
@@ -416,20 +299,27 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::Freshness;
+    use crate::cache::object::NewObject;
+    use crate::rfc::storable::Freshness;
+    use bytes::Bytes;
+    use http::StatusCode;
 
     fn obj(body: &'static str, tags: &[&str]) -> Arc<CachedObject> {
         Arc::new(CachedObject::new(
-            StatusCode::OK,
-            HeaderMap::new(),
-            Bytes::from_static(body.as_bytes()),
-            "\"e\"".into(),
-            None,
-            Freshness::for_lifetime(60),
-            vec![],
-            vec![],
-            tags.iter().map(|t| t.to_string()).collect(),
-            false,
+            NewObject {
+                status: StatusCode::OK,
+                headers: HeaderMap::new(),
+                body: Bytes::from_static(body.as_bytes()),
+                gzip: None,
+                etag: "\"e\"".into(),
+                origin_etag: None,
+                freshness: Freshness::for_lifetime(60),
+                vary: Default::default(),
+                tags: tags.iter().map(|t| t.to_string()).collect(),
+                no_transform: false,
+                compressible: false,
+            },
+            Instant::now(),
         ))
     }
 
@@ -451,7 +341,7 @@ mod tests {
         assert!(s.tag_index().keys("p1").is_empty());
         assert_eq!(s.purge_tag("all", true).await, 1);
         match s.lookup("GET /b", &HeaderMap::new()).await {
-            Lookup::Hit(o) => assert!(o.ttl() < 0),
+            Lookup::Hit(o) => assert!(o.ttl(s.clock().now()) < 0),
             other => panic!("{other:?}"),
         }
     }

@@ -5,7 +5,7 @@ use base64::Engine as _;
 use http::HeaderValue;
 use sha2::{Digest, Sha256};
 
-use crate::compress::Coding;
+use super::coding::Coding;
 
 /// A strong ETag derived from the sha256 of the identity body.
 pub fn generate_etag(body: &[u8]) -> String {

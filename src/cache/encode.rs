@@ -1,0 +1,111 @@
+//! Encoded variants, computed after an object is stored so that a fill never waits for them.
+//!
+//! A fill stores and answers with the identity body; this computes gzip and brotli at the stored
+//! levels on the blocking pool, a few at a time, once per object, and swaps the encoded copy in
+//! (same ETag per coding, same age and purge marks). Waiting work is bounded in bytes: beyond the
+//! budget an object stays identity-only until it is next refreshed.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::Semaphore;
+
+use super::object::CachedObject;
+use super::store::Store;
+use crate::compress;
+use crate::rfc::coding::Coding;
+
+/// Identity bytes that may wait for encoding at once.
+const MAX_QUEUED_BYTES: usize = 64 << 20;
+
+/// Runs the background encodings.
+pub struct Encoder {
+    store: Store,
+    gzip_level: u32,
+    brotli_level: u32,
+    /// Encoders running at once: bounds CPU and the encoders' own memory.
+    slots: Arc<Semaphore>,
+    queued_bytes: Arc<AtomicUsize>,
+    queued: Arc<AtomicUsize>,
+    runs: Arc<AtomicU64>,
+}
+
+impl Encoder {
+    /// Encode into `store` at the given levels.
+    pub fn new(store: Store, gzip_level: u32, brotli_level: u32) -> Self {
+        Self {
+            store,
+            gzip_level,
+            brotli_level,
+            slots: Arc::new(Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
+            queued_bytes: Arc::default(),
+            queued: Arc::default(),
+            runs: Arc::default(),
+        }
+    }
+
+    /// Compute `obj`'s encoded variants in the background, if it needs them, and swap them in
+    /// under `key`.
+    pub fn schedule(&self, key: &str, obj: &Arc<CachedObject>) {
+        if !obj.needs_encoding() {
+            return;
+        }
+        let size = obj.body.len();
+        if self.queued_bytes.fetch_add(size, Ordering::Relaxed) + size > MAX_QUEUED_BYTES {
+            self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+            tracing::debug!(key, "encoding queue full: served identity until refreshed");
+            return;
+        }
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        let (store, slots, key, obj) = (
+            self.store.clone(),
+            self.slots.clone(),
+            key.to_string(),
+            obj.clone(),
+        );
+        let (queued_bytes, queued, runs) = (
+            self.queued_bytes.clone(),
+            self.queued.clone(),
+            self.runs.clone(),
+        );
+        let (gz_level, br_level) = (self.gzip_level, self.brotli_level);
+        tokio::spawn(async move {
+            if let Ok(_slot) = slots.acquire().await {
+                // Only the codings it lacks: an origin's own gzip bytes are kept as they are.
+                let need_gzip = obj.variant(Coding::Gzip).is_none();
+                let body = obj.body.clone();
+                let encoded = tokio::task::spawn_blocking(move || {
+                    let gz = need_gzip.then(|| Bytes::from(compress::gzip(&body, gz_level)));
+                    (gz, Bytes::from(compress::brotli(&body, br_level)))
+                })
+                .await;
+                if let Ok((gz, br)) = encoded {
+                    runs.fetch_add(1 + u64::from(gz.is_some()), Ordering::Relaxed);
+                    let new = Arc::new(obj.with_encodings(gz, Some(br)));
+                    store.swap(&key, &obj, new).await;
+                }
+            }
+            queued_bytes.fetch_sub(size, Ordering::Relaxed);
+            queued.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+
+    /// Times the compressor ran.
+    pub fn runs(&self) -> u64 {
+        self.runs.load(Ordering::Relaxed)
+    }
+
+    /// Wait (bounded) until no encoding is queued or running: tests and benches.
+    pub async fn settle(&self) {
+        for _ in 0..5000 {
+            if self.queued.load(Ordering::Relaxed) == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! The cache's state: stored objects, the store (the only moka user), the surrogate-key index,
+//! collapsed fills, hit-for-pass marks and the background encoder.
+//!
+//! - [`object`]: one stored response and how it ages
+//! - [`store`]: Vary variants per key, byte budget, expiry, purges, swaps
+//! - [`tags`]: surrogate keys and the tag → key index
+//! - [`collapse`]: one origin fetch per key at a time
+//! - [`pass`]: hit-for-pass memory
+//! - [`encode`]: gzip/brotli variants computed after storing
+
+pub mod collapse;
+pub mod encode;
+pub mod object;
+pub mod pass;
+pub mod store;
+pub mod tags;
+
+pub use object::{CachedObject, NewObject};
+pub use store::{Lookup, Store};

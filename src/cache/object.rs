@@ -1,0 +1,341 @@
+//! One stored response: headers, the identity body, its encoded variants and what the cache needs
+//! to decide on reuse (freshness, validators, Vary, tags, purge marks).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, StatusCode};
+
+use crate::rfc::coding::Coding;
+use crate::rfc::conditional::variant_etag;
+use crate::rfc::storable::Freshness;
+use crate::rfc::usage::Stored;
+use crate::rfc::vary::Vary;
+
+/// What a fill knows about a response it is about to store.
+#[derive(Debug)]
+pub struct NewObject {
+    /// Response status.
+    pub status: StatusCode,
+    /// End-to-end headers, detached from hyper's read buffer.
+    pub headers: HeaderMap,
+    /// The identity body.
+    pub body: Bytes,
+    /// The origin's own gzip bytes, when it sent gzip: kept as the gzip variant.
+    pub gzip: Option<Bytes>,
+    /// The identity representation's ETag as clients see it (origin's or generated).
+    pub etag: String,
+    /// The origin's own ETag, for conditional refreshes.
+    pub origin_etag: Option<HeaderValue>,
+    /// Lifetime and stale windows.
+    pub freshness: Freshness,
+    /// The Vary variant this object is.
+    pub vary: Vary,
+    /// Surrogate keys, route tags and the URL tag.
+    pub tags: Vec<String>,
+    /// The origin said no-transform: never served encoded by this proxy.
+    pub no_transform: bool,
+    /// Worth compressing: encoded variants are computed after it is stored.
+    pub compressible: bool,
+}
+
+/// Purge marks, shared by every copy of one stored response (an encoded copy, say), so a purge
+/// racing a swap marks both.
+#[derive(Debug, Default)]
+struct Marks {
+    /// Milliseconds after `stored_at` + 1 at which it was soft-purged; 0 = never.
+    purged_at: AtomicU64,
+    /// Hard-purged: never served again, removed from moka in the background.
+    dead: AtomicBool,
+}
+
+/// One stored response (one Vary variant of a URL), with every content-coding computed once.
+#[derive(Debug)]
+pub struct CachedObject {
+    /// Response status.
+    pub status: StatusCode,
+    /// End-to-end headers as the client gets them, minus Content-Length/Content-Encoding/ETag/Age.
+    pub headers: HeaderMap,
+    /// The identity body.
+    pub body: Bytes,
+    gzip: Option<Bytes>,
+    br: Option<Bytes>,
+    /// Encoded variants were computed (whether or not they were worth keeping).
+    encoded: bool,
+    /// The identity representation's ETag, as clients see it (origin's or generated).
+    pub etag: String,
+    /// Header values of the identity, gzip and br ETags, built once instead of on every hit.
+    etag_values: [Option<HeaderValue>; 3],
+    /// The origin's own ETag, used to revalidate upstream.
+    pub origin_etag: Option<HeaderValue>,
+    /// Last-Modified, for If-Modified-Since both ways.
+    pub last_modified: Option<HeaderValue>,
+    /// Lifetime and stale windows.
+    pub freshness: Freshness,
+    /// When it was stored, on the store's clock (resident time for Age).
+    pub stored_at: Instant,
+    marks: Arc<Marks>,
+    /// The Vary variant this object is.
+    pub vary: Vary,
+    /// Surrogate keys, plus the URL tag.
+    pub tags: Vec<String>,
+    /// The origin said no-transform: never served encoded by this proxy.
+    pub no_transform: bool,
+    /// Worth compressing (type, size, settings).
+    pub compressible: bool,
+}
+
+impl CachedObject {
+    /// A new object stored at `stored_at` (the store's clock).
+    pub fn new(o: NewObject, stored_at: Instant) -> Self {
+        let mut headers = o.headers;
+        // Set per response from the stored body, ETag and age instead.
+        for h in [header::CONTENT_LENGTH, header::ETAG, header::AGE] {
+            headers.remove(h);
+        }
+        let last_modified = headers.get(header::LAST_MODIFIED).cloned();
+        let compressible = o.compressible && !o.no_transform;
+        Self {
+            status: o.status,
+            headers,
+            gzip: o.gzip.filter(|g| compressible && g.len() < o.body.len()),
+            body: o.body,
+            br: None,
+            encoded: false,
+            etag_values: [Coding::Identity, Coding::Gzip, Coding::Br]
+                .map(|c| HeaderValue::from_str(&variant_etag(&o.etag, c)).ok()),
+            etag: o.etag,
+            origin_etag: o.origin_etag,
+            last_modified,
+            freshness: o.freshness,
+            stored_at,
+            marks: Arc::default(),
+            vary: o.vary,
+            tags: o.tags,
+            no_transform: o.no_transform,
+            compressible,
+        }
+    }
+
+    /// The same response with encoded variants added where it had none (kept only where smaller
+    /// than identity). It shares this object's purge marks and age: it is the same stored response.
+    pub fn with_encodings(&self, gzip: Option<Bytes>, br: Option<Bytes>) -> Self {
+        let smaller = |b: Option<Bytes>| b.filter(|b| b.len() < self.body.len());
+        Self {
+            gzip: self.gzip.clone().or_else(|| smaller(gzip)),
+            br: self.br.clone().or_else(|| smaller(br)),
+            encoded: true,
+            ..self.copy()
+        }
+    }
+
+    /// RFC 9111 §4.3.4: the stored response updated by a 304, stored anew at `stored_at`.
+    pub fn refreshed(&self, headers: HeaderMap, freshness: Freshness, stored_at: Instant) -> Self {
+        let origin_etag = headers
+            .get(header::ETAG)
+            .cloned()
+            .or_else(|| self.origin_etag.clone());
+        let mut headers = headers;
+        for h in [header::CONTENT_LENGTH, header::ETAG, header::AGE] {
+            headers.remove(h);
+        }
+        Self {
+            last_modified: headers.get(header::LAST_MODIFIED).cloned(),
+            headers,
+            origin_etag,
+            freshness,
+            stored_at,
+            marks: Arc::default(),
+            ..self.copy()
+        }
+    }
+
+    /// A field-by-field copy (bodies are reference-counted) sharing the purge marks.
+    fn copy(&self) -> Self {
+        Self {
+            status: self.status,
+            headers: self.headers.clone(),
+            body: self.body.clone(),
+            gzip: self.gzip.clone(),
+            br: self.br.clone(),
+            encoded: self.encoded,
+            etag: self.etag.clone(),
+            etag_values: self.etag_values.clone(),
+            origin_etag: self.origin_etag.clone(),
+            last_modified: self.last_modified.clone(),
+            freshness: self.freshness,
+            stored_at: self.stored_at,
+            marks: self.marks.clone(),
+            vary: self.vary.clone(),
+            tags: self.tags.clone(),
+            no_transform: self.no_transform,
+            compressible: self.compressible,
+        }
+    }
+
+    /// Whether encoded variants are still to be computed.
+    pub fn needs_encoding(&self) -> bool {
+        self.compressible && !self.encoded
+    }
+
+    /// The bytes for a coding, if stored.
+    pub fn variant(&self, coding: Coding) -> Option<&Bytes> {
+        match coding {
+            Coding::Identity => Some(&self.body),
+            Coding::Gzip => self.gzip.as_ref(),
+            Coding::Br => self.br.as_ref(),
+        }
+    }
+
+    /// Codings this object can be served in (identity first), without allocating.
+    pub fn codings(&self) -> impl Iterator<Item = Coding> + Clone + '_ {
+        [Coding::Identity, Coding::Gzip, Coding::Br]
+            .into_iter()
+            .filter(|c| self.variant(*c).is_some())
+    }
+
+    /// The ETag header value of one coding's representation.
+    pub fn etag_value(&self, coding: Coding) -> Option<&HeaderValue> {
+        self.etag_values[coding as usize].as_ref()
+    }
+
+    /// What the use-time decision needs to know about this object at `now`.
+    pub fn stored(&self, now: Instant) -> Stored {
+        let resident = now.saturating_duration_since(self.stored_at);
+        let purged_ago = match self.marks.purged_at.load(Ordering::Relaxed) {
+            0 => None,
+            p => Some(resident.saturating_sub(Duration::from_millis(p - 1))),
+        };
+        Stored {
+            freshness: self.freshness,
+            age: self.freshness.initial_age + resident.as_secs(),
+            purged_ago,
+        }
+    }
+
+    /// Age in seconds at `now` (RFC 9111 §4.2.3).
+    pub fn age(&self, now: Instant) -> u64 {
+        self.stored(now).age
+    }
+
+    /// Seconds of freshness left at `now`; negative once stale or soft-purged.
+    pub fn ttl(&self, now: Instant) -> i64 {
+        self.stored(now).ttl()
+    }
+
+    /// Mark stale from `now` on, keeping the object for stale serving and revalidation.
+    pub fn soft_purge(&self, now: Instant) {
+        let at = now.saturating_duration_since(self.stored_at).as_millis() as u64 + 1;
+        let _ = self
+            .marks
+            .purged_at
+            .compare_exchange(0, at, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// Never serve it again.
+    pub fn kill(&self) {
+        self.marks.dead.store(true, Ordering::Relaxed);
+    }
+
+    /// Hard-purged.
+    pub fn is_dead(&self) -> bool {
+        self.marks.dead.load(Ordering::Relaxed)
+    }
+
+    /// Whether the object has validators the origin can check.
+    pub fn has_validators(&self) -> bool {
+        self.origin_etag.is_some() || self.last_modified.is_some()
+    }
+
+    /// How long moka should keep it: freshness left plus the longest stale window.
+    pub fn keep_for(&self, revalidate_keep: u64) -> Duration {
+        let left = self
+            .freshness
+            .lifetime
+            .saturating_sub(self.freshness.initial_age);
+        let total = left
+            + self
+                .freshness
+                .stale_window(self.has_validators(), revalidate_keep);
+        Duration::from_secs(total.max(1))
+    }
+
+    /// Bytes this object costs the cache budget.
+    pub fn weight(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 32)
+            .sum();
+        self.body.len()
+            + self.gzip.as_ref().map_or(0, |b| b.len())
+            + self.br.as_ref().map_or(0, |b| b.len())
+            + headers
+            + self.vary.weight()
+            + self.etag.len() * 4
+            + self.tags.iter().map(|t| t.len() + 48).sum::<usize>()
+            + 512
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Clock;
+
+    fn object(lifetime: u64, at: Instant) -> CachedObject {
+        CachedObject::new(
+            NewObject {
+                status: StatusCode::OK,
+                headers: HeaderMap::new(),
+                body: Bytes::from_static(b"{\"a\":1}"),
+                gzip: None,
+                etag: "\"e\"".into(),
+                origin_etag: None,
+                freshness: Freshness::for_lifetime(lifetime),
+                vary: Vary::default(),
+                tags: vec![],
+                no_transform: false,
+                compressible: true,
+            },
+            at,
+        )
+    }
+
+    #[test]
+    fn ages_on_the_injected_clock() {
+        let clock = Clock::default();
+        let o = object(60, clock.now());
+        assert_eq!(o.ttl(clock.now()), 60);
+        clock.advance(Duration::from_secs(45));
+        assert_eq!((o.age(clock.now()), o.ttl(clock.now())), (45, 15));
+        o.soft_purge(clock.now());
+        assert_eq!(o.ttl(clock.now()), -1);
+        clock.advance(Duration::from_secs(5));
+        assert_eq!(o.ttl(clock.now()), -6);
+    }
+
+    #[test]
+    fn encoded_copy_shares_marks_and_keeps_etags() {
+        let clock = Clock::default();
+        let o = object(60, clock.now());
+        assert!(o.needs_encoding());
+        let e = o.with_encodings(
+            Some(Bytes::from_static(b"g")),
+            Some(Bytes::from_static(b"0123456789")),
+        );
+        assert!(!e.needs_encoding());
+        assert_eq!(
+            e.codings().collect::<Vec<_>>(),
+            [Coding::Identity, Coding::Gzip]
+        );
+        assert_eq!(e.etag_value(Coding::Gzip).unwrap(), "\"e-gz\"");
+        o.kill();
+        assert!(
+            e.is_dead(),
+            "a purge of the original reaches its encoded copy"
+        );
+    }
+}

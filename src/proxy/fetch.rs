@@ -1,0 +1,500 @@
+//! The leader's origin fetch, as named steps: conditional request → send → classify (errors,
+//! stale-if-error, 304) → storable? → read with a limit → decode for storing → build → store.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use http::response::Parts;
+use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, BodyStream, StreamBody};
+use hyper::body::Incoming;
+
+use super::{respond, Proxy};
+use crate::body::{IdleTimeout, ProxyBody};
+use crate::cache::pass::worth_remembering;
+use crate::cache::{tags, CachedObject, Lookup, NewObject};
+use crate::compress::{self, DecodeError};
+use crate::error::ProxyError;
+use crate::origin::{self, OriginBody};
+use crate::rfc::coding::{self, Coding};
+use crate::rfc::conditional;
+use crate::rfc::directives::no_transform;
+use crate::rfc::storable::{self, CachePolicy, Freshness, NoStore, RequestFacts, RoutePolicy};
+use crate::rfc::vary::Vary;
+
+/// A fill's request, detached from the client's so the fetch outlives it.
+pub struct FillJob {
+    /// Cache key.
+    pub key: String,
+    /// Normalized target.
+    pub path_and_query: String,
+    /// Headers to send (forwarding headers set, client preconditions removed).
+    pub headers: HeaderMap,
+    /// The request carried credentials.
+    pub authorized: bool,
+    /// Route policy.
+    pub policy: RoutePolicy,
+    /// Route index, for metrics.
+    pub route: Option<usize>,
+    /// Route tags and the URL tag, added to every object this fill stores.
+    pub tags: Vec<String>,
+    /// The request headers as the origin saw them: the stored variant's Vary values.
+    pub vary_source: HeaderMap,
+    /// A background refresh (stale-while-revalidate): skipped if another one already replaced the object.
+    pub background: bool,
+}
+
+/// How a fetch ended, as every waiter sees it.
+#[derive(Clone)]
+pub enum Summary {
+    /// A (new, or revalidated when `true`) object is stored.
+    Stored(Arc<CachedObject>, bool),
+    /// The origin failed with this error, and this stale object may stand in (stale-if-error).
+    Stale(Arc<CachedObject>, ProxyError),
+    /// Not storable: the leader got the response; waiters go to the origin themselves.
+    Pass(NoStore),
+    /// The origin failed.
+    Failed(ProxyError),
+}
+
+/// What the leader gets: the summary, plus the response itself when it could not be stored.
+pub struct Fetched {
+    /// As waiters see it.
+    pub summary: Summary,
+    /// The unstorable response, for the leader alone.
+    pub response: Option<Response<ProxyBody>>,
+}
+
+impl Fetched {
+    fn done(summary: Summary) -> Self {
+        Fetched {
+            summary,
+            response: None,
+        }
+    }
+
+    /// The waiters' view.
+    pub fn summary(&self) -> Summary {
+        self.summary.clone()
+    }
+}
+
+/// A response body read up to the object limit.
+enum Read {
+    Complete(Bytes),
+    /// Over the limit: what was read, then the rest of the stream.
+    TooLarge(ProxyBody),
+}
+
+impl Proxy {
+    /// The fill itself: one origin request, conditional when a stale object has validators.
+    pub(super) async fn fetch(
+        self: Arc<Self>,
+        job: FillJob,
+        stale: Option<Arc<CachedObject>>,
+    ) -> Fetched {
+        if let Some(current) = self.refreshed_meanwhile(&job, stale.as_ref()).await {
+            return Fetched::done(Summary::Stored(current, true));
+        }
+        let request_time = SystemTime::now();
+        let sent = self.send_conditional(&job, stale.as_deref()).await;
+        let response_time = SystemTime::now();
+        let usable_stale = stale
+            .as_ref()
+            .filter(|o| o.stored(self.clock.now()).usable_on_error());
+        let resp = match sent {
+            Err(e) => return Fetched::done(stale_or_failed(usable_stale, e)),
+            Ok(r) if r.status().is_server_error() && usable_stale.is_some() => {
+                return Fetched::done(stale_or_failed(
+                    usable_stale,
+                    ProxyError::OriginStatus(r.status()),
+                ));
+            }
+            Ok(r) => r,
+        };
+        let facts = RequestFacts {
+            authorized: job.authorized,
+            no_store: false,
+            request_time,
+            response_time,
+        };
+        if let (StatusCode::NOT_MODIFIED, Some(old)) = (resp.status(), &stale) {
+            self.metrics.revalidated();
+            return self.refresh(&job, old, resp.headers(), facts).await;
+        }
+        let (mut parts, body) = resp.into_parts();
+        origin::strip_hop_by_hop(&mut parts.headers);
+        let body = IdleTimeout::new(body, self.origin.body_timeout());
+        let storable = storable::evaluate(
+            parts.status,
+            &parts.headers,
+            facts,
+            job.policy,
+            self.cache_policy(),
+        )
+        .and_then(|f| coding::stored_encoding(&parts.headers).map(|c| (f, c)));
+        let (freshness, encoding) = match storable {
+            Ok(s) => s,
+            Err(reason) => return self.pass(&job, parts, ProxyBody::stream(body), reason),
+        };
+        let limit = self.cfg.cache.max_object_size.as_u64() as usize;
+        let body = match read_limited(body, &parts.headers, limit).await {
+            Ok(Read::Complete(b)) => b,
+            Ok(Read::TooLarge(rest)) => return self.pass(&job, parts, rest, NoStore::TooLarge),
+            Err(e) => return Fetched::done(Summary::Failed(e)),
+        };
+        let (body, gzip, etag) = match decode_for_storing(body, encoding, &mut parts.headers, limit)
+        {
+            Ok(decoded) => decoded,
+            Err((DecodeError::TooLarge, raw)) => {
+                return self.pass(&job, parts, ProxyBody::full(raw), NoStore::TooLarge)
+            }
+            Err((DecodeError::Corrupt, _)) => {
+                return Fetched::done(Summary::Failed(ProxyError::Origin))
+            }
+        };
+        let obj = self.build_object(&job, parts, (body, gzip), etag, freshness);
+        self.store_object(&job.key, &obj).await;
+        Fetched::done(Summary::Stored(obj, false))
+    }
+
+    /// A background refresh that finds the object already replaced has nothing to do. This runs as
+    /// the flight's leader, and a finished refresh stores before it leaves the in-flight map.
+    async fn refreshed_meanwhile(
+        &self,
+        job: &FillJob,
+        stale: Option<&Arc<CachedObject>>,
+    ) -> Option<Arc<CachedObject>> {
+        let old = stale.filter(|_| job.background)?;
+        match self.store.lookup(&job.key, &job.vary_source).await {
+            Lookup::Hit(cur) if !Arc::ptr_eq(&cur, old) => Some(cur),
+            _ => None,
+        }
+    }
+
+    /// Send the job's request, with the stale object's validators when it has them.
+    async fn send_conditional(
+        &self,
+        job: &FillJob,
+        stale: Option<&CachedObject>,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        let mut headers = job.headers.clone();
+        if let Some(s) = stale {
+            if let Some(e) = &s.origin_etag {
+                headers.insert(header::IF_NONE_MATCH, e.clone());
+            }
+            if let Some(lm) = &s.last_modified {
+                headers.insert(header::IF_MODIFIED_SINCE, lm.clone());
+            }
+        }
+        let mut req = Request::new(origin::empty_body());
+        *req.uri_mut() = self.origin.uri(&job.path_and_query)?;
+        *req.headers_mut() = headers;
+        self.send_origin(job.route, req).await
+    }
+
+    /// One origin round trip, counted per route.
+    pub(super) async fn send_origin(
+        &self,
+        route: Option<usize>,
+        req: Request<OriginBody>,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        let t0 = Instant::now();
+        let r = self.origin.send(req).await;
+        self.metrics.origin(route, t0.elapsed(), r.is_err());
+        r
+    }
+
+    /// RFC 9111 §4.3.4: a 304 updates the stored headers and freshness; the body stays.
+    async fn refresh(
+        &self,
+        job: &FillJob,
+        old: &CachedObject,
+        update: &HeaderMap,
+        facts: RequestFacts,
+    ) -> Fetched {
+        let headers = detach(&merge_304(&old.headers, update));
+        match storable::evaluate(old.status, &headers, facts, job.policy, self.cache_policy()) {
+            Ok(freshness) => {
+                let obj = Arc::new(old.refreshed(headers, freshness, self.clock.now()));
+                self.store_object(&job.key, &obj).await;
+                Fetched::done(Summary::Stored(obj, true))
+            }
+            Err(reason) => {
+                // The body is still valid but may no longer be kept: hand it to the leader once.
+                self.store.remove(&job.key).await;
+                let mut resp =
+                    respond::response(old.status, headers, ProxyBody::full(old.body.clone()));
+                if let Some(e) = old.etag_value(Coding::Identity) {
+                    resp.headers_mut().insert(header::ETAG, e.clone());
+                }
+                let response =
+                    respond::compress_passed(resp, &job.vary_source, &self.cfg.compression);
+                Fetched {
+                    summary: Summary::Pass(reason),
+                    response: Some(response),
+                }
+            }
+        }
+    }
+
+    /// An unstorable response: remembered as pass when it speaks for everyone, and handed to the
+    /// leader (compressed on the fly if the client wants that).
+    fn pass(&self, job: &FillJob, parts: Parts, body: ProxyBody, reason: NoStore) -> Fetched {
+        if worth_remembering(job.authorized, parts.status) {
+            self.pass.remember(&job.key, reason);
+        }
+        let resp = respond::response(parts.status, parts.headers, body);
+        Fetched {
+            summary: Summary::Pass(reason),
+            response: Some(respond::compress_passed(
+                resp,
+                &job.vary_source,
+                &self.cfg.compression,
+            )),
+        }
+    }
+
+    /// The stored object for a fetched response. Encoded variants come later, from the encoder.
+    fn build_object(
+        &self,
+        job: &FillJob,
+        parts: Parts,
+        (body, gzip): (Bytes, Option<Bytes>),
+        etag: String,
+        freshness: Freshness,
+    ) -> Arc<CachedObject> {
+        let headers = detach(&parts.headers);
+        let mut tags = tags::parse_surrogate_keys(&headers);
+        for t in &job.tags {
+            if !tags.contains(t) {
+                tags.push(t.clone());
+            }
+        }
+        let c = &self.cfg.compression;
+        let compressible = c.enabled
+            && body.len() as u64 >= c.min_size.as_u64()
+            && coding::is_compressible(headers.get(header::CONTENT_TYPE), &c.types);
+        let origin_etag = headers.get(header::ETAG).cloned();
+        let new = NewObject {
+            status: parts.status,
+            vary: Vary::of(&headers, &job.vary_source),
+            no_transform: no_transform(&headers),
+            headers,
+            body,
+            gzip,
+            etag,
+            origin_etag,
+            freshness,
+            tags,
+            compressible,
+        };
+        Arc::new(CachedObject::new(new, self.clock.now()))
+    }
+
+    /// Store an object, then let the encoder add its compressed variants.
+    async fn store_object(&self, key: &str, obj: &Arc<CachedObject>) {
+        self.store.insert(key.to_string(), obj.clone()).await;
+        self.encoder.schedule(key, obj);
+    }
+
+    fn cache_policy(&self) -> CachePolicy {
+        CachePolicy {
+            heuristic_max: self.cfg.cache.heuristic_max,
+            store_set_cookie: self.cfg.cache.store_set_cookie,
+        }
+    }
+}
+
+/// Stale-if-error when a usable stale object exists, otherwise the error.
+fn stale_or_failed(stale: Option<&Arc<CachedObject>>, e: ProxyError) -> Summary {
+    match stale {
+        Some(o) => Summary::Stale(o.clone(), e),
+        None => Summary::Failed(e),
+    }
+}
+
+/// Buffer the body up to `limit`; beyond it, hand back what was read plus the rest of the stream.
+/// A declared length over the limit streams through at once instead of after `limit` bytes.
+async fn read_limited(
+    body: IdleTimeout<Incoming>,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<Read, ProxyError> {
+    let mut body = Box::pin(body);
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<usize>().ok());
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut too_big = declared.is_some_and(|n| n > limit);
+    while !too_big {
+        let Some(frame) = body.frame().await else {
+            break;
+        };
+        let frame = frame.map_err(|_| ProxyError::Origin)?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                chunks.push(buf.split().freeze());
+                chunks.push(data);
+                too_big = true;
+                break;
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    if too_big {
+        let head =
+            futures_util::stream::iter(chunks.into_iter().map(|c| Ok(http_body::Frame::data(c))));
+        let stream = StreamBody::new(futures_util::StreamExt::chain(head, BodyStream::new(body)));
+        return Ok(Read::TooLarge(ProxyBody::stream(stream)));
+    }
+    // Exactly sized: a grown buffer's slack would stay resident for the object's lifetime,
+    // unseen by the byte budget.
+    Ok(Read::Complete(if buf.capacity() == buf.len() {
+        buf.freeze()
+    } else {
+        Bytes::copy_from_slice(&buf)
+    }))
+}
+
+/// The identity body to store, the origin's gzip bytes if it sent gzip, and the ETag: a gzip body
+/// is decoded (bounded by `limit`) and an origin ETag naming the gzip bytes becomes weak; without
+/// an origin ETag one is generated. On failure the raw body comes back for streaming.
+fn decode_for_storing(
+    body: Bytes,
+    encoding: Coding,
+    headers: &mut HeaderMap,
+    limit: usize,
+) -> Result<(Bytes, Option<Bytes>, String), (DecodeError, Bytes)> {
+    let origin_etag = headers
+        .get(header::ETAG)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if encoding == Coding::Identity {
+        headers.remove(header::CONTENT_ENCODING);
+        let etag = origin_etag.unwrap_or_else(|| conditional::generate_etag(&body));
+        return Ok((body, None, etag));
+    }
+    let mut plain = match compress::gunzip_limited(&body, limit) {
+        Ok(plain) => plain,
+        Err(e) => return Err((e, body)),
+    };
+    plain.shrink_to_fit();
+    let plain = Bytes::from(plain);
+    headers.remove(header::CONTENT_ENCODING);
+    // The origin's tag named its gzip bytes; what is stored now is a different representation.
+    let etag = match origin_etag {
+        Some(e) if e.starts_with("W/") => e,
+        Some(e) => format!("W/{e}"),
+        None => conditional::generate_etag(&plain),
+    };
+    Ok((plain, Some(body), etag))
+}
+
+/// RFC 9111 §4.3.4: the 304's end-to-end fields replace the stored ones of the same name.
+fn merge_304(stored: &HeaderMap, update: &HeaderMap) -> HeaderMap {
+    let mut update = update.clone();
+    origin::strip_hop_by_hop(&mut update);
+    update.remove(header::CONTENT_LENGTH);
+    update.remove(header::CONTENT_ENCODING);
+    let mut headers = stored.clone();
+    for name in update.keys() {
+        headers.remove(name);
+    }
+    for (name, value) in update.iter() {
+        headers.append(name, value.clone());
+    }
+    headers
+}
+
+/// A copy of a header value in its own allocation.
+fn copy_value(v: &HeaderValue) -> HeaderValue {
+    let mut c = HeaderValue::from_bytes(v.as_bytes()).unwrap_or_else(|_| v.clone());
+    c.set_sensitive(v.is_sensitive());
+    c
+}
+
+/// Copy every value: hyper's parsed values are slices of the connection's read buffer, which often
+/// holds the whole body too, so a stored header would otherwise pin that buffer for the object's life.
+fn detach(h: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(h.len());
+    for (k, v) in h {
+        out.append(k.clone(), copy_value(v));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hv(s: &'static str) -> HeaderValue {
+        HeaderValue::from_static(s)
+    }
+
+    #[test]
+    fn decoding_for_storage_weakens_or_generates_etags() {
+        let plain = Bytes::from_static(b"{\"a\":1}");
+        let gz = Bytes::from(compress::gzip(&plain, 6));
+        // (encoding, origin ETag, expected stored ETag)
+        let rows: &[(Coding, Option<&'static str>, Option<&str>)] = &[
+            (Coding::Identity, Some("\"o\""), Some("\"o\"")),
+            (Coding::Gzip, Some("\"o\""), Some("W/\"o\"")),
+            (Coding::Gzip, Some("W/\"o\""), Some("W/\"o\"")),
+            (Coding::Gzip, None, None),
+            (Coding::Identity, None, None),
+        ];
+        for (enc, origin, want) in rows {
+            let mut h = HeaderMap::new();
+            if let Some(e) = origin {
+                h.insert(header::ETAG, hv(e));
+            }
+            h.insert(header::CONTENT_ENCODING, hv("gzip"));
+            let input = if *enc == Coding::Gzip {
+                gz.clone()
+            } else {
+                plain.clone()
+            };
+            let (body, gzip, etag) =
+                decode_for_storing(input.clone(), *enc, &mut h, 1 << 20).unwrap();
+            assert_eq!(body, plain);
+            assert_eq!(gzip, (*enc == Coding::Gzip).then_some(input));
+            assert!(!h.contains_key(header::CONTENT_ENCODING));
+            let want = want.map_or_else(|| conditional::generate_etag(&plain), str::to_string);
+            assert_eq!(etag, want, "{enc:?} {origin:?}");
+        }
+        let mut h = HeaderMap::new();
+        let e = decode_for_storing(gz.clone(), Coding::Gzip, &mut h, 3).unwrap_err();
+        assert_eq!((e.0, e.1), (DecodeError::TooLarge, gz));
+        let e = decode_for_storing(plain.clone(), Coding::Gzip, &mut h, 1 << 20).unwrap_err();
+        assert_eq!(e.0, DecodeError::Corrupt);
+    }
+
+    #[test]
+    fn a_304_replaces_fields_of_the_same_name() {
+        let mut stored = HeaderMap::new();
+        stored.insert(header::CACHE_CONTROL, hv("max-age=5"));
+        stored.append(header::LINK, hv("<a>"));
+        stored.append(header::LINK, hv("<b>"));
+        stored.insert(header::CONTENT_TYPE, hv("application/json"));
+        let mut update = HeaderMap::new();
+        update.insert(header::CACHE_CONTROL, hv("max-age=60"));
+        update.insert(header::LINK, hv("<c>"));
+        update.insert(header::CONTENT_LENGTH, hv("0"));
+        update.insert(header::CONNECTION, hv("close"));
+        let merged = merge_304(&stored, &update);
+        assert_eq!(merged[header::CACHE_CONTROL], "max-age=60");
+        assert_eq!(
+            merged.get_all(header::LINK).iter().collect::<Vec<_>>(),
+            [&hv("<c>")]
+        );
+        assert_eq!(merged[header::CONTENT_TYPE], "application/json");
+        assert!(
+            !merged.contains_key(header::CONTENT_LENGTH)
+                && !merged.contains_key(header::CONNECTION)
+        );
+    }
+}

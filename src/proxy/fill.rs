@@ -1,0 +1,148 @@
+//! Collapsed fills: one origin fetch per key, and what each participant answers with.
+//! A waiter whose Vary values differ from the stored object's tries again (a few times).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{header, HeaderValue, Method, Response};
+use hyper::body::Incoming;
+
+use super::context::Ctx;
+use super::fetch::{Fetched, FillJob, Summary};
+use super::Proxy;
+use crate::body::ProxyBody;
+use crate::cache::collapse::Joined;
+use crate::cache::{tags, CachedObject};
+use crate::error::ProxyError;
+use crate::origin;
+use crate::rfc::cache_status::{CacheStatus, Detail, Fwd};
+use crate::rfc::coding::{self, Coding};
+
+/// Rounds a waiter tries when the filled object is another Vary variant.
+const VARY_ROUNDS: usize = 3;
+
+impl Proxy {
+    /// Fill from the origin (collapsed with concurrent requests for the key) and answer.
+    pub(super) async fn fill(
+        self: &Arc<Self>,
+        ctx: &mut Ctx<'_>,
+        body: Incoming,
+        mut stale: Option<Arc<CachedObject>>,
+        fwd: Fwd,
+    ) -> (Response<ProxyBody>, CacheStatus) {
+        let status = CacheStatus::forward(fwd);
+        for _ in 0..VARY_ROUNDS {
+            let job = self.fill_job(ctx, false);
+            let t0 = Instant::now();
+            let fetch = self.clone().fetch(job, stale.take());
+            let joined = self.fills.run(&ctx.key, fetch, Fetched::summary).await;
+            ctx.origin_ms = Some(t0.elapsed().as_millis());
+            let (summary, response, collapsed) = match joined {
+                Joined::Leader(f) => (f.summary, f.response, false),
+                Joined::Waiter(s) => (s, None, true),
+                Joined::Lost => (Summary::Failed(ProxyError::Origin), None, true),
+            };
+            let now = self.clock.now();
+            match summary {
+                Summary::Stored(obj, _) if !obj.vary.matches(&ctx.vary) => continue,
+                Summary::Stored(obj, revalidated) => {
+                    let status = if revalidated {
+                        status.fwd_status(304).ttl(obj.ttl(now))
+                    } else {
+                        status.stored()
+                    };
+                    return (self.serve(&obj, ctx), status.collapsed(collapsed));
+                }
+                // The leader's stale variant is not this request's: never hand it over.
+                Summary::Stale(obj, e) if !obj.vary.matches(&ctx.vary) => {
+                    return (e.into_response(), status)
+                }
+                Summary::Stale(obj, e) => {
+                    let status = CacheStatus::forward(Fwd::Stale)
+                        .fwd_status(e.fwd_status())
+                        .ttl(obj.ttl(now))
+                        .detail(Detail::StaleIfError);
+                    return (self.serve(&obj, ctx), status);
+                }
+                Summary::Failed(e) => return (e.into_response(), status),
+                Summary::Pass(reason) => {
+                    let status = status.detail(Detail::NotStored(reason));
+                    let Some(mut resp) = response else {
+                        // Waiters were not given the leader's response: they ask the origin themselves.
+                        let status =
+                            CacheStatus::forward(Fwd::Bypass).detail(Detail::NotStored(reason));
+                        return (self.forward(ctx, body).await, status);
+                    };
+                    if ctx.head.method == Method::HEAD {
+                        *resp.body_mut() = ProxyBody::empty();
+                    }
+                    return (resp, status);
+                }
+            }
+        }
+        let status = CacheStatus::forward(Fwd::VaryMiss).detail(Detail::VaryChurn);
+        (self.forward(ctx, body).await, status)
+    }
+
+    /// Refresh a stale object in the background (stale-while-revalidate), once per key at a time.
+    pub(super) fn refresh_in_background(
+        self: &Arc<Self>,
+        ctx: &Ctx<'_>,
+        stale: &Arc<CachedObject>,
+    ) {
+        if ctx.directives.no_store || self.fills.is_running(&ctx.key) {
+            return;
+        }
+        let job = self.fill_job(ctx, true);
+        let (me, stale) = (self.clone(), stale.clone());
+        tokio::spawn(async move {
+            let key = job.key.clone();
+            let fetch = me.clone().fetch(job, Some(stale));
+            let _ = me.fills.run(&key, fetch, Fetched::summary).await;
+        });
+    }
+
+    /// The origin request for a fill, detached from the client's.
+    fn fill_job(&self, ctx: &Ctx<'_>, background: bool) -> FillJob {
+        let mut headers = origin::forward_headers(
+            ctx.headers(),
+            ctx.head.version,
+            ctx.peer,
+            ctx.credential.as_ref(),
+            &self.cfg.server.via,
+        );
+        // The cache stores complete identity representations: the client's preconditions are
+        // evaluated against the stored object, not forwarded.
+        for h in [
+            header::IF_NONE_MATCH,
+            header::IF_MODIFIED_SINCE,
+            header::IF_MATCH,
+            header::IF_UNMODIFIED_SINCE,
+            header::RANGE,
+            header::IF_RANGE,
+            header::CONTENT_LENGTH,
+        ] {
+            headers.remove(h);
+        }
+        // Asking for gzip lets the origin save bandwidth (the body is decoded before storing), but
+        // an unstorable answer goes to this client as is, so only ask when the client takes gzip.
+        let gzip = coding::accepts(ctx.headers(), Coding::Gzip);
+        headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static(if gzip { "gzip" } else { "identity" }),
+        );
+        let mut tags = ctx.route.tags.clone();
+        tags.push(tags::url_tag(&ctx.norm.path_and_query));
+        FillJob {
+            key: ctx.key.clone(),
+            path_and_query: ctx.norm.path_and_query.clone(),
+            headers,
+            authorized: ctx.credential.is_some(),
+            policy: ctx.route.policy,
+            route: ctx.route.id,
+            tags,
+            vary_source: ctx.vary.clone().into_owned(),
+            background,
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! The decision: what the cache does for a request, from the store's lookup and the pure
+//! use-time rules. Serves nothing itself.
+
+use std::sync::Arc;
+
+use super::context::Ctx;
+use super::Proxy;
+use crate::cache::{CachedObject, Lookup};
+use crate::error::ProxyError;
+use crate::rfc::cache_status::{CacheStatus, Detail, Fwd};
+use crate::rfc::storable::NoStore;
+use crate::rfc::usage::{self, RevalidateReason, StaleReason, Usage};
+
+/// What to do with a request.
+pub enum Decision {
+    /// Answer from this stored object.
+    Serve(Arc<CachedObject>, CacheStatus),
+    /// Answer from this stale object and refresh it in the background.
+    ServeAndRefresh(Arc<CachedObject>, CacheStatus),
+    /// Fetch from the origin (collapsed), revalidating `stale` when it has validators.
+    Fill {
+        /// The stored object being replaced, if any.
+        stale: Option<Arc<CachedObject>>,
+        /// Why the origin is asked.
+        fwd: Fwd,
+    },
+    /// Pass the request through, uncached.
+    Forward(CacheStatus),
+    /// An unsafe method: pass through, then invalidate.
+    Unsafe,
+    /// Answer with an error without asking the origin.
+    Reject(ProxyError, CacheStatus),
+}
+
+impl Proxy {
+    /// Decide what the cache does for `ctx`.
+    pub(super) async fn decide(&self, ctx: &Ctx<'_>) -> Decision {
+        if !ctx.is_read() {
+            return Decision::Unsafe;
+        }
+        if !ctx.route.cache {
+            return Decision::Forward(CacheStatus::forward(Fwd::Bypass).detail(Detail::Route));
+        }
+        let (stored, miss) = match self.store.lookup(&ctx.key, &ctx.vary).await {
+            Lookup::Hit(obj) => (Some(obj), Fwd::Stale),
+            Lookup::VaryMiss => (None, Fwd::VaryMiss),
+            Lookup::Miss => (None, Fwd::UriMiss),
+        };
+        let facts = stored.as_ref().map(|o| o.stored(self.clock.now()));
+        let ttl = facts.map_or(0, |f| f.ttl());
+        let (stale, fwd) = match (usage::decide(facts.as_ref(), &ctx.directives), stored) {
+            (Usage::Fresh, Some(obj)) => return Decision::Serve(obj, CacheStatus::hit(ttl)),
+            (Usage::Stale(StaleReason::MaxStale), Some(obj)) => {
+                let status = CacheStatus::hit(ttl).detail(Detail::MaxStale);
+                return Decision::Serve(obj, status);
+            }
+            (Usage::Stale(StaleReason::WhileRevalidate), Some(obj)) => {
+                let status = CacheStatus::forward(Fwd::Stale)
+                    .ttl(ttl)
+                    .detail(Detail::StaleWhileRevalidate);
+                return Decision::ServeAndRefresh(obj, status);
+            }
+            (Usage::Revalidate(RevalidateReason::Request), stale) => (stale, Fwd::Request),
+            (Usage::Revalidate(RevalidateReason::Stale), stale) => (stale, Fwd::Stale),
+            _ => (None, miss),
+        };
+        if ctx.directives.only_if_cached {
+            let status = CacheStatus::default().detail(Detail::OnlyIfCached);
+            return Decision::Reject(ProxyError::NotCached, status);
+        }
+        if ctx.directives.no_store {
+            let status = CacheStatus::forward(Fwd::Bypass)
+                .detail(Detail::NotStored(NoStore::RequestNoStore));
+            return Decision::Forward(status);
+        }
+        // Checked only now: a fresh stored object is served even while the key is marked pass.
+        if let Some(reason) = self.pass.get(&ctx.key) {
+            let status = CacheStatus::forward(Fwd::Bypass).detail(Detail::NotStored(reason));
+            return Decision::Forward(status);
+        }
+        Decision::Fill { stale, fwd }
+    }
+}

@@ -1,0 +1,209 @@
+//! The request path. [`Proxy::handle`] reads top to bottom: gather the context, decide (a pure
+//! use-time decision over the store's lookup), then one `match` that serves, fills, forwards or
+//! rejects, then finish (X-Cache, Cache-Status, Via, surrogate stripping, metrics, access log).
+//!
+//! - [`context`]: the per-request facts
+//! - [`lookup`]: the decision, serving nothing itself
+//! - [`fill`]: collapsed fills and what each waiter gets; [`fetch`]: the leader's origin fetch
+//! - [`forward`]: pass-through and unsafe methods
+//! - [`respond`]: answers built from stored objects, on-the-fly compression of passed responses
+
+mod context;
+mod fetch;
+mod fill;
+mod forward;
+mod lookup;
+pub mod respond;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{HeaderMap, HeaderValue, Method, Request, Response};
+use hyper::body::Incoming;
+
+use crate::body::ProxyBody;
+use crate::cache::collapse::Collapser;
+use crate::cache::encode::Encoder;
+use crate::cache::pass::PassMemory;
+use crate::cache::{CachedObject, Store};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::error::ProxyError;
+use crate::metrics::{Gauges, Metrics, Snapshot};
+use crate::normalize::Normalizer;
+use crate::origin::{self, Origin};
+use crate::rfc::cache_status::CacheStatus;
+use context::Ctx;
+use fetch::Summary;
+use lookup::Decision;
+
+/// Bytes the hit-for-pass memory may hold.
+const PASS_MEMORY_BYTES: usize = 8 << 20;
+
+/// Shared state of one running proxy.
+pub struct Proxy {
+    cfg: Config,
+    normalizer: Normalizer,
+    store: Store,
+    origin: Origin,
+    fills: Collapser<Summary>,
+    pass: PassMemory,
+    encoder: Encoder,
+    clock: Clock,
+    metrics: Metrics,
+}
+
+impl Proxy {
+    /// Build the shared state from a validated config.
+    pub fn new(cfg: Config) -> Self {
+        let store = Store::with_revalidation_window(
+            cfg.cache.max_size.as_u64(),
+            cfg.cache.max_variants,
+            cfg.cache.keep_for_revalidation,
+        );
+        let clock = store.clock().clone();
+        let c = &cfg.compression;
+        Self {
+            normalizer: Normalizer::new(&cfg.normalize),
+            origin: Origin::new(&cfg.origin),
+            fills: Collapser::default(),
+            pass: PassMemory::new(cfg.cache.hit_for_pass, PASS_MEMORY_BYTES, clock.clone()),
+            encoder: Encoder::new(store.clone(), c.gzip_level, c.brotli_level),
+            metrics: Metrics::new(cfg.routes.iter().map(|r| r.config.path.clone()).collect()),
+            store,
+            clock,
+            cfg,
+        }
+    }
+
+    /// Answer one client request.
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<ProxyBody> {
+        let start = Instant::now();
+        let (head, body) = req.into_parts();
+        let mut ctx = match Ctx::new(&self, &head, peer) {
+            Ok(ctx) => ctx,
+            Err(e) => return self.reject(&head.method, e),
+        };
+        let (resp, status) = match self.decide(&ctx).await {
+            Decision::Serve(obj, status) => (self.serve(&obj, &ctx), status),
+            Decision::ServeAndRefresh(obj, status) => {
+                self.refresh_in_background(&ctx, &obj);
+                (self.serve(&obj, &ctx), status)
+            }
+            Decision::Fill { stale, fwd } => self.fill(&mut ctx, body, stale, fwd).await,
+            Decision::Forward(status) => (self.forward(&mut ctx, body).await, status),
+            Decision::Unsafe => self.unsafe_method(&mut ctx, body).await,
+            Decision::Reject(e, status) => (e.into_response(), status),
+        };
+        self.finish(resp, status, &ctx, start)
+    }
+
+    /// Stamp the answer and account for it: X-Cache, Cache-Status, Via, surrogate headers,
+    /// metrics and the access log.
+    fn finish(
+        &self,
+        mut resp: Response<ProxyBody>,
+        status: CacheStatus,
+        ctx: &Ctx<'_>,
+        start: Instant,
+    ) -> Response<ProxyBody> {
+        let result = status.result();
+        self.metrics.request(ctx.route.id, result);
+        let h = resp.headers_mut();
+        h.insert("x-cache", HeaderValue::from_static(result.as_str()));
+        if let Ok(v) = HeaderValue::try_from(status.to_string()) {
+            h.insert("cache-status", v);
+        }
+        origin::add_via(h, ctx.head.version, &self.cfg.server.via);
+        if !self.cfg.cache.expose_surrogate_keys {
+            h.remove("surrogate-key");
+            h.remove("surrogate-control");
+        }
+        tracing::info!(
+            target: "apicache::access",
+            method = %ctx.head.method,
+            path = %ctx.norm.path_and_query,
+            status = resp.status().as_u16(),
+            cache = result.as_str(),
+            origin_ms = ctx.origin_ms.map(|m| m as i64).unwrap_or(-1),
+            total_us = start.elapsed().as_micros() as u64,
+        );
+        resp
+    }
+
+    /// A request refused before the cache is consulted (its target cannot be normalized).
+    fn reject(&self, method: &Method, e: ProxyError) -> Response<ProxyBody> {
+        self.metrics.bad_request();
+        tracing::info!(method = %method, status = e.status().as_u16(), error = %e, "rejected request");
+        e.into_response()
+    }
+
+    /// Answer from a stored object.
+    fn serve(&self, obj: &CachedObject, ctx: &Ctx<'_>) -> Response<ProxyBody> {
+        let head = ctx.head.method == Method::HEAD;
+        respond::from_object(obj, self.clock.now(), ctx.headers(), head, &self.metrics)
+    }
+
+    /// Build the client's answer from a stored object (benches).
+    pub fn respond_cached(
+        &self,
+        obj: &CachedObject,
+        req: &HeaderMap,
+        head: bool,
+    ) -> Response<ProxyBody> {
+        respond::from_object(obj, self.clock.now(), req, head, &self.metrics)
+    }
+
+    /// The object store (admin purges, tests, benches).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The normalizer (admin URL purges, benches).
+    pub fn normalizer(&self) -> &Normalizer {
+        &self.normalizer
+    }
+
+    /// The configuration in effect.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The clock stored objects are aged by.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The counters with the store's and encoder's figures, after pending maintenance.
+    pub async fn snapshot(&self) -> Snapshot {
+        self.store.run_pending_tasks().await;
+        self.metrics.snapshot(Gauges {
+            objects: self.store.entry_count(),
+            bytes: self.store.weighted_size(),
+            tags: self.store.tag_index().len() as u64,
+            compressions: self.encoder.runs(),
+        })
+    }
+
+    /// Wait (bounded) for background work: encodings, fills, purge removals. Tests and benches.
+    pub async fn settle(&self) {
+        for _ in 0..5000 {
+            if self.fills.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        self.encoder.settle().await;
+        self.store.run_pending_tasks().await;
+    }
+}
