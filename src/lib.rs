@@ -7,14 +7,13 @@
 //! - [`store`]: moka store, byte budget, expiry; [`tags`]: surrogate-key index
 //! - [`compress`], [`conditional`]: codings, ETags, 304s and ranges (pure)
 //! - [`proxy`]: the request path; [`respond`]: answers built from stored objects; [`origin`]: the pooled client; [`server`]: listeners
-//! - [`admin`]: purge API, metrics; [`demo`]: the sample Banking API
+//! - [`admin`]: purge API, metrics
 
 pub mod admin;
 pub mod body;
 pub mod compress;
 pub mod conditional;
 pub mod config;
-pub mod demo;
 pub mod error;
 pub mod metrics;
 pub mod normalize;
