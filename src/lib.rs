@@ -18,7 +18,6 @@ pub mod cache;
 pub mod clock;
 pub mod compress;
 pub mod config;
-pub mod demo;
 pub mod error;
 pub mod metrics;
 pub mod normalize;

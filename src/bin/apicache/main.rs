@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+mod demo;
+
 /// A caching reverse proxy for HTTP JSON APIs.
 #[derive(Parser)]
 #[command(name = "apicache", version, about, long_about = None)]
@@ -48,7 +50,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 pub static malloc_conf: &[u8] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 
 /// The demo's config, embedded so `apicache demo` works from any directory.
-const DEMO_CONFIG: &str = include_str!("../config/demo.toml");
+const DEMO_CONFIG: &str = include_str!("../../../config/demo.toml");
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -108,10 +110,8 @@ async fn demo(
         .await
         .with_context(|| format!("binding the demo origin on {origin_listen}"))?;
     let origin_addr = origin.local_addr()?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let origin_task = tokio::spawn(apicache::demo::serve_origin(origin, async move {
-        let _ = stop_rx.await;
-    }));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let origin_task = tokio::spawn(demo::serve_origin(origin, stop_rx));
     let text = DEMO_CONFIG
         .replace("127.0.0.1:9000", &origin_addr.to_string())
         .replace("127.0.0.1:8080", &listen.to_string())
@@ -128,7 +128,7 @@ async fn demo(
         "apicache demo\n  origin (Banking API): http://{origin_addr}\n  apicache:             http://{p}\n  admin API:            http://{a}\n\nTry:\n  curl -si http://{p}/accounts/A1/transactions | grep -iE '^(x-cache|cache-status|age|x-origin-requests)'   # MISS\n  curl -si http://{p}/accounts/A1/transactions | grep -iE '^(x-cache|cache-status|age|x-origin-requests)'   # HIT\n  curl -si 'http://{p}/accounts/A1/transactions?page=1' | grep -i '^x-cache'                               # HIT: page=1 is the same object\n  curl -s --compressed -o /dev/null -w '%{{size_download}} bytes br\\n' -H 'Accept-Encoding: br' http://{p}/accounts/A1/transactions\n  curl -si 'http://{p}/me?apiKey=demo-key' | grep -iE '^(x-cache|cache-status)'   # key moved to Authorization, out of the cache key\n  curl -s -X POST http://{a}/purge/account-A1                                     # purge every object tagged account-A1\n  curl -s http://{a}/metrics | grep apicache_requests_total\n\nCtrl-C stops both."
     );
     running.run_until(shutdown_signal()).await;
-    let _ = stop_tx.send(());
+    let _ = stop_tx.send(true);
     let _ = origin_task.await;
     Ok(())
 }
