@@ -1,4 +1,7 @@
-//! The TOML configuration: a raw serde layer that rejects unknown keys, validated into [`Config`].
+//! The TOML configuration: a raw serde layer that rejects unknown keys ([`raw`]), validated into
+//! [`Config`].
+
+mod raw;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -28,50 +31,6 @@ pub enum ConfigError {
 
 /// Where an in-memory configuration came from, for error messages.
 const INLINE: &str = "<inline>";
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    #[serde(default)]
-    server: ServerConfig,
-    origin: RawOrigin,
-    #[serde(default)]
-    cache: CacheConfig,
-    #[serde(default)]
-    normalize: NormalizeConfig,
-    #[serde(default)]
-    compression: CompressionConfig,
-    #[serde(default)]
-    admin: Option<RawAdmin>,
-    #[serde(default)]
-    routes: Vec<RouteConfig>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-struct RawOrigin {
-    url: String,
-    #[serde(default = "d_connect_timeout", with = "humantime_serde")]
-    connect_timeout: Duration,
-    #[serde(default = "d_origin_timeout", with = "humantime_serde")]
-    timeout: Duration,
-    #[serde(default = "d_body_timeout", with = "humantime_serde")]
-    body_timeout: Duration,
-    #[serde(default = "d_pool_idle", with = "humantime_serde")]
-    pool_idle_timeout: Duration,
-    #[serde(default = "d_pool_max_idle")]
-    pool_max_idle_per_host: usize,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-struct RawAdmin {
-    listen: SocketAddr,
-    #[serde(default)]
-    token: Option<String>,
-    #[serde(default)]
-    token_env: Option<String>,
-}
 
 /// `[server]`: the public listener.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -342,22 +301,6 @@ fn binary_size<S: serde::Serializer>(v: &ByteSize, s: S) -> Result<S::Ok, S::Err
 fn d_true() -> bool {
     true
 }
-fn d_connect_timeout() -> Duration {
-    Duration::from_secs(2)
-}
-fn d_origin_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-fn d_body_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-fn d_pool_idle() -> Duration {
-    Duration::from_secs(90)
-}
-fn d_pool_max_idle() -> usize {
-    256
-}
-
 impl Config {
     /// Read and validate a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -365,205 +308,18 @@ impl Config {
             file: path.to_path_buf(),
             source,
         })?;
-        Self::parse_named(&text, path)
+        raw::parse_named(&text, path)
     }
 
     /// Validate TOML text (errors name `<inline>` as the file).
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        Self::parse_named(text, Path::new(INLINE))
+        raw::parse_named(text, Path::new(INLINE))
     }
 
     /// A config for `origin_url` with every other key at its default.
     pub fn for_origin(origin_url: &str) -> Result<Config, ConfigError> {
         Self::parse(&format!("[origin]\nurl = {:?}\n", origin_url))
     }
-
-    fn parse_named(text: &str, file: &Path) -> Result<Config, ConfigError> {
-        let invalid = |key: &str, reason: String| ConfigError::Invalid {
-            file: file.to_path_buf(),
-            key: key.to_string(),
-            reason,
-        };
-        let de = toml::Deserializer::new(text);
-        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = e.path().to_string();
-            let mut reason = e.inner().message().trim().replace('\n', "; ");
-            if let Some(span) = e.inner().span() {
-                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-                reason = format!("{reason} (line {line})");
-            }
-            let key = if key == "." { "<root>".into() } else { key };
-            invalid(&key, reason)
-        })?;
-        raw.validate(&invalid)
-    }
-}
-
-impl RawConfig {
-    fn validate(
-        self,
-        invalid: &dyn Fn(&str, String) -> ConfigError,
-    ) -> Result<Config, ConfigError> {
-        let origin = validate_origin(self.origin, invalid)?;
-        let cache = self.cache;
-        if cache.max_size.as_u64() < 1024 {
-            return Err(invalid("cache.max_size", "must be at least 1KiB".into()));
-        }
-        if cache.max_object_size.as_u64() == 0 || cache.max_object_size > cache.max_size {
-            return Err(invalid(
-                "cache.max_object_size",
-                "must be between 1 byte and cache.max_size".into(),
-            ));
-        }
-        if cache.max_variants == 0 {
-            return Err(invalid("cache.max_variants", "must be at least 1".into()));
-        }
-        if self.server.max_header_size.as_u64() < 8192 {
-            return Err(invalid(
-                "server.max_header_size",
-                "must be at least 8KiB (hyper's minimum buffer)".into(),
-            ));
-        }
-        if self.server.max_connections == 0 {
-            return Err(invalid(
-                "server.max_connections",
-                "must be at least 1".into(),
-            ));
-        }
-        if self.compression.gzip_level > 9 || self.compression.stream_gzip_level > 9 {
-            return Err(invalid(
-                "compression.gzip_level",
-                "gzip levels are 0..=9".into(),
-            ));
-        }
-        if self.compression.brotli_level > 11 || self.compression.stream_brotli_level > 11 {
-            return Err(invalid(
-                "compression.brotli_level",
-                "brotli qualities are 0..=11".into(),
-            ));
-        }
-        let n = &self.normalize;
-        if !n.auth_params.is_empty() && http::HeaderValue::from_str(&n.auth_scheme).is_err()
-            || n.auth_scheme.contains(' ')
-            || n.auth_scheme.is_empty()
-        {
-            return Err(invalid(
-                "normalize.auth_scheme",
-                "must be a single token such as `api-token` or `Bearer`".into(),
-            ));
-        }
-        let routes =
-            crate::routes::Routes::compile(self.routes).map_err(|(key, why)| invalid(&key, why))?;
-        let admin = match self.admin {
-            None => None,
-            Some(a) => {
-                let (token, token_source) = match (a.token, a.token_env) {
-                    (Some(_), Some(_)) => {
-                        return Err(invalid(
-                            "admin.token",
-                            "set either token or token_env, not both".into(),
-                        ))
-                    }
-                    (Some(t), None) => (Some(t), "admin.token".to_string()),
-                    (None, Some(env)) => match std::env::var(&env) {
-                        Ok(t) if !t.is_empty() => (Some(t), format!("${env}")),
-                        _ => {
-                            return Err(invalid(
-                                "admin.token_env",
-                                format!("environment variable {env} is not set or empty"),
-                            ))
-                        }
-                    },
-                    (None, None) => (None, "none (admin API unauthenticated)".to_string()),
-                };
-                if token.as_deref().is_some_and(|t| t.len() < 16) {
-                    return Err(invalid(
-                        "admin.token",
-                        "must be at least 16 characters".into(),
-                    ));
-                }
-                if a.listen == self.server.listen && a.listen.port() != 0 {
-                    return Err(invalid(
-                        "admin.listen",
-                        "must differ from server.listen: purges never go on the public port".into(),
-                    ));
-                }
-                Some(AdminConfig {
-                    listen: a.listen,
-                    token,
-                    token_source,
-                })
-            }
-        };
-        Ok(Config {
-            server: self.server,
-            origin,
-            cache,
-            normalize: self.normalize,
-            compression: self.compression,
-            admin,
-            routes,
-        })
-    }
-}
-
-fn validate_origin(
-    raw: RawOrigin,
-    invalid: &dyn Fn(&str, String) -> ConfigError,
-) -> Result<OriginConfig, ConfigError> {
-    let uri: http::Uri = raw
-        .url
-        .parse()
-        .map_err(|e| invalid("origin.url", format!("malformed URL {:?}: {e}", raw.url)))?;
-    let scheme = match uri.scheme_str() {
-        Some("http") => Scheme::HTTP,
-        Some(other) => {
-            return Err(invalid(
-                "origin.url",
-                format!("scheme `{other}` is not supported (use http://)"),
-            ))
-        }
-        None => {
-            return Err(invalid(
-                "origin.url",
-                format!("{:?} needs a scheme, e.g. http://127.0.0.1:9000", raw.url),
-            ))
-        }
-    };
-    let authority = uri
-        .authority()
-        .cloned()
-        .ok_or_else(|| invalid("origin.url", format!("{:?} has no host", raw.url)))?;
-    if authority.as_str().contains('@') {
-        return Err(invalid(
-            "origin.url",
-            "credentials in the origin URL are not supported".into(),
-        ));
-    }
-    if uri.query().is_some() {
-        return Err(invalid("origin.url", "must not have a query".into()));
-    }
-    let base_path = uri.path().trim_end_matches('/').to_string();
-    if raw.timeout.is_zero() {
-        return Err(invalid("origin.timeout", "must be more than 0".into()));
-    }
-    if raw.connect_timeout.is_zero() {
-        return Err(invalid(
-            "origin.connect_timeout",
-            "must be more than 0".into(),
-        ));
-    }
-    Ok(OriginConfig {
-        url: raw.url,
-        scheme,
-        authority,
-        base_path,
-        connect_timeout: raw.connect_timeout,
-        timeout: raw.timeout,
-        body_timeout: raw.body_timeout,
-        pool_idle_timeout: raw.pool_idle_timeout,
-        pool_max_idle_per_host: raw.pool_max_idle_per_host,
-    })
 }
 
 #[cfg(test)]
@@ -586,14 +342,14 @@ mod tests {
 
     #[test]
     fn full_example_parses() {
-        let text = include_str!("../config/apicache.toml");
+        let text = include_str!("../../config/apicache.toml");
         let c = Config::parse(text).unwrap();
         assert!(!c.routes.is_empty());
     }
 
     #[test]
     fn effective_config_round_trips() {
-        let c = Config::parse(include_str!("../config/apicache.toml")).unwrap();
+        let c = Config::parse(include_str!("../../config/apicache.toml")).unwrap();
         let text = toml::to_string(&c).unwrap();
         assert!(text.contains("max_size = \"256.0 MiB\""), "{text}");
         let again = Config::parse(&text).unwrap();
