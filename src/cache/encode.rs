@@ -17,9 +17,6 @@ use super::store::Store;
 use crate::compress;
 use crate::rfc::coding::Coding;
 
-/// Identity bytes that may wait for encoding at once.
-const MAX_QUEUED_BYTES: usize = 64 << 20;
-
 /// Runs the background encodings.
 pub struct Encoder {
     store: Store,
@@ -27,16 +24,20 @@ pub struct Encoder {
     brotli_level: u32,
     /// Encoders running at once: bounds CPU and the encoders' own memory.
     slots: Arc<Semaphore>,
+    /// Identity bytes that may wait for encoding at once: queued objects stay in memory even if
+    /// evicted meanwhile, so this is part of what the cache may hold beyond `max_size`.
+    max_queued_bytes: usize,
     queued_bytes: Arc<AtomicUsize>,
     queued: Arc<AtomicUsize>,
     runs: Arc<AtomicU64>,
 }
 
 impl Encoder {
-    /// Encode into `store` at the given levels.
-    pub fn new(store: Store, gzip_level: u32, brotli_level: u32) -> Self {
+    /// Encode into `store` at the given levels, with at most `max_queued_bytes` of bodies waiting.
+    pub fn new(store: Store, gzip_level: u32, brotli_level: u32, max_queued_bytes: usize) -> Self {
         Self {
             store,
+            max_queued_bytes,
             gzip_level,
             brotli_level,
             slots: Arc::new(Semaphore::new(
@@ -55,7 +56,7 @@ impl Encoder {
             return;
         }
         let size = obj.body.len();
-        if self.queued_bytes.fetch_add(size, Ordering::Relaxed) + size > MAX_QUEUED_BYTES {
+        if self.queued_bytes.fetch_add(size, Ordering::Relaxed) + size > self.max_queued_bytes {
             self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
             tracing::debug!(key, "encoding queue full: served identity until refreshed");
             return;

@@ -357,6 +357,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn swap_replaces_only_the_live_original() {
+        let s = Store::new(1 << 20, 4);
+        let a = obj("aaaaaaaaaaaaaaaaaaaaaaaa", &["t"]);
+        s.insert("GET /a".into(), a.clone()).await;
+        let encoded = Arc::new(a.with_encodings(Some(Bytes::from_static(b"gz")), None));
+        assert!(s.swap("GET /a", &a, encoded.clone()).await);
+        match s.lookup("GET /a", &HeaderMap::new()).await {
+            Lookup::Hit(o) => assert!(Arc::ptr_eq(&o, &encoded)),
+            other => panic!("{other:?}"),
+        }
+        s.run_pending_tasks().await;
+        assert_eq!(s.tag_index().keys("t").len(), 1, "relinked, not lost");
+        // The original is gone now: a second swap of it does nothing.
+        let again = Arc::new(a.with_encodings(None, None));
+        assert!(!s.swap("GET /a", &a, again).await);
+        // A purged object is never swapped back in.
+        let b = obj("b", &["u"]);
+        s.insert("GET /b".into(), b.clone()).await;
+        assert_eq!(s.purge_tag("u", false).await, 1);
+        let late = Arc::new(b.with_encodings(None, None));
+        assert!(!s.swap("GET /b", &b, late).await);
+        assert!(matches!(s.lookup("GET /b", &HeaderMap::new()).await, Lookup::Miss));
+    }
+
+    #[tokio::test]
     async fn eviction_unlinks_tags() {
         let s = Store::new(64 * 1024, 4);
         for i in 0..2000 {

@@ -41,6 +41,11 @@ use lookup::Decision;
 /// Bytes the hit-for-pass memory may hold.
 const PASS_MEMORY_BYTES: usize = 8 << 20;
 
+/// Bodies that may wait for the background encoder: a sixteenth of the cache, 1–64 MiB.
+fn encode_queue_bytes(max_size: u64) -> usize {
+    (max_size / 16).clamp(1 << 20, 64 << 20) as usize
+}
+
 /// Shared state of one running proxy.
 pub struct Proxy {
     cfg: Config,
@@ -69,7 +74,12 @@ impl Proxy {
             origin: Origin::new(&cfg.origin),
             fills: Collapser::default(),
             pass: PassMemory::new(cfg.cache.hit_for_pass, PASS_MEMORY_BYTES, clock.clone()),
-            encoder: Encoder::new(store.clone(), c.gzip_level, c.brotli_level),
+            encoder: Encoder::new(
+                store.clone(),
+                c.gzip_level,
+                c.brotli_level,
+                encode_queue_bytes(cfg.cache.max_size.as_u64()),
+            ),
             metrics: Metrics::new(cfg.routes.iter().map(|r| r.config.path.clone()).collect()),
             store,
             clock,
