@@ -46,11 +46,9 @@ impl Default for Metrics {
     }
 }
 
-/// Per-route figures in a [`Snapshot`].
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RouteSnapshot {
-    /// The route pattern, or `none`.
-    pub route: String,
+/// Request and origin counts, for one route or all.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Counts {
     /// Fresh hits.
     pub hits: u64,
     /// Misses.
@@ -65,21 +63,22 @@ pub struct RouteSnapshot {
     pub origin_errors: u64,
 }
 
+/// Per-route figures in a [`Snapshot`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RouteSnapshot {
+    /// The route pattern, or `none`.
+    pub route: String,
+    /// Its counts.
+    #[serde(flatten)]
+    pub counts: Counts,
+}
+
 /// A point-in-time copy of the counters.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Snapshot {
-    /// Fresh hits.
-    pub hits: u64,
-    /// Misses.
-    pub misses: u64,
-    /// Stale served.
-    pub stale: u64,
-    /// Passes.
-    pub passes: u64,
-    /// Origin requests.
-    pub origin_requests: u64,
-    /// Origin failures.
-    pub origin_errors: u64,
+    /// Every route together.
+    #[serde(flatten)]
+    pub total: Counts,
     /// Upstream 304s.
     pub revalidated: u64,
     /// Client 304s.
@@ -203,22 +202,28 @@ impl Metrics {
             .zip(&self.routes)
             .map(|(label, s)| RouteSnapshot {
                 route: label.clone(),
-                hits: s.requests[0].load(Relaxed),
-                misses: s.requests[1].load(Relaxed),
-                stale: s.requests[2].load(Relaxed),
-                passes: s.requests[3].load(Relaxed),
-                origin_requests: s.origin_requests.load(Relaxed),
-                origin_errors: s.origin_errors.load(Relaxed),
+                counts: Counts {
+                    hits: s.requests[0].load(Relaxed),
+                    misses: s.requests[1].load(Relaxed),
+                    stale: s.requests[2].load(Relaxed),
+                    passes: s.requests[3].load(Relaxed),
+                    origin_requests: s.origin_requests.load(Relaxed),
+                    origin_errors: s.origin_errors.load(Relaxed),
+                },
             })
             .collect();
-        let sum = |f: fn(&RouteSnapshot) -> u64| routes.iter().map(f).sum::<u64>();
+        let mut total = Counts::default();
+        for r in &routes {
+            let c = r.counts;
+            total.hits += c.hits;
+            total.misses += c.misses;
+            total.stale += c.stale;
+            total.passes += c.passes;
+            total.origin_requests += c.origin_requests;
+            total.origin_errors += c.origin_errors;
+        }
         Snapshot {
-            hits: sum(|r| r.hits),
-            misses: sum(|r| r.misses),
-            stale: sum(|r| r.stale),
-            passes: sum(|r| r.passes),
-            origin_requests: sum(|r| r.origin_requests),
-            origin_errors: sum(|r| r.origin_errors),
+            total,
             revalidated: self.revalidated.load(Relaxed),
             not_modified: self.not_modified.load(Relaxed),
             purges: self.purges.load(Relaxed),
@@ -247,11 +252,12 @@ impl Metrics {
         );
         for r in &s.routes {
             let route = escape(&r.route);
+            let c = r.counts;
             for (result, v) in [
-                ("hit", r.hits),
-                ("miss", r.misses),
-                ("stale", r.stale),
-                ("pass", r.passes),
+                ("hit", c.hits),
+                ("miss", c.misses),
+                ("stale", c.stale),
+                ("pass", c.passes),
             ] {
                 let _ = writeln!(
                     o,
@@ -270,7 +276,7 @@ impl Metrics {
                 o,
                 "apicache_origin_requests_total{{route=\"{}\"}} {}",
                 escape(&r.route),
-                r.origin_requests
+                r.counts.origin_requests
             );
         }
         family(
@@ -284,7 +290,7 @@ impl Metrics {
                 o,
                 "apicache_origin_errors_total{{route=\"{}\"}} {}",
                 escape(&r.route),
-                r.origin_errors
+                r.counts.origin_errors
             );
         }
         let counters = [
@@ -307,7 +313,7 @@ impl Metrics {
             (
                 "apicache_stale_served_total",
                 "Stale responses served.",
-                s.stale,
+                s.total.stale,
             ),
             (
                 "apicache_compressions_total",
@@ -398,7 +404,12 @@ mod tests {
         m.bad_request();
         let s = m.snapshot(Gauges::default());
         assert_eq!(
-            (s.hits, s.misses, s.origin_requests, s.origin_errors),
+            (
+                s.total.hits,
+                s.total.misses,
+                s.total.origin_requests,
+                s.total.origin_errors
+            ),
             (1, 1, 3, 1)
         );
         let text = m.prometheus(&s);

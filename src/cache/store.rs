@@ -378,7 +378,10 @@ mod tests {
         assert_eq!(s.purge_tag("u", false).await, 1);
         let late = Arc::new(b.with_encodings(None, None));
         assert!(!s.swap("GET /b", &b, late).await);
-        assert!(matches!(s.lookup("GET /b", &HeaderMap::new()).await, Lookup::Miss));
+        assert!(matches!(
+            s.lookup("GET /b", &HeaderMap::new()).await,
+            Lookup::Miss
+        ));
     }
 
     #[tokio::test]
