@@ -2,7 +2,8 @@
 # Expects SCRIPT (name for messages) and PORT_BASE to be set by the caller.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BIN="$ROOT/target/release/apicache"
+# BIN=path/to/apicache compares another build (with SKIP_BUILD=1).
+BIN=${BIN:-"$ROOT/target/release/apicache"}
 
 die() { echo "$SCRIPT: setup failure: $*" >&2; exit 1; }
 log() { echo "== $*" >&2; }

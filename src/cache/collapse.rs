@@ -68,10 +68,16 @@ impl<S: Clone + Send + Sync + 'static> Collapser<S> {
         self.len() == 0
     }
 
-    /// Lead the fetch for `key` with `fetch`, or wait for the one already running. The leader's
-    /// result is published to waiters as `summarize(&result)`; the key leaves the in-flight map
-    /// before waiters are released, after whatever `fetch` stored.
-    pub async fn run<T, F>(&self, key: &str, fetch: F, summarize: fn(&T) -> S) -> Joined<T, S>
+    /// Lead the fetch for `key` with `fetch()`, or wait for the one already running (then `fetch`
+    /// is never called: a waiter builds nothing). The leader's result is published to waiters as
+    /// `summarize(&result)`; the key leaves the in-flight map before waiters are released, after
+    /// whatever the fetch stored.
+    pub async fn run<T, F>(
+        &self,
+        key: &str,
+        fetch: impl FnOnce() -> F,
+        summarize: fn(&T) -> S,
+    ) -> Joined<T, S>
     where
         T: Send + 'static,
         F: Future<Output = T> + Send + 'static,
@@ -100,6 +106,7 @@ impl<S: Clone + Send + Sync + 'static> Collapser<S> {
             inflight: self.inflight.clone(),
             key: key.to_string(),
         };
+        let fetch = fetch();
         let handle = tokio::spawn(async move {
             let full = fetch.await;
             let summary = summarize(&full);
@@ -134,7 +141,7 @@ mod tests {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     String::from("full")
                 };
-                match c.run("k", fetch, |s: &String| s.len() as u32).await {
+                match c.run("k", || fetch, |s: &String| s.len() as u32).await {
                     Joined::Leader(s) => (1, s.len() as u32),
                     Joined::Waiter(n) => (0, n),
                     Joined::Lost => (9, 0),
@@ -163,14 +170,14 @@ mod tests {
                     let _ = done_tx.send(());
                     7u32
                 };
-                c.run("k", fetch, |n| *n).await
+                c.run("k", || fetch, |n| *n).await
             })
         };
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert!(c.is_running("k"));
         let waiter = {
             let c = c.clone();
-            tokio::spawn(async move { c.run("k", async { 0u32 }, |n| *n).await })
+            tokio::spawn(async move { c.run("k", || async { 0u32 }, |n| *n).await })
         };
         leader.abort();
         done_rx
@@ -189,10 +196,10 @@ mod tests {
         };
         let leader = {
             let c = c.clone();
-            tokio::spawn(async move { c.run("k", fetch, |n: &u32| *n).await })
+            tokio::spawn(async move { c.run("k", || fetch, |n: &u32| *n).await })
         };
         tokio::time::sleep(Duration::from_millis(5)).await;
-        let waiter = c.run("k", async { 1u32 }, |n| *n).await;
+        let waiter = c.run("k", || async { 1u32 }, |n| *n).await;
         assert!(matches!(waiter, Joined::Lost));
         assert!(matches!(leader.await.unwrap(), Joined::Lost));
         assert!(c.is_empty());

@@ -32,9 +32,9 @@ impl Proxy {
     ) -> (Response<ProxyBody>, CacheStatus) {
         let status = CacheStatus::forward(fwd);
         for _ in 0..VARY_ROUNDS {
-            let job = self.fill_job(ctx, false);
             let t0 = Instant::now();
-            let fetch = self.clone().fetch(job, stale.take());
+            // Only a leader builds the origin request; a waiter just waits.
+            let fetch = || self.clone().fetch(self.fill_job(ctx, false), stale.take());
             let joined = self.fills.run(&ctx.key, fetch, Fetched::summary).await;
             ctx.origin_ms = Some(t0.elapsed().as_millis());
             let (summary, response, collapsed) = match joined {
@@ -97,7 +97,7 @@ impl Proxy {
         let (me, stale) = (self.clone(), stale.clone());
         tokio::spawn(async move {
             let key = job.key.clone();
-            let fetch = me.clone().fetch(job, Some(stale));
+            let fetch = || me.clone().fetch(job, Some(stale));
             let _ = me.fills.run(&key, fetch, Fetched::summary).await;
         });
     }
