@@ -1,0 +1,46 @@
+//! Bodies: JSON of a given size, and gzip/brotli done with flate2/brotli directly (independent of
+//! apicache's own codec code).
+
+use std::io::{Read, Write};
+
+/// A JSON body of about `n` bytes.
+pub fn json_body(n: usize, seed: &str) -> Vec<u8> {
+    let mut s = format!("{{\"seed\":\"{seed}\",\"items\":[");
+    let mut i = 0;
+    while s.len() + 40 < n {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&format!("{{\"id\":{i},\"name\":\"item-{i}\"}}"));
+        i += 1;
+    }
+    s.push_str("]}");
+    s.into_bytes()
+}
+
+/// Decode exactly one gzip member.
+pub fn gunzip(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(data)
+        .read_to_end(&mut out)
+        .expect("valid gzip");
+    out
+}
+
+pub fn unbrotli(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    brotli::Decompressor::new(data, 4096)
+        .read_to_end(&mut out)
+        .expect("valid brotli");
+    out
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+pub fn is_gzip(data: &[u8]) -> bool {
+    data.starts_with(&[0x1f, 0x8b])
+}

@@ -1,0 +1,105 @@
+//! apicache started in-process in front of a test origin, configured by setting [`apicache::Config`]
+//! fields rather than pasting TOML.
+//!
+//! ```ignore
+//! let p = ProxyBuilder::new(&origin)
+//!     .admin()
+//!     .config(|c| c.cache.hit_for_pass = Duration::ZERO)
+//!     .route(r#"path = "/a/{id}", ttl = "5s""#)
+//!     .start()
+//!     .await;
+//! ```
+
+use apicache::{Config, Running};
+
+use super::Origin;
+
+/// The admin token of [`ProxyBuilder::admin`].
+pub const TOKEN: &str = "0123456789abcdef0123";
+/// `Authorization` value carrying [`TOKEN`].
+pub const BEARER: &str = "Bearer 0123456789abcdef0123";
+
+type Edit = Box<dyn FnOnce(&mut Config)>;
+
+/// Builds the config of one apicache: the harness base, `[admin]` and the routes through TOML
+/// (they need validation), then field edits.
+pub struct ProxyBuilder {
+    origin_url: String,
+    admin: bool,
+    routes: Vec<String>,
+    edits: Vec<Edit>,
+}
+
+impl ProxyBuilder {
+    /// apicache in front of `origin`.
+    pub fn new(origin: &Origin) -> Self {
+        Self::for_url(&origin.url())
+    }
+
+    /// apicache in front of whatever is (or is not) at `origin_url`.
+    pub fn for_url(origin_url: &str) -> Self {
+        ProxyBuilder {
+            origin_url: origin_url.to_string(),
+            admin: false,
+            routes: Vec::new(),
+            edits: Vec::new(),
+        }
+    }
+
+    /// An admin listener on its own ephemeral 127.0.0.1 port, guarded by [`TOKEN`].
+    pub fn admin(mut self) -> Self {
+        self.admin = true;
+        self
+    }
+
+    /// One route, as the inside of a TOML inline table: `path = "/a/{id}", ttl = "5s"`.
+    pub fn route(mut self, fields: &str) -> Self {
+        self.routes.push(format!("{{ {fields} }}"));
+        self
+    }
+
+    /// Change the parsed config (applied in order, after validation).
+    pub fn config(mut self, edit: impl FnOnce(&mut Config) + 'static) -> Self {
+        self.edits.push(Box::new(edit));
+        self
+    }
+
+    /// The TOML the config is parsed from. The base: public listener on 127.0.0.1:0, 5s shutdown
+    /// grace, 1s origin timeouts.
+    pub fn toml(&self) -> String {
+        // Top-level keys go before the first table.
+        let mut text = format!("routes = [{}]\n", self.routes.join(", "));
+        text += &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n\
+             [origin]\nurl = \"{}\"\ntimeout = \"1s\"\nconnect_timeout = \"1s\"\n",
+            self.origin_url
+        );
+        if self.admin {
+            text += &format!("[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n");
+        }
+        text
+    }
+
+    /// The finished config.
+    pub fn build(self) -> Config {
+        let text = self.toml();
+        let mut cfg = Config::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        for edit in self.edits {
+            edit(&mut cfg);
+        }
+        cfg
+    }
+
+    /// Start apicache; stop it with `shutdown().await`.
+    pub async fn start(self) -> Running {
+        let admin = self.admin;
+        let p = apicache::start(self.build()).await.unwrap();
+        assert_eq!(p.admin_addr.is_some(), admin);
+        p
+    }
+}
+
+/// apicache in front of `origin` with the harness defaults.
+pub async fn proxy(origin: &Origin) -> Running {
+    ProxyBuilder::new(origin).start().await
+}
