@@ -1,0 +1,156 @@
+//! Process lifecycle: graceful shutdown in-process, the binary's --check-config and SIGTERM drain.
+
+mod support;
+use support::*;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_drains_in_flight_requests() {
+    let origin = Origin::start(|_| {
+        Reply::ok("{\"slow\":true}")
+            .header("cache-control", "no-store")
+            .delay(Duration::from_millis(500))
+    })
+    .await;
+    let p = proxy(&origin).await;
+    let addr = p.addr;
+    let inflight = tokio::spawn(request(addr, "GET", "/slow", &[], b""));
+    // Wait until the request reached the origin, then shut down.
+    for _ in 0..100 {
+        if origin.count() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(origin.count(), 1);
+    p.shutdown().await;
+    assert_eq!(
+        text(&inflight.await.unwrap().2),
+        "{\"slow\":true}",
+        "the in-flight request completed"
+    );
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no longer accepting"
+    );
+}
+
+#[test]
+fn check_config_cli() {
+    let exe = env!("CARGO_BIN_EXE_apicache");
+    let dir = std::env::temp_dir().join(format!("apicache-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.toml");
+    std::fs::write(&good, "[origin]\nurl = \"http://127.0.0.1:9\"\n").unwrap();
+    let out = std::process::Command::new(exe)
+        .args(["--check-config", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("max_size"));
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[origin]\nurl = \"http://127.0.0.1:9\"\ntimeout = \"forever\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(exe)
+        .args(["--check-config", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml") && err.contains("origin.timeout"),
+        "{err}"
+    );
+    let out = std::process::Command::new(exe)
+        .args(["--config"])
+        .arg(dir.join("missing.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_drains_and_exits_zero_on_sigterm() {
+    let origin = Origin::start(|_| {
+        Reply::ok("{\"drained\":true}")
+            .header("cache-control", "no-store")
+            .delay(Duration::from_millis(700))
+    })
+    .await;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let dir = std::env::temp_dir().join(format!("apicache-sig-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[origin]\nurl = \"{}\"\n",
+            origin.url()
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_apicache"))
+        .arg("--config")
+        .arg(&cfg)
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    // Kill the child whatever happens below.
+    struct Guard(u32);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("kill")
+                .arg("-KILL")
+                .arg(self.0.to_string())
+                .status();
+        }
+    }
+    let guard = Guard(child.id());
+    let mut up = false;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "apicache did not start");
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let inflight = tokio::spawn(request(addr, "GET", "/slow", &[], b""));
+    for _ in 0..100 {
+        if origin.count() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let killed = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert_eq!(text(&inflight.await.unwrap().2), "{\"drained\":true}");
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    // Reaped: its pid may be reused, so the guard must not kill it any more.
+    std::mem::forget(guard);
+    assert_eq!(status.code(), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
