@@ -62,7 +62,7 @@ async fn a_waiter_never_gets_another_variants_stale_copy() {
     .await;
     let p = proxy(&origin).await;
     get_with(&p, "/s", &[("accept-language", "en")]).await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    p.clock().advance(Duration::from_millis(2100));
     origin.set_handler(|_| {
         Reply::ok("down")
             .status(503)

@@ -29,7 +29,10 @@ async fn stale_object_revalidated_upstream_with_if_none_match() {
     let bytes_before = origin.bytes_sent();
     assert_eq!(bytes_before, body.len());
 
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // The fill's variants land in the background (the real 2 s wait used to cover that); then
+    // the object goes stale.
+    p.settle().await;
+    p.clock().advance(Duration::from_millis(2100));
 
     let (s, h, got) = get(&p, "/r").await;
     assert_eq!(origin.count(), 2, "stale object was not revalidated");
@@ -95,7 +98,7 @@ async fn stale_object_revalidated_upstream_with_if_modified_since() {
     assert!(!etag.is_empty(), "no ETag: {h:?}");
     let bytes_before = origin.bytes_sent();
 
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    p.clock().advance(Duration::from_millis(2100));
 
     let (s, h, got) = get(&p, "/lm").await;
     assert_eq!(origin.count(), 2, "stale object was not revalidated");

@@ -197,7 +197,7 @@ async fn stale_while_revalidate_serves_burst_then_refreshes() {
     let p = proxy(&origin).await;
     assert_get(&p, "/swr", "MISS", &swr_body("old", "/swr")).await;
     assert_get(&p, "/swr", "HIT", &swr_body("old", "/swr")).await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    p.clock().advance(Duration::from_millis(2100));
     origin.set_handler(swr_reply("new"));
     let (stale, refreshes) = swr_burst(&p, &origin, "/swr").await;
     // Exactly one is asserted by `stale_while_revalidate_refreshes_exactly_once`.
@@ -217,7 +217,7 @@ async fn stale_while_revalidate_refreshes_exactly_once() {
     for path in &paths {
         assert_get(&p, path, "MISS", &swr_body("old", path)).await;
     }
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    p.clock().advance(Duration::from_millis(2100));
     origin.set_handler(swr_reply("new"));
     let mut extra = Vec::new();
     for path in &paths {
@@ -258,7 +258,7 @@ async fn stale_if_error_covers_5xx_timeout_and_refused() {
     let p = proxy(&origin).await;
     assert_get(&p, "/sie", "MISS", "{\"v\":1}").await;
     assert_get(&p, "/sie", "HIT", "{\"v\":1}").await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    p.clock().advance(Duration::from_millis(2100));
 
     // 5xx from the origin.
     origin.set_handler(|_| Reply::ok("boom").status(503).header("connection", "close"));
@@ -311,7 +311,7 @@ async fn stale_if_error_window_expires() {
     let p = proxy(&origin).await;
     assert_get(&p, "/gone", "MISS", "{\"v\":1}").await;
     // Whole seconds: age 3 > max-age 1 + stale-if-error 1.
-    tokio::time::sleep(Duration::from_millis(3100)).await;
+    p.clock().advance(Duration::from_millis(3100));
 
     origin.set_handler(|_| Reply::ok("boom").status(503).header("connection", "close"));
     let (status, h, body) = get(&p, "/gone").await;
