@@ -3,7 +3,7 @@
 //! A fill stores and answers with the identity body; this computes gzip and brotli at the stored
 //! levels on the blocking pool, a few at a time, once per object, and swaps the encoded copy in
 //! (same ETag per coding, same age and purge marks). Waiting work is bounded in bytes: beyond the
-//! budget an object stays identity-only until it is next refreshed.
+//! budget an object is served identity-only until a later hit finds room for it.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -49,16 +49,21 @@ impl Encoder {
         }
     }
 
-    /// Compute `obj`'s encoded variants in the background, if it needs them, and swap them in
-    /// under `key`.
+    /// Compute `obj`'s encoded variants in the background, if it needs them and nobody is at it
+    /// yet, and swap them in under `key`. Called on store and on every hit: one flag check when
+    /// there is nothing to do.
     pub fn schedule(&self, key: &str, obj: &Arc<CachedObject>) {
-        if !obj.needs_encoding() {
+        if !obj.claim_encoding() {
             return;
         }
         let size = obj.body.len();
         if self.queued_bytes.fetch_add(size, Ordering::Relaxed) + size > self.max_queued_bytes {
             self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
-            tracing::debug!(key, "encoding queue full: served identity until refreshed");
+            obj.release_encoding();
+            tracing::debug!(
+                key,
+                "encoding queue full: served identity until a later hit"
+            );
             return;
         }
         self.queued.fetch_add(1, Ordering::Relaxed);
@@ -108,5 +113,68 @@ impl Encoder {
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use http::{HeaderMap, StatusCode};
+
+    use super::*;
+    use crate::cache::{Lookup, NewObject};
+    use crate::rfc::storable::Freshness;
+
+    fn object(seed: &str) -> Arc<CachedObject> {
+        let body: String = (0..400).map(|i| format!("{{\"{seed}\":{i}}},")).collect();
+        Arc::new(CachedObject::new(
+            NewObject {
+                status: StatusCode::OK,
+                headers: HeaderMap::new(),
+                body: Bytes::from(body),
+                gzip: None,
+                etag: format!("\"{seed}\""),
+                origin_etag: None,
+                freshness: Freshness::for_lifetime(60),
+                vary: Default::default(),
+                tags: vec![],
+                no_transform: false,
+                compressible: true,
+            },
+            Instant::now(),
+        ))
+    }
+
+    async fn stored(store: &Store, key: &str) -> Arc<CachedObject> {
+        match store.lookup(key, &HeaderMap::new()).await {
+            Lookup::Hit(o) => o,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn crowded_out_objects_are_encoded_on_a_later_try() {
+        let store = Store::new(1 << 20, 4);
+        let (a, b) = (object("a"), object("b"));
+        store.insert("GET /a".into(), a.clone()).await;
+        store.insert("GET /b".into(), b.clone()).await;
+        // Room for one body at a time.
+        let enc = Encoder::new(store.clone(), 6, 5, a.body.len());
+        enc.schedule("GET /a", &a);
+        enc.schedule("GET /a", &a); // already claimed: no second run
+        enc.schedule("GET /b", &b); // no room: given back
+        enc.settle().await;
+        assert_eq!(enc.runs(), 2, "gzip + br, once");
+        assert!(!stored(&store, "GET /a").await.needs_encoding());
+        let b_now = stored(&store, "GET /b").await;
+        assert!(Arc::ptr_eq(&b_now, &b) && b.needs_encoding());
+        // A later hit finds room.
+        enc.schedule("GET /b", &b_now);
+        enc.settle().await;
+        let b_done = stored(&store, "GET /b").await;
+        assert!(!b_done.needs_encoding());
+        assert!(b_done.variant(Coding::Br).is_some() && b_done.variant(Coding::Gzip).is_some());
+        assert_eq!(enc.runs(), 4);
     }
 }

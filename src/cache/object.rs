@@ -64,6 +64,8 @@ pub struct CachedObject {
     br: Option<Bytes>,
     /// Encoded variants were computed (whether or not they were worth keeping).
     encoded: bool,
+    /// An encoding of this object is queued or running.
+    encoding: AtomicBool,
     /// The identity representation's ETag, as clients see it (origin's or generated).
     pub etag: String,
     /// Header values of the identity, gzip and br ETags, built once instead of on every hit.
@@ -104,6 +106,7 @@ impl CachedObject {
             body: o.body,
             br: None,
             encoded: false,
+            encoding: AtomicBool::new(false),
             etag_values: [Coding::Identity, Coding::Gzip, Coding::Br]
                 .map(|c| HeaderValue::from_str(&variant_etag(&o.etag, c)).ok()),
             etag: o.etag,
@@ -161,6 +164,7 @@ impl CachedObject {
             gzip: self.gzip.clone(),
             br: self.br.clone(),
             encoded: self.encoded,
+            encoding: AtomicBool::new(false),
             etag: self.etag.clone(),
             etag_values: self.etag_values.clone(),
             origin_etag: self.origin_etag.clone(),
@@ -178,6 +182,16 @@ impl CachedObject {
     /// Whether encoded variants are still to be computed.
     pub fn needs_encoding(&self) -> bool {
         self.compressible && !self.encoded
+    }
+
+    /// Claim this object's encoding; false when it needs none or another caller has it.
+    pub fn claim_encoding(&self) -> bool {
+        self.needs_encoding() && !self.encoding.swap(true, Ordering::Relaxed)
+    }
+
+    /// Give the claim back (the encoder had no room), so a later hit can try again.
+    pub fn release_encoding(&self) {
+        self.encoding.store(false, Ordering::Relaxed);
     }
 
     /// The bytes for a coding, if stored.

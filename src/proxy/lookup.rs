@@ -49,7 +49,11 @@ impl Proxy {
         let facts = stored.as_ref().map(|o| o.stored(self.clock.now()));
         let ttl = facts.map_or(0, |f| f.ttl());
         let (stale, fwd) = match (usage::decide(facts.as_ref(), &ctx.directives), stored) {
-            (Usage::Fresh, Some(obj)) => return Decision::Serve(obj, CacheStatus::hit(ttl)),
+            (Usage::Fresh, Some(obj)) => {
+                // A hit on an object whose encodings were crowded out gets them now.
+                self.encoder.schedule(&ctx.key, &obj);
+                return Decision::Serve(obj, CacheStatus::hit(ttl));
+            }
             (Usage::Stale(StaleReason::MaxStale), Some(obj)) => {
                 let status = CacheStatus::hit(ttl).detail(Detail::MaxStale);
                 return Decision::Serve(obj, status);
