@@ -87,7 +87,7 @@ RUST_LOG=warn "$BIN" --config "$TMP/apicache.toml" >"$TMP/proxy.out" 2>"$TMP/pro
 PROXY_PID=$!
 PIDS+=("$PROXY_PID")
 wait_http "http://127.0.0.1:$P_ADMIN/stats" || { cat "$TMP/proxy.err" >&2; die "apicache --config did not start"; }
-[[ "$(cat "/proc/$PROXY_PID/comm" 2>/dev/null)" == apicache ]] || die "pid $PROXY_PID is not the apicache process"
+[[ "$(cat "/proc/$PROXY_PID/comm" 2>/dev/null)" == "$(basename "$BIN" | cut -c1-15)" ]] || die "pid $PROXY_PID is not the apicache process"
 
 # one object through the proxy: MISS then HIT, so we know it caches what we are about to send
 u1="http://127.0.0.1:$P_PROXY/blob/$OBJ_SIZE?seed=probe"
