@@ -113,12 +113,6 @@ impl Routes {
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty()
     }
-
-    /// The metrics label of a match: the route pattern, or `none`.
-    pub fn label(&self, id: Option<usize>) -> &str {
-        id.and_then(|i| self.routes.get(i))
-            .map_or("none", |r| r.config.path.as_str())
-    }
 }
 
 impl std::ops::Index<usize> for Routes {
@@ -158,8 +152,6 @@ mod tests {
         assert!(!routes.at("/admin/x/y").cache);
         let none = routes.at("/other");
         assert_eq!((none.id, none.cache), (None, true));
-        assert_eq!(routes.label(Some(0)), "/accounts/{id}");
-        assert_eq!(routes.label(None), "none");
     }
 
     #[test]
