@@ -92,11 +92,7 @@ pub struct CachedObject {
 impl CachedObject {
     /// A new object stored at `stored_at` (the store's clock).
     pub fn new(o: NewObject, stored_at: Instant) -> Self {
-        let mut headers = o.headers;
-        // Set per response from the stored body, ETag and age instead.
-        for h in [header::CONTENT_LENGTH, header::ETAG, header::AGE] {
-            headers.remove(h);
-        }
+        let headers = per_response_removed(o.headers);
         let last_modified = headers.get(header::LAST_MODIFIED).cloned();
         let compressible = o.compressible && !o.no_transform;
         Self {
@@ -140,10 +136,7 @@ impl CachedObject {
             .get(header::ETAG)
             .cloned()
             .or_else(|| self.origin_etag.clone());
-        let mut headers = headers;
-        for h in [header::CONTENT_LENGTH, header::ETAG, header::AGE] {
-            headers.remove(h);
-        }
+        let headers = per_response_removed(headers);
         Self {
             last_modified: headers.get(header::LAST_MODIFIED).cloned(),
             headers,
@@ -292,6 +285,14 @@ impl CachedObject {
             + self.tags.iter().map(|t| t.len() + 48).sum::<usize>()
             + 512
     }
+}
+
+/// Stored headers without the fields set per response from the stored body, ETag and age.
+fn per_response_removed(mut headers: HeaderMap) -> HeaderMap {
+    for h in [header::CONTENT_LENGTH, header::ETAG, header::AGE] {
+        headers.remove(h);
+    }
+    headers
 }
 
 #[cfg(test)]
