@@ -387,8 +387,7 @@ fn decode_for_storing(
     headers.remove(header::CONTENT_ENCODING);
     // The origin's tag named its gzip bytes; what is stored now is a different representation.
     let etag = match origin_etag {
-        Some(e) if e.starts_with("W/") => e,
-        Some(e) => format!("W/{e}"),
+        Some(e) => conditional::weaken(&e),
         None => conditional::generate_etag(&plain),
     };
     Ok((plain, Some(body), etag))

@@ -243,10 +243,8 @@ fn gunzip_for_client(resp: Response<ProxyBody>) -> Response<ProxyBody> {
         .get(header::ETAG)
         .and_then(|v| v.to_str().ok())
     {
-        if !e.starts_with("W/") {
-            if let Ok(v) = HeaderValue::from_str(&format!("W/{e}")) {
-                parts.headers.insert(header::ETAG, v);
-            }
+        if let Ok(v) = HeaderValue::from_str(&conditional::weaken(e)) {
+            parts.headers.insert(header::ETAG, v);
         }
     }
     merge_vary(&mut parts.headers, "Accept-Encoding");

@@ -27,6 +27,16 @@ pub fn variant_etag(etag: &str, coding: Coding) -> String {
     }
 }
 
+/// The weak form of an ETag (unchanged if already weak): for a representation apicache decoded,
+/// which is no longer byte-identical to what the origin's tag named.
+pub fn weaken(etag: &str) -> String {
+    if etag.starts_with("W/") {
+        etag.to_string()
+    } else {
+        format!("W/{etag}")
+    }
+}
+
 /// A parsed entity-tag borrowed from its source bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct EntityTag<'a> {
@@ -338,6 +348,8 @@ mod tests {
         assert_eq!(variant_etag("\"abc\"", Coding::Br), "\"abc-br\"");
         assert_eq!(variant_etag("\"abc\"", Coding::Identity), "\"abc\"");
         assert_eq!(variant_etag("W/\"abc\"", Coding::Br), "W/\"abc-br\"");
+        assert_eq!(weaken("\"abc\""), "W/\"abc\"");
+        assert_eq!(weaken("W/\"abc\""), "W/\"abc\"");
         assert_eq!(variant_etag("W/\"abc\"", Coding::Gzip), "W/\"abc-gz\"");
         assert_eq!(variant_etag("W/\"abc\"", Coding::Identity), "W/\"abc\"");
         assert_eq!(variant_etag("\"\"", Coding::Gzip), "\"-gz\"");
