@@ -107,7 +107,7 @@ fn benches(c: &mut Criterion) {
     c.bench_function("hit_path_normalize_key_lookup", |b| {
         b.to_async(&rt).iter(|| async {
             let n = normalizer.normalize(black_box(target)).unwrap();
-            let key = cache_key(&n.path_and_query, None);
+            let key = cache_key("http://127.0.0.1", &n.path_and_query, None);
             match store.lookup(&key, &req_headers).await {
                 Lookup::Hit(o) => black_box(o),
                 other => panic!("expected a hit, got {other:?}"),

@@ -12,6 +12,43 @@ use http_body_util::BodyExt;
 /// Errors carried by streamed bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// A client's request body failed while it was being forwarded: the client's fault, not the
+/// origin's (answered 400 or 413, never counted as an origin error).
+#[derive(Debug, thiserror::Error)]
+pub enum ClientBodyError {
+    /// Over `server.max_body_size`.
+    #[error("request body over the limit")]
+    TooLarge,
+    /// Malformed framing (bad chunk size) or the client went away.
+    #[error("malformed request body: {0}")]
+    Malformed(String),
+}
+
+impl ClientBodyError {
+    /// Classify a body error from `Limited<Incoming>`.
+    pub fn from_limited(e: BoxError) -> BoxError {
+        let e = if e.is::<http_body_util::LengthLimitError>() {
+            ClientBodyError::TooLarge
+        } else {
+            ClientBodyError::Malformed(e.to_string())
+        };
+        Box::new(e)
+    }
+
+    /// The client body error somewhere in `e`'s source chain, if any.
+    pub fn find<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a ClientBodyError> {
+        let mut cur = Some(e);
+        for _ in 0..16 {
+            let Some(err) = cur else { break };
+            if let Some(found) = err.downcast_ref::<ClientBodyError>() {
+                return Some(found);
+            }
+            cur = err.source();
+        }
+        None
+    }
+}
+
 /// The body of every response apicache sends.
 pub enum ProxyBody {
     /// A complete body from the cache (or a short error text).

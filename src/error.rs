@@ -30,19 +30,41 @@ pub enum ProxyError {
     /// The request body is larger than `server.max_body_size`.
     #[error("request body too large")]
     PayloadTooLarge,
+    /// The request body could not be read (malformed chunked encoding, client gone).
+    #[error("malformed request body")]
+    BadBody,
+    /// The request target is longer than `server.max_uri_length`.
+    #[error("request target too long")]
+    UriTooLong,
+    /// The request is for a host outside `server.hosts`.
+    #[error("this server does not answer for that host")]
+    Misdirected,
 }
 
 impl ProxyError {
     /// The status a client gets.
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BadRequest(_) | ProxyError::BadBody => StatusCode::BAD_REQUEST,
+            ProxyError::UriTooLong => StatusCode::URI_TOO_LONG,
+            ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::Connect | ProxyError::Origin => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout | ProxyError::NotCached => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::OriginStatus(s) if *s == StatusCode::GATEWAY_TIMEOUT => *s,
             ProxyError::OriginStatus(_) => StatusCode::BAD_GATEWAY,
         }
+    }
+
+    /// Whether the origin is to blame (counted in `apicache_origin_errors_total`).
+    pub fn is_origin_failure(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::Connect
+                | ProxyError::Timeout
+                | ProxyError::Origin
+                | ProxyError::OriginStatus(_)
+        )
     }
 
     /// The `fwd-status` this error stands for: the origin's own status, or the one answered for it.

@@ -8,6 +8,8 @@
 //! - [`cache`]: stored objects, the store (the only moka user), tag index, collapsing,
 //!   hit-for-pass, background encodings
 //! - [`proxy`]: the request path (context → decision → serve / fill / forward / reject → finish)
+//! - [`forwarding`]: the host a request is for (trusted proxies, allowed hosts) and the headers
+//!   the origin gets
 //! - [`origin`]: the pooled client; [`compress`]: codecs; [`body`]: response bodies
 //! - [`server`]: listeners and shutdown; [`admin`]: purge API, stats; [`metrics`]: counters
 //! - [`error`]: errors and the one place they become responses; [`clock`]: injectable time
@@ -19,6 +21,7 @@ pub mod clock;
 pub mod compress;
 pub mod config;
 pub mod error;
+pub mod forwarding;
 pub mod metrics;
 pub mod normalize;
 pub mod origin;

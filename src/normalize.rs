@@ -7,7 +7,7 @@
 use http::HeaderValue;
 use sha2::{Digest, Sha256};
 
-use crate::config::NormalizeConfig;
+use crate::config::{NormalizeConfig, TrailingSlash};
 
 /// Why a request target cannot be normalized (answered with 400).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,6 +21,15 @@ pub enum NormalizeError {
     /// The target is not an origin-form path.
     #[error("request target must be a path")]
     NotAPath,
+    /// An HTTP/1.1 or HTTP/2 request without a host (RFC 9112 §3.2).
+    #[error("request has no Host")]
+    MissingHost,
+    /// More than one Host, or one that is not `host[:port]`.
+    #[error("malformed or repeated Host")]
+    BadHost,
+    /// More than one `Authorization`, or more than one API key in the query.
+    #[error("more than one credential in the request")]
+    DuplicateCredential,
 }
 
 /// A request target after normalization.
@@ -74,7 +83,14 @@ impl Normalizer {
         if !raw_path.is_empty() && !raw_path.starts_with('/') {
             return Err(NormalizeError::NotAPath);
         }
-        let mut out = remove_dot_segments(&normalize_percent(raw_path)?);
+        let mut path = normalize_percent(raw_path)?;
+        if self.cfg.merge_slashes && path.contains("//") {
+            path = merge_slashes(&path);
+        }
+        let mut out = remove_dot_segments(&path);
+        if self.cfg.trailing_slash == TrailingSlash::Strip {
+            out.truncate(out.trim_end_matches('/').len());
+        }
         if out.is_empty() {
             out.push('/');
         }
@@ -95,10 +111,12 @@ impl Normalizer {
                     .iter()
                     .any(|a| a.eq_ignore_ascii_case(&name))
                 {
-                    if credential.is_none() {
-                        if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
-                            credential = Some(self.credential_header(v)?);
+                    if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
+                        // Two keys: the cache and the origin could each pick a different one.
+                        if credential.is_some() {
+                            return Err(NormalizeError::DuplicateCredential);
                         }
+                        credential = Some(self.credential_header(v)?);
                     }
                     continue;
                 }
@@ -154,17 +172,50 @@ impl Normalizer {
     }
 }
 
-/// The cache key for a GET of `path_and_query`; per-credential entries carry a hash of the credential.
-pub fn cache_key(path_and_query: &str, credential: Option<&HeaderValue>) -> String {
+/// The cache key for a GET of `path_and_query` on `origin` (`proto://host`, as the origin is
+/// told); per-credential entries carry a hash of the credential.
+pub fn cache_key(origin: &str, path_and_query: &str, credential: Option<&HeaderValue>) -> String {
     match credential {
         None => {
-            let mut k = String::with_capacity(4 + path_and_query.len());
+            let mut k = String::with_capacity(4 + origin.len() + path_and_query.len());
             k.push_str("GET ");
+            k.push_str(origin);
             k.push_str(path_and_query);
             k
         }
-        Some(c) => format!("GET {path_and_query} #cred={}", credential_hash(c)),
+        Some(c) => format!("GET {origin}{path_and_query} #cred={}", credential_hash(c)),
     }
+}
+
+/// The path `[[routes]]` are matched against: `;parameters` dropped from every segment (many
+/// origins ignore them, so `/me;x=1` is `/me`), and lowercased when `case_insensitive`.
+pub fn route_path(path: &str, case_insensitive: bool) -> std::borrow::Cow<'_, str> {
+    let lower = case_insensitive && path.bytes().any(|b| b.is_ascii_uppercase());
+    if !lower && !path.contains(';') {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let mut out = String::with_capacity(path.len());
+    for (i, seg) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(seg.split(';').next().unwrap_or(""));
+    }
+    if case_insensitive {
+        out.make_ascii_lowercase();
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// `//a///b/` is `/a/b/`.
+fn merge_slashes(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if c != '/' || !out.ends_with('/') {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Hex sha256 of a credential, so per-credential keys never hold the secret itself.
@@ -351,15 +402,78 @@ mod tests {
     }
 
     #[test]
-    fn keys_hide_credentials() {
+    fn keys_hide_credentials_and_carry_the_host() {
         let c = HeaderValue::from_static("api-token abc");
-        let k = cache_key("/me", Some(&c));
+        let k = cache_key("http://a.x", "/me", Some(&c));
         assert!(!k.contains("abc"));
-        assert_eq!(cache_key("/me", None), "GET /me");
+        assert_eq!(cache_key("http://a.x", "/me", None), "GET http://a.x/me");
+        assert_ne!(cache_key("http://b.x", "/me", None), "GET http://a.x/me");
         assert_ne!(
             k,
-            cache_key("/me", Some(&HeaderValue::from_static("api-token abd")))
+            cache_key(
+                "http://a.x",
+                "/me",
+                Some(&HeaderValue::from_static("api-token abd"))
+            )
         );
+    }
+
+    #[test]
+    fn two_api_keys_are_refused() {
+        let r = Normalizer::new(&NormalizeConfig::default());
+        for t in ["/x?apiKey=a&apiKey=b", "/x?apiKey=a&api_key=a"] {
+            assert_eq!(
+                r.normalize(t),
+                Err(NormalizeError::DuplicateCredential),
+                "{t}"
+            );
+        }
+        assert!(r.normalize("/x?apiKey=&apiKey=b").is_ok());
+    }
+
+    #[test]
+    fn slashes() {
+        // (target, merge_slashes, trailing_slash, expected)
+        let rows = [
+            ("//me", true, TrailingSlash::Keep, "/me"),
+            ("/a///b//", true, TrailingSlash::Keep, "/a/b/"),
+            ("/a//b", false, TrailingSlash::Keep, "/a//b"),
+            ("/me/", true, TrailingSlash::Strip, "/me"),
+            ("/me//", false, TrailingSlash::Strip, "/me"),
+            ("/a/b/..", true, TrailingSlash::Strip, "/a"),
+            ("/", true, TrailingSlash::Strip, "/"),
+            ("//?q=a//b", true, TrailingSlash::Strip, "/?q=a//b"),
+            ("/a/..//b", true, TrailingSlash::Keep, "/b"),
+        ];
+        for (target, merge_slashes, trailing_slash, want) in rows {
+            let cfg = NormalizeConfig {
+                merge_slashes,
+                trailing_slash,
+                ..Default::default()
+            };
+            let got = Normalizer::new(&cfg).normalize(target).unwrap();
+            assert_eq!(got.path_and_query, want, "{target}");
+            let again = Normalizer::new(&cfg)
+                .normalize(&got.path_and_query)
+                .unwrap();
+            assert_eq!(again.path_and_query, want, "{target} twice");
+        }
+    }
+
+    #[test]
+    fn route_paths() {
+        // (path, case_insensitive, expected)
+        let rows = [
+            ("/me", false, "/me"),
+            ("/Me", false, "/Me"),
+            ("/Me", true, "/me"),
+            ("/me;x=1", false, "/me"),
+            ("/a;v=1/b;c/", true, "/a/b/"),
+            ("/%7e", true, "/%7e"),
+        ];
+        for (path, ci, want) in rows {
+            assert_eq!(route_path(path, ci), want, "{path}");
+        }
     }
 
     #[test]

@@ -1,6 +1,5 @@
 //! The pooled client to the origin: absolute URIs, hop-by-hop stripping, forwarding headers, timeouts.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,6 +10,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use crate::body::ClientBodyError;
 use crate::config::OriginConfig;
 use crate::error::ProxyError;
 
@@ -76,10 +76,17 @@ impl Origin {
                 tracing::warn!(error = %e, "origin connect failed");
                 Err(ProxyError::Connect)
             }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "origin request failed");
-                Err(ProxyError::Origin)
-            }
+            Ok(Err(e)) => match ClientBodyError::find(&e) {
+                Some(ClientBodyError::TooLarge) => Err(ProxyError::PayloadTooLarge),
+                Some(ClientBodyError::Malformed(why)) => {
+                    tracing::debug!(error = %why, "client request body failed");
+                    Err(ProxyError::BadBody)
+                }
+                None => {
+                    tracing::warn!(error = %e, "origin request failed");
+                    Err(ProxyError::Origin)
+                }
+            },
             Ok(Ok(resp)) => Ok(resp),
         }
     }
@@ -128,37 +135,6 @@ pub fn add_via(h: &mut HeaderMap, version: Version, pseudonym: &str) {
     }
 }
 
-/// Headers for a request to the origin, built from the client's.
-pub fn forward_headers(
-    client: &HeaderMap,
-    version: Version,
-    peer: SocketAddr,
-    credential: Option<&HeaderValue>,
-    via: &str,
-) -> HeaderMap {
-    let mut h = client.clone();
-    strip_hop_by_hop(&mut h);
-    let host = h.remove(header::HOST);
-    if let Some(host) = host {
-        h.insert("x-forwarded-host", host);
-    }
-    let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {}", peer.ip()),
-        None => peer.ip().to_string(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        h.insert("x-forwarded-for", v);
-    }
-    h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-    if let Some(c) = credential {
-        if !h.contains_key(header::AUTHORIZATION) {
-            h.insert(header::AUTHORIZATION, c.clone());
-        }
-    }
-    add_via(&mut h, version, via);
-    h
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,25 +153,5 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
-    }
-
-    #[test]
-    fn forwarding_headers() {
-        let mut c = HeaderMap::new();
-        c.insert(header::HOST, HeaderValue::from_static("api.example"));
-        c.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
-        let cred = HeaderValue::from_static("api-token k");
-        let h = forward_headers(
-            &c,
-            Version::HTTP_2,
-            "127.0.0.9:5".parse().unwrap(),
-            Some(&cred),
-            "apicache",
-        );
-        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.9");
-        assert_eq!(h["x-forwarded-host"], "api.example");
-        assert_eq!(h[header::AUTHORIZATION], "api-token k");
-        assert_eq!(h[header::VIA], "2 apicache");
-        assert!(!h.contains_key(header::HOST));
     }
 }

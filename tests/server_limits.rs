@@ -104,3 +104,26 @@ async fn h2c_clients_are_served() {
     }
     p.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_chunked_body_is_the_clients_fault() {
+    let origin = Origin::start(|s: &Seen| Reply::ok(format!("got {}", s.body.len()))).await;
+    let p = ProxyBuilder::new(&origin).admin().start().await;
+    let req =
+        "POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+               5\r\nhello\r\nzz\r\nbad\r\n0\r\n\r\n";
+    let got = raw(p.addr, req).await;
+    assert!(got.starts_with("HTTP/1.1 400"), "{got}");
+    let s = stats(&p).await;
+    assert_eq!(stat(&s, "origin_errors"), 0, "{s}");
+    // A well-formed one still goes through.
+    let ok =
+        "POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+              5\r\nhello\r\n0\r\n\r\n";
+    let got = raw(p.addr, ok).await;
+    assert!(
+        got.starts_with("HTTP/1.1 200") && got.ends_with("got 5"),
+        "{got}"
+    );
+    p.shutdown().await;
+}

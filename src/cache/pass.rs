@@ -25,10 +25,18 @@ pub struct PassMemory {
     clock: Clock,
 }
 
-/// Whether an unstorable response says something about the key for everyone: a credentialed
-/// request or a failing origin must not switch caching off for other clients.
-pub fn worth_remembering(authorized: bool, status: StatusCode) -> bool {
-    !authorized && !status.is_server_error()
+/// Whether an unstorable response says something about the key for every client, so the key
+/// may skip collapsing: a success or redirect that is `no-store`, `private`, `Vary: *` or too
+/// large, to an ordinary request (no credentials, cookies or request directives, which the key
+/// ignores but the origin may answer to). Errors never mark a key: one bad request must not
+/// switch caching off for everyone.
+pub fn worth_remembering(ordinary: bool, status: StatusCode, reason: NoStore) -> bool {
+    ordinary
+        && (status.is_success() || status.is_redirection())
+        && matches!(
+            reason,
+            NoStore::NoStore | NoStore::Private | NoStore::VaryStar | NoStore::TooLarge
+        )
 }
 
 impl PassMemory {
@@ -81,7 +89,8 @@ impl PassMemory {
         self.bytes.load(Ordering::Relaxed)
     }
 
-    fn forget(&self, key: &str) {
+    /// Clear `key`'s mark (a cacheable answer came back).
+    pub fn forget(&self, key: &str) {
         if self.marks.remove(key).is_some() {
             self.bytes
                 .fetch_sub(key.len() + MARK_OVERHEAD, Ordering::Relaxed);
@@ -138,8 +147,27 @@ mod tests {
         let m = PassMemory::new(Duration::ZERO, 1 << 20, Clock::default());
         m.remember("GET /a", NoStore::Private);
         assert_eq!(m.get("GET /a"), None);
-        assert!(worth_remembering(false, StatusCode::OK));
-        assert!(!worth_remembering(true, StatusCode::OK));
-        assert!(!worth_remembering(false, StatusCode::BAD_GATEWAY));
+        // (ordinary request, status, reason, remembered)
+        let rows = [
+            (true, StatusCode::OK, NoStore::NoStore, true),
+            (true, StatusCode::OK, NoStore::Private, true),
+            (true, StatusCode::OK, NoStore::VaryStar, true),
+            (true, StatusCode::OK, NoStore::TooLarge, true),
+            (true, StatusCode::MOVED_PERMANENTLY, NoStore::NoStore, true),
+            (false, StatusCode::OK, NoStore::NoStore, false),
+            (true, StatusCode::BAD_REQUEST, NoStore::NoStore, false),
+            (true, StatusCode::NOT_FOUND, NoStore::Private, false),
+            (true, StatusCode::BAD_GATEWAY, NoStore::TooLarge, false),
+            (true, StatusCode::OK, NoStore::SetCookie, false),
+            (true, StatusCode::OK, NoStore::NoFreshness, false),
+            (true, StatusCode::OK, NoStore::Authorization, false),
+        ];
+        for (ordinary, status, reason, want) in rows {
+            assert_eq!(
+                worth_remembering(ordinary, status, reason),
+                want,
+                "{ordinary} {status} {reason:?}"
+            );
+        }
     }
 }

@@ -57,6 +57,13 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Value of the `Via` pseudonym this proxy adds.
     pub via: String,
+    /// Hosts this proxy answers for (empty: any); a request for another host gets 421.
+    pub hosts: Vec<String>,
+    /// Peers (CIDRs or addresses) whose `X-Forwarded-*` / `Forwarded` fields are kept and appended to.
+    pub trusted_proxies: Vec<String>,
+    /// Longest request target accepted; beyond it the client gets 414.
+    #[serde(serialize_with = "binary_size")]
+    pub max_uri_length: ByteSize,
 }
 
 impl Default for ServerConfig {
@@ -70,6 +77,9 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             max_connections: 10_000,
             via: "apicache".into(),
+            hosts: Vec::new(),
+            trusted_proxies: Vec::new(),
+            max_uri_length: ByteSize::kib(8),
         }
     }
 }
@@ -129,6 +139,49 @@ pub struct CacheConfig {
     /// How long a stale object with validators is kept for a conditional refresh (0: only stale windows).
     #[serde(with = "humantime_serde")]
     pub keep_for_revalidation: Duration,
+    /// How credentialed requests on paths no route matches are cached.
+    pub credentialed: Credentialed,
+    /// Byte budget of all fills buffering at once (default: a quarter of `max_size`); a fill
+    /// beyond it streams through unstored.
+    #[serde(
+        serialize_with = "optional_binary_size",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_fill_memory: Option<ByteSize>,
+}
+
+impl CacheConfig {
+    /// `max_fill_memory`, or its default: a quarter of `max_size`, at least one largest object.
+    pub fn fill_memory(&self) -> u64 {
+        self.max_fill_memory.map_or_else(
+            || (self.max_size.as_u64() / 4).max(self.max_object_size.as_u64()),
+            |b| b.as_u64(),
+        )
+    }
+}
+
+/// `cache.credentialed`: requests with credentials on paths that match no `[[routes]]` entry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Credentialed {
+    /// RFC 9111 §3.5: shared only when the response says so (`public`, `s-maxage`, ...).
+    #[default]
+    Rfc,
+    /// Each credential gets its own entries.
+    PerCredential,
+    /// Never cached: forwarded as they are.
+    Pass,
+}
+
+/// `normalize.trailing_slash`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrailingSlash {
+    /// `/a/` and `/a` stay different URLs.
+    #[default]
+    Keep,
+    /// `/a/` becomes `/a` (key, routes and the forwarded path).
+    Strip,
 }
 
 impl Default for CacheConfig {
@@ -142,6 +195,8 @@ impl Default for CacheConfig {
             expose_surrogate_keys: false,
             max_variants: 16,
             keep_for_revalidation: Duration::from_secs(3600),
+            credentialed: Credentialed::Rfc,
+            max_fill_memory: None,
         }
     }
 }
@@ -164,6 +219,14 @@ pub struct NormalizeConfig {
     pub auth_params: Vec<String>,
     /// Authorization scheme for a moved API key.
     pub auth_scheme: String,
+    /// Request fields never forwarded: they let a GET act as another method or resource.
+    pub strip_request_headers: Vec<String>,
+    /// `//a///b` is `/a/b`.
+    pub merge_slashes: bool,
+    /// Whether `/a/` is `/a`.
+    pub trailing_slash: TrailingSlash,
+    /// Match `[[routes]]` paths ignoring ASCII case (the key and forwarded path keep the case).
+    pub case_insensitive_paths: bool,
 }
 
 impl Default for NormalizeConfig {
@@ -176,6 +239,18 @@ impl Default for NormalizeConfig {
             list_params: vec![],
             auth_params: vec!["apiKey".into(), "api_key".into()],
             auth_scheme: "api-token".into(),
+            strip_request_headers: [
+                "X-HTTP-Method-Override",
+                "X-HTTP-Method",
+                "X-Method-Override",
+                "X-Original-URL",
+                "X-Rewrite-URL",
+            ]
+            .map(String::from)
+            .to_vec(),
+            merge_slashes: true,
+            trailing_slash: TrailingSlash::Keep,
+            case_insensitive_paths: false,
         }
     }
 }
@@ -291,11 +366,24 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// Per-route behaviour, compiled; first match wins.
     pub routes: crate::routes::Routes,
+    /// Allowed hosts, trusted proxies and stripped fields, compiled.
+    #[serde(skip)]
+    pub forwarding: crate::forwarding::Forwarding,
 }
 
 /// Sizes print in binary units (`256.0 MiB`), as they are usually written in the file.
 fn binary_size<S: serde::Serializer>(v: &ByteSize, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&v.to_string_as(true))
+}
+
+fn optional_binary_size<S: serde::Serializer>(
+    v: &Option<ByteSize>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => binary_size(v, s),
+        None => s.serialize_none(),
+    }
 }
 
 fn d_true() -> bool {

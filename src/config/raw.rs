@@ -144,6 +144,23 @@ impl RawConfig {
                 "must be a single token such as `api-token` or `Bearer`".into(),
             ));
         }
+        if self.server.max_uri_length.as_u64() < 256 {
+            return Err(invalid(
+                "server.max_uri_length",
+                "must be at least 256B".into(),
+            ));
+        }
+        if cache
+            .max_fill_memory
+            .is_some_and(|m| m < cache.max_object_size)
+        {
+            return Err(invalid(
+                "cache.max_fill_memory",
+                "must be at least cache.max_object_size (one fill must fit)".into(),
+            ));
+        }
+        let forwarding = crate::forwarding::Forwarding::compile(&self.server, &self.normalize)
+            .map_err(|(key, why)| invalid(&key, why))?;
         let routes =
             crate::routes::Routes::compile(self.routes).map_err(|(key, why)| invalid(&key, why))?;
         let admin = match self.admin {
@@ -195,6 +212,7 @@ impl RawConfig {
             compression: self.compression,
             admin,
             routes,
+            forwarding,
         })
     }
 }

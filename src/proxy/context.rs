@@ -8,9 +8,12 @@ use http::request::Parts;
 use http::{header, HeaderMap, HeaderValue, Method};
 
 use super::Proxy;
+use crate::config::Credentialed;
 use crate::error::ProxyError;
-use crate::normalize::{self, Normalized};
+use crate::forwarding::{Client, Forwarding};
+use crate::normalize::{self, NormalizeError, Normalized};
 use crate::origin;
+use crate::rfc::cache_status::Detail;
 use crate::rfc::directives::Directives;
 use crate::routes::Matched;
 
@@ -20,12 +23,16 @@ pub struct Ctx<'a> {
     pub head: &'a Parts,
     /// The client's address.
     pub peer: SocketAddr,
+    /// The host and scheme the request is for, as the origin is told.
+    pub client: Client,
     /// Normalized target.
     pub norm: Normalized,
     /// `Authorization`, or the API key moved out of the query.
     pub credential: Option<HeaderValue>,
     /// The route the path matched.
     pub route: Matched,
+    /// Why the request is forwarded uncached whatever is stored (route or credential policy).
+    pub bypass: Option<Detail>,
     /// The cache key (empty unless the request may be served from the cache).
     pub key: String,
     /// The request's Cache-Control (with Pragma).
@@ -37,36 +44,67 @@ pub struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
-    /// Gather the facts; an unnormalizable target is a 400.
+    /// Gather the facts; a request the cache cannot key safely is refused (400, 414, 421).
     pub fn new(proxy: &Proxy, head: &'a Parts, peer: SocketAddr) -> Result<Self, ProxyError> {
+        let cfg = proxy.config();
         let target = head.uri.path_and_query().map_or("/", |p| p.as_str());
+        if target.len() as u64 > cfg.server.max_uri_length.as_u64() {
+            return Err(ProxyError::UriTooLong);
+        }
+        let client = cfg.forwarding.client(head, peer)?;
         let norm = proxy.normalizer().normalize(target)?;
-        let credential = head
-            .headers
-            .get(header::AUTHORIZATION)
-            .cloned()
-            .or_else(|| norm.credential.clone());
-        let route = proxy.config().routes.at(norm.path());
+        let mut auth = head.headers.get_all(header::AUTHORIZATION).iter();
+        let credential = match (auth.next(), auth.next()) {
+            // The key would hash one line and the origin might answer for another.
+            (Some(_), Some(_)) => return Err(NormalizeError::DuplicateCredential.into()),
+            (Some(a), None) => Some(a.clone()),
+            _ => norm.credential.clone(),
+        };
+        let route_path = normalize::route_path(norm.path(), cfg.normalize.case_insensitive_paths);
+        let route = cfg.routes.at(&route_path);
+        let mut per_credential = route.policy.per_credential;
+        let mut bypass = (!route.cache).then_some(Detail::Route);
+        if route.id.is_none() && credential.is_some() {
+            match cfg.cache.credentialed {
+                Credentialed::Rfc => {}
+                Credentialed::PerCredential => per_credential = true,
+                Credentialed::Pass => bypass = Some(Detail::Credentialed),
+            }
+        }
         let mut ctx = Ctx {
             head,
             peer,
-            vary: vary_headers(&head.headers, &norm),
+            vary: vary_headers(&head.headers, &norm, &cfg.forwarding),
+            client,
             norm,
             credential,
             route,
+            bypass,
             key: String::new(),
             directives: Directives::default(),
             origin_ms: None,
         };
-        if ctx.is_read() && ctx.route.cache {
-            let per_credential = ctx.route.policy.per_credential;
+        ctx.route.policy.per_credential = per_credential;
+        if ctx.is_read() && ctx.bypass.is_none() {
             ctx.key = normalize::cache_key(
+                &ctx.client.origin(),
                 &ctx.norm.path_and_query,
                 ctx.credential.as_ref().filter(|_| per_credential),
             );
             ctx.directives = Directives::from_request(&head.headers);
         }
         Ok(ctx)
+    }
+
+    /// The headers of this request's origin request.
+    pub fn origin_headers(&self, proxy: &Proxy) -> HeaderMap {
+        proxy.config().forwarding.headers(
+            self.headers(),
+            &self.client,
+            self.head.version,
+            self.peer,
+            self.credential.as_ref(),
+        )
     }
 
     /// GET or HEAD: the methods the cache answers.
@@ -80,15 +118,21 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// The request headers as the origin sees them, for Vary matching: hop-by-hop fields removed and a
-/// moved API key present as `Authorization`. Borrowed when nothing changes (the common case).
-fn vary_headers<'a>(h: &'a HeaderMap, norm: &Normalized) -> Cow<'a, HeaderMap> {
+/// The request headers as the origin sees them, for Vary matching: hop-by-hop and stripped
+/// fields removed and a moved API key present as `Authorization`. Borrowed when nothing changes
+/// (the common case).
+fn vary_headers<'a>(h: &'a HeaderMap, norm: &Normalized, fwd: &Forwarding) -> Cow<'a, HeaderMap> {
     let moved = norm.credential.is_some() && !h.contains_key(header::AUTHORIZATION);
-    if !moved && !h.contains_key(header::CONNECTION) && !h.contains_key(header::TE) {
+    if !moved
+        && !h.contains_key(header::CONNECTION)
+        && !h.contains_key(header::TE)
+        && !fwd.has_stripped(h)
+    {
         return Cow::Borrowed(h);
     }
     let mut eff = h.clone();
     origin::strip_hop_by_hop(&mut eff);
+    fwd.strip(&mut eff);
     if let (true, Some(c)) = (moved, &norm.credential) {
         eff.insert(header::AUTHORIZATION, c.clone());
     }

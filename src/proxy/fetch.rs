@@ -33,6 +33,8 @@ pub struct FillJob {
     pub headers: HeaderMap,
     /// The request carried credentials.
     pub authorized: bool,
+    /// No credentials, cookies or request directives: the origin's answer speaks for everyone.
+    pub ordinary: bool,
     /// Route policy.
     pub policy: RoutePolicy,
     /// Route index, for metrics.
@@ -202,7 +204,8 @@ impl Proxy {
     ) -> Result<Response<Incoming>, ProxyError> {
         let t0 = Instant::now();
         let r = self.origin.send(req).await;
-        self.metrics.origin(route, t0.elapsed(), r.is_err());
+        let failed = r.as_ref().err().is_some_and(ProxyError::is_origin_failure);
+        self.metrics.origin(route, t0.elapsed(), failed);
         r
     }
 
@@ -242,7 +245,7 @@ impl Proxy {
     /// An unstorable response: remembered as pass when it speaks for everyone, and handed to the
     /// leader (compressed on the fly if the client wants that).
     fn pass(&self, job: &FillJob, parts: Parts, body: ProxyBody, reason: NoStore) -> Fetched {
-        if worth_remembering(job.authorized, parts.status) {
+        if worth_remembering(job.ordinary, parts.status, reason) {
             self.pass.remember(&job.key, reason);
         }
         let resp = respond::response(parts.status, parts.headers, body);
@@ -299,7 +302,8 @@ impl Proxy {
         self.encoder.schedule(key, obj);
     }
 
-    fn cache_policy(&self) -> CachePolicy {
+    /// The `[cache]` settings storability depends on.
+    pub(super) fn cache_policy(&self) -> CachePolicy {
         CachePolicy {
             heuristic_max: self.cfg.cache.heuristic_max,
             store_set_cookie: self.cfg.cache.store_set_cookie,

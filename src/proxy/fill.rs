@@ -14,9 +14,9 @@ use crate::body::ProxyBody;
 use crate::cache::collapse::Joined;
 use crate::cache::{tags, CachedObject};
 use crate::error::ProxyError;
-use crate::origin;
 use crate::rfc::cache_status::{CacheStatus, Detail, Fwd};
 use crate::rfc::coding::{self, Coding};
+use crate::rfc::directives::Directives;
 
 /// Rounds a waiter tries when the filled object is another Vary variant.
 const VARY_ROUNDS: usize = 3;
@@ -104,13 +104,7 @@ impl Proxy {
 
     /// The origin request for a fill, detached from the client's.
     fn fill_job(&self, ctx: &Ctx<'_>, background: bool) -> FillJob {
-        let mut headers = origin::forward_headers(
-            ctx.headers(),
-            ctx.head.version,
-            ctx.peer,
-            ctx.credential.as_ref(),
-            &self.cfg.server.via,
-        );
+        let mut headers = ctx.origin_headers(self);
         // The cache stores complete identity representations: the client's preconditions are
         // evaluated against the stored object, not forwarded.
         for h in [
@@ -138,6 +132,9 @@ impl Proxy {
             path_and_query: ctx.norm.path_and_query.clone(),
             headers,
             authorized: ctx.credential.is_some(),
+            ordinary: ctx.credential.is_none()
+                && !ctx.headers().contains_key(header::COOKIE)
+                && ctx.directives == Directives::default(),
             policy: ctx.route.policy,
             route: ctx.route.id,
             tags,

@@ -1,19 +1,21 @@
 //! Pass-through: requests the cache does not answer (bypassed routes, request no-store,
 //! hit-for-pass, unsafe methods), streamed both ways; unsafe methods then invalidate.
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
-use http::{header, HeaderValue, Method, Request, Response};
+use http::{header, Method, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::context::Ctx;
 use super::{respond, Proxy};
-use crate::body::{IdleTimeout, ProxyBody};
+use crate::body::{ClientBodyError, IdleTimeout, ProxyBody};
 use crate::cache::tags;
 use crate::error::ProxyError;
+use crate::forwarding::{self, Client};
 use crate::origin;
 use crate::rfc::cache_status::{CacheStatus, Detail, Fwd};
+use crate::rfc::storable::{self, RequestFacts};
 
 impl Proxy {
     /// Pass a request through unchanged but for normalization; errors become their responses.
@@ -38,21 +40,20 @@ impl Proxy {
         if declared.is_some_and(|n| n > limit) {
             return Err(ProxyError::PayloadTooLarge);
         }
-        // A chunked body over the limit is cut off mid-stream: the origin sees an aborted request.
-        let body = http_body_util::Limited::new(body, limit as usize);
-        let headers = origin::forward_headers(
-            ctx.headers(),
-            ctx.head.version,
-            ctx.peer,
-            ctx.credential.as_ref(),
-            &self.cfg.server.via,
-        );
+        // A chunked body over the limit is cut off mid-stream: the origin sees an aborted request,
+        // the client a 413 (or whatever the origin answered before it noticed).
+        let body = http_body_util::Limited::new(body, limit as usize)
+            .map_err(ClientBodyError::from_limited);
+        let headers = ctx.origin_headers(self);
         let mut oreq = Request::new(body.boxed());
         *oreq.method_mut() = ctx.head.method.clone();
         *oreq.uri_mut() = self.origin.uri(&ctx.norm.path_and_query)?;
         *oreq.headers_mut() = headers;
         let (mut parts, rbody) = self.send_origin(ctx.route.id, oreq).await?.into_parts();
         origin::strip_hop_by_hop(&mut parts.headers);
+        if !ctx.key.is_empty() {
+            self.clear_pass_if_cacheable(ctx, &parts);
+        }
         let body = IdleTimeout::new(rbody, self.origin.body_timeout());
         let resp = respond::response(parts.status, parts.headers, ProxyBody::stream(body));
         Ok(respond::compress_passed(
@@ -60,6 +61,37 @@ impl Proxy {
             ctx.headers(),
             &self.cfg.compression,
         ))
+    }
+
+    /// A key marked hit-for-pass whose origin answer is cacheable again is unmarked at once, so
+    /// the next request fills.
+    fn clear_pass_if_cacheable(&self, ctx: &Ctx<'_>, parts: &http::response::Parts) {
+        if self.pass.get(&ctx.key).is_none() {
+            return;
+        }
+        let now = SystemTime::now();
+        let facts = RequestFacts {
+            authorized: ctx.credential.is_some(),
+            no_store: false,
+            request_time: now,
+            response_time: now,
+        };
+        let policy = self.cache_policy();
+        let storable = storable::evaluate(
+            parts.status,
+            &parts.headers,
+            facts,
+            ctx.route.policy,
+            policy,
+        );
+        let too_large = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .is_some_and(|n| n > self.cfg.cache.max_object_size.as_u64());
+        if storable.is_ok() && !too_large {
+            self.pass.forget(&ctx.key);
+        }
     }
 
     /// Unsafe methods pass through; a non-error answer invalidates the URI and same-origin
@@ -75,14 +107,13 @@ impl Proxy {
         if safe || resp.status().is_client_error() || resp.status().is_server_error() {
             return (resp, status);
         }
-        let host = ctx.headers().get(header::HOST);
         let mut urls = vec![ctx.norm.path_and_query.clone()];
         for name in [header::LOCATION, header::CONTENT_LOCATION] {
             if let Some(target) = resp
                 .headers()
                 .get(&name)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| same_origin_path(v, host))
+                .and_then(|v| same_origin_path(v, &ctx.client))
             {
                 if let Ok(n) = self.normalizer.normalize(&target) {
                     urls.push(n.path_and_query);
@@ -96,14 +127,15 @@ impl Proxy {
     }
 }
 
-/// Path of a Location value when it points at this same origin.
-fn same_origin_path(value: &str, host: Option<&HeaderValue>) -> Option<String> {
+/// Path of a Location value when it points at the host the request was for.
+fn same_origin_path(value: &str, client: &Client) -> Option<String> {
     if value.starts_with('/') && !value.starts_with("//") {
         return Some(value.to_string());
     }
     let uri: http::Uri = value.parse().ok()?;
-    let host = host?.to_str().ok()?;
-    (uri.authority()?.as_str().eq_ignore_ascii_case(host)).then(|| {
+    let proto = uri.scheme_str()?.to_ascii_lowercase();
+    let host = forwarding::normalize_host(uri.authority()?.as_str(), &proto)?;
+    (host == client.host && proto == client.proto).then(|| {
         uri.path_and_query()
             .map_or("/".to_string(), |p| p.as_str().to_string())
     })
@@ -115,13 +147,20 @@ mod tests {
 
     #[test]
     fn location_same_origin() {
-        let host = HeaderValue::from_static("api.example:8080");
-        assert_eq!(same_origin_path("/a/b", None).as_deref(), Some("/a/b"));
-        assert_eq!(
-            same_origin_path("http://api.example:8080/x?y", Some(&host)).as_deref(),
-            Some("/x?y")
-        );
-        assert_eq!(same_origin_path("http://evil.example/x", Some(&host)), None);
-        assert_eq!(same_origin_path("//evil.example/x", Some(&host)), None);
+        let client = Client {
+            host: "api.example:8080".into(),
+            proto: "http".into(),
+            trusted: false,
+        };
+        let rows = [
+            ("/a/b", Some("/a/b")),
+            ("http://API.example:8080/x?y", Some("/x?y")),
+            ("https://api.example:8080/x", None),
+            ("http://evil.example/x", None),
+            ("//evil.example/x", None),
+        ];
+        for (value, want) in rows {
+            assert_eq!(same_origin_path(value, &client).as_deref(), want, "{value}");
+        }
     }
 }

@@ -38,8 +38,8 @@ impl Proxy {
         if !ctx.is_read() {
             return Decision::Unsafe;
         }
-        if !ctx.route.cache {
-            return Decision::Forward(CacheStatus::forward(Fwd::Bypass).detail(Detail::Route));
+        if let Some(why) = ctx.bypass {
+            return Decision::Forward(CacheStatus::forward(Fwd::Bypass).detail(why));
         }
         let (stored, miss) = match self.store.lookup(&ctx.key, &ctx.vary).await {
             Lookup::Hit(obj) => (Some(obj), Fwd::Stale),

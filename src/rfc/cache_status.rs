@@ -52,6 +52,8 @@ pub enum Detail {
     NotStored(NoStore),
     /// The route has `cache = false`.
     Route,
+    /// A credentialed request on no route, under `cache.credentialed = "pass"`.
+    Credentialed,
     /// An unsafe method, forwarded.
     Unsafe,
     /// Vary values kept changing under concurrent fills: forwarded uncached.
@@ -69,6 +71,7 @@ impl Detail {
             Detail::StaleIfError => "stale-if-error",
             Detail::NotStored(reason) => reason.as_str(),
             Detail::Route => "route",
+            Detail::Credentialed => "credentialed",
             Detail::Unsafe => "unsafe",
             Detail::VaryChurn => "vary-churn",
             Detail::OnlyIfCached => "only-if-cached",

@@ -50,6 +50,18 @@ pub async fn request(
     (status, h, body)
 }
 
+/// Send `request` as raw bytes and read the response until the connection closes (send
+/// `Connection: close` or HTTP/1.0); returns what came back as text. Bounded by 10 s.
+pub async fn raw(addr: SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut out));
+    let _ = read.await.expect("response within 10 s");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// `method path` with `headers` to the public port.
 pub async fn send(p: &Running, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
     request(p.addr, method, path, headers, b"").await

@@ -37,9 +37,10 @@ pub fn tagged_keys(p: &Running, tag: &str) -> Vec<String> {
     keys.into_iter().map(|(key, _generation)| key).collect()
 }
 
-/// The body stored for `GET path` (the variant a request without headers matches), fresh or not.
+/// The body stored for `GET path` as the test client sends it (Host `127.0.0.1:port`; the
+/// variant a request without headers matches), fresh or not.
 pub async fn stored_body(p: &Running, path: &str) -> Option<Bytes> {
-    let key = format!("GET {path}");
+    let key = apicache::normalize::cache_key(&format!("http://{}", p.addr), path, None);
     match p.proxy.store().lookup(&key, &HeaderMap::new()).await {
         apicache::cache::Lookup::Hit(o) => Some(o.body.clone()),
         _ => None,

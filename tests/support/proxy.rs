@@ -87,6 +87,9 @@ impl ProxyBuilder {
         for edit in self.edits {
             edit(&mut cfg);
         }
+        // Edits to hosts, trusted proxies or stripped fields take effect as if written in the file.
+        cfg.forwarding = apicache::forwarding::Forwarding::compile(&cfg.server, &cfg.normalize)
+            .unwrap_or_else(|(k, why)| panic!("{k}: {why}"));
         cfg
     }
 

@@ -1,0 +1,414 @@
+//! Who asked, as the origin is told: the request's host and scheme (`X-Forwarded-*` believed
+//! only from `server.trusted_proxies`), the hosts this proxy answers for, and the headers a
+//! forwarded request carries.
+//!
+//! The host and scheme the origin is told are part of the cache key: an origin that builds
+//! absolute URLs from `X-Forwarded-Host` must never have one client's host served to another.
+
+use std::net::{IpAddr, SocketAddr};
+
+use http::request::Parts;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Version};
+use ipnet::IpNet;
+
+use crate::config::{NormalizeConfig, ServerConfig};
+use crate::error::ProxyError;
+use crate::normalize::NormalizeError;
+use crate::origin;
+
+/// Forwarding fields a client outside `trusted_proxies` may not set: they are replaced.
+const FORWARDED_FIELDS: [&str; 7] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-real-ip",
+];
+
+/// The compiled `server.hosts`, `server.trusted_proxies` and `normalize.strip_request_headers`.
+#[derive(Debug, Clone, Default)]
+pub struct Forwarding {
+    trusted: Vec<IpNet>,
+    hosts: Vec<String>,
+    strip: Vec<HeaderName>,
+    via: String,
+}
+
+/// The host and scheme a request is for, as the origin will be told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    /// Normalized host (lowercase, default port dropped); empty for HTTP/1.0 without Host.
+    pub host: String,
+    /// `http`, or what a trusted proxy said in `X-Forwarded-Proto`.
+    pub proto: String,
+    /// The peer is a trusted proxy: its forwarding fields are kept and appended to.
+    pub trusted: bool,
+}
+
+impl Client {
+    /// `proto://host`, the key's prefix.
+    pub fn origin(&self) -> String {
+        format!("{}://{}", self.proto, self.host)
+    }
+}
+
+impl Forwarding {
+    /// Validate and compile; an error names the key and why.
+    pub fn compile(
+        server: &ServerConfig,
+        normalize: &NormalizeConfig,
+    ) -> Result<Self, (String, String)> {
+        let mut trusted = Vec::new();
+        for (i, p) in server.trusted_proxies.iter().enumerate() {
+            let net = p
+                .parse::<IpNet>()
+                .or_else(|_| p.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    let why = format!("{p:?} is not a CIDR (10.0.0.0/8) or an address");
+                    (format!("server.trusted_proxies[{i}]"), why)
+                })?;
+            trusted.push(net);
+        }
+        let mut hosts = Vec::new();
+        for (i, h) in server.hosts.iter().enumerate() {
+            let host = normalize_host(h, "http").ok_or_else(|| {
+                let why = format!("{h:?} is not a host[:port]");
+                (format!("server.hosts[{i}]"), why)
+            })?;
+            hosts.push(host);
+        }
+        let mut strip = Vec::new();
+        for (i, n) in normalize.strip_request_headers.iter().enumerate() {
+            let name = HeaderName::from_bytes(n.as_bytes()).map_err(|_| {
+                let why = format!("{n:?} is not a header name");
+                (format!("normalize.strip_request_headers[{i}]"), why)
+            })?;
+            strip.push(name);
+        }
+        Ok(Self {
+            trusted,
+            hosts,
+            strip,
+            via: server.via.clone(),
+        })
+    }
+
+    /// The host and scheme of a request. RFC 9112 §3.2: an HTTP/1.1 (or HTTP/2) request without
+    /// a host, or with more than one, is a 400; a host outside `server.hosts` is a 421.
+    pub fn client(&self, head: &Parts, peer: SocketAddr) -> Result<Client, ProxyError> {
+        let trusted = self.trusted.iter().any(|n| n.contains(&peer.ip()));
+        let mut hosts = head.headers.get_all(header::HOST).iter();
+        let host_field = hosts.next();
+        if hosts.next().is_some() {
+            return Err(NormalizeError::BadHost.into());
+        }
+        // The absolute-form target (or HTTP/2's :authority) wins over Host (RFC 9112 §3.2.2).
+        let raw = match (head.uri.authority(), host_field) {
+            (Some(a), _) => a.as_str(),
+            (None, Some(h)) => h.to_str().map_err(|_| NormalizeError::BadHost)?,
+            (None, None) if head.version <= Version::HTTP_10 => "",
+            (None, None) => return Err(NormalizeError::MissingHost.into()),
+        };
+        let forwarded = |name: &str| {
+            trusted
+                .then(|| head.headers.get(name))
+                .flatten()
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.trim().to_ascii_lowercase())
+                .filter(|v| !v.is_empty())
+        };
+        let proto = forwarded("x-forwarded-proto").unwrap_or_else(|| "http".into());
+        let host = match forwarded("x-forwarded-host") {
+            // A trusted proxy's value goes to the origin as it is, so it is keyed as it is.
+            Some(h) => h,
+            None if raw.is_empty() => String::new(),
+            None => normalize_host(raw, &proto).ok_or(NormalizeError::BadHost)?,
+        };
+        if !self.hosts.is_empty() && !self.hosts.contains(&host) {
+            return Err(ProxyError::Misdirected);
+        }
+        Ok(Client {
+            host,
+            proto,
+            trusted,
+        })
+    }
+
+    /// Remove the fields the origin never sees (`normalize.strip_request_headers`).
+    pub fn strip(&self, h: &mut HeaderMap) {
+        for n in &self.strip {
+            h.remove(n);
+        }
+    }
+
+    /// Whether any field the origin never sees is present.
+    pub fn has_stripped(&self, h: &HeaderMap) -> bool {
+        self.strip.iter().any(|n| h.contains_key(n))
+    }
+
+    /// Headers for the origin request, built from the client's.
+    pub fn headers(
+        &self,
+        client: &HeaderMap,
+        who: &Client,
+        version: Version,
+        peer: SocketAddr,
+        credential: Option<&HeaderValue>,
+    ) -> HeaderMap {
+        let mut h = client.clone();
+        origin::strip_hop_by_hop(&mut h);
+        self.strip(&mut h);
+        h.remove(header::HOST);
+        let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            Some(prev) if who.trusted => format!("{prev}, {}", peer.ip()),
+            _ => peer.ip().to_string(),
+        };
+        if !who.trusted {
+            for n in FORWARDED_FIELDS {
+                h.remove(n);
+            }
+        }
+        if let Ok(v) = HeaderValue::from_str(&xff) {
+            h.insert("x-forwarded-for", v);
+        }
+        if !h.contains_key("x-forwarded-host") && !who.host.is_empty() {
+            if let Ok(v) = HeaderValue::from_str(&who.host) {
+                h.insert("x-forwarded-host", v);
+            }
+        }
+        if !h.contains_key("x-forwarded-proto") {
+            h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        }
+        if let Some(c) = credential {
+            if !h.contains_key(header::AUTHORIZATION) {
+                h.insert(header::AUTHORIZATION, c.clone());
+            }
+        }
+        origin::add_via(&mut h, version, &self.via);
+        h
+    }
+}
+
+/// A Host value, normalized: lowercase, default port for `proto` dropped; `None` if it is not a
+/// valid `host[:port]`.
+pub fn normalize_host(raw: &str, proto: &str) -> Option<String> {
+    let a: http::uri::Authority = raw.trim().parse().ok()?;
+    if a.as_str().contains('@') || a.host().is_empty() {
+        return None;
+    }
+    let host = a.host().to_ascii_lowercase();
+    let default = match proto {
+        "https" => 443,
+        _ => 80,
+    };
+    Some(match a.port_u16() {
+        Some(p) if p != default => format!("{host}:{p}"),
+        _ => host,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::Request;
+
+    fn fwd(trusted: &[&str], hosts: &[&str]) -> Forwarding {
+        let server = ServerConfig {
+            trusted_proxies: trusted.iter().map(|s| s.to_string()).collect(),
+            hosts: hosts.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        Forwarding::compile(&server, &NormalizeConfig::default()).unwrap()
+    }
+
+    fn head(version: Version, target: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut b = Request::builder().version(version).uri(target);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    const PEER: &str = "192.0.2.7:4000";
+    const LB: &str = "10.1.2.3:4000";
+
+    #[test]
+    fn host_normalization() {
+        let rows = [
+            ("API.Example.com", "http", Some("api.example.com")),
+            ("api.example.com:80", "http", Some("api.example.com")),
+            ("api.example.com:443", "https", Some("api.example.com")),
+            ("api.example.com:443", "http", Some("api.example.com:443")),
+            ("api.example.com:8080", "http", Some("api.example.com:8080")),
+            ("[::1]:80", "http", Some("[::1]")),
+            ("user@evil", "http", None),
+            ("a b", "http", None),
+            ("", "http", None),
+            ("evil/x", "http", None),
+        ];
+        for (raw, proto, want) in rows {
+            assert_eq!(normalize_host(raw, proto).as_deref(), want, "{raw}");
+        }
+    }
+
+    #[test]
+    fn which_host_a_request_is_for() {
+        let f = fwd(&["10.0.0.0/8"], &[]);
+        let v11 = Version::HTTP_11;
+        // (version, target, headers, peer, expected host/proto or error status)
+        type Row<'a> = (
+            Version,
+            &'a str,
+            &'a [(&'a str, &'a str)],
+            &'a str,
+            Result<(&'a str, &'a str), u16>,
+        );
+        let rows: &[Row<'_>] = &[
+            (
+                v11,
+                "/a",
+                &[("host", "API.x:80")],
+                PEER,
+                Ok(("api.x", "http")),
+            ),
+            (v11, "/a", &[], PEER, Err(400)),
+            (Version::HTTP_10, "/a", &[], PEER, Ok(("", "http"))),
+            (Version::HTTP_2, "/a", &[], PEER, Err(400)),
+            (v11, "/a", &[("host", "a"), ("host", "b")], PEER, Err(400)),
+            (v11, "/a", &[("host", "bad host")], PEER, Err(400)),
+            (
+                v11,
+                "http://Other.x/a",
+                &[("host", "a")],
+                PEER,
+                Ok(("other.x", "http")),
+            ),
+            // Untrusted peers cannot choose what the origin is told.
+            (
+                v11,
+                "/a",
+                &[
+                    ("host", "a"),
+                    ("x-forwarded-host", "evil"),
+                    ("x-forwarded-proto", "https"),
+                ],
+                PEER,
+                Ok(("a", "http")),
+            ),
+            // A trusted load balancer can.
+            (
+                v11,
+                "/a",
+                &[
+                    ("host", "a"),
+                    ("x-forwarded-host", "Pub.x"),
+                    ("x-forwarded-proto", "HTTPS"),
+                ],
+                LB,
+                Ok(("pub.x", "https")),
+            ),
+            (
+                v11,
+                "/a",
+                &[("host", "a:443"), ("x-forwarded-proto", "https")],
+                LB,
+                Ok(("a", "https")),
+            ),
+        ];
+        for (i, (version, target, headers, peer, want)) in rows.iter().enumerate() {
+            let got = f.client(&head(*version, target, headers), peer.parse().unwrap());
+            match (got, want) {
+                (Ok(c), Ok((host, proto))) => {
+                    assert_eq!(
+                        (c.host.as_str(), c.proto.as_str()),
+                        (*host, *proto),
+                        "row {i}"
+                    )
+                }
+                (Err(e), Err(status)) => assert_eq!(e.status().as_u16(), *status, "row {i}"),
+                (got, _) => panic!("row {i}: {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn allowed_hosts_answer_421_for_others() {
+        let f = fwd(&[], &["API.example.com", "api.example.com:8443"]);
+        let ok = |h: &str| {
+            f.client(
+                &head(Version::HTTP_11, "/", &[("host", h)]),
+                PEER.parse().unwrap(),
+            )
+            .map(|c| c.host)
+        };
+        assert_eq!(ok("api.example.com:80").unwrap(), "api.example.com");
+        assert!(ok("api.example.com:8443").is_ok());
+        assert_eq!(ok("evil.example").unwrap_err().status().as_u16(), 421);
+        let no_host = f.client(&head(Version::HTTP_10, "/", &[]), PEER.parse().unwrap());
+        assert_eq!(no_host.unwrap_err().status().as_u16(), 421);
+    }
+
+    #[test]
+    fn forwarding_fields_replaced_unless_trusted() {
+        let f = fwd(&["10.0.0.0/8", "127.0.0.1"], &[]);
+        let client = head(
+            Version::HTTP_11,
+            "/",
+            &[
+                ("host", "api.x"),
+                ("x-forwarded-for", "6.6.6.6"),
+                ("x-forwarded-proto", "https"),
+                ("forwarded", "host=evil"),
+                ("x-http-method-override", "DELETE"),
+                ("x-original-url", "/admin"),
+                ("connection", "host"),
+            ],
+        );
+        for (peer, trusted) in [(PEER, false), (LB, true)] {
+            let peer: SocketAddr = peer.parse().unwrap();
+            let who = f.client(&client, peer).unwrap();
+            assert_eq!(who.trusted, trusted);
+            let h = f.headers(&client.headers, &who, Version::HTTP_11, peer, None);
+            assert_eq!(h["x-forwarded-host"], "api.x");
+            assert!(!h.contains_key("x-http-method-override") && !h.contains_key("x-original-url"));
+            assert!(!h.contains_key(header::HOST));
+            if trusted {
+                assert_eq!(h["x-forwarded-for"], "6.6.6.6, 10.1.2.3");
+                assert_eq!(h["x-forwarded-proto"], "https");
+                assert_eq!(h["forwarded"], "host=evil");
+            } else {
+                assert_eq!(h["x-forwarded-for"], "192.0.2.7");
+                assert_eq!(h["x-forwarded-proto"], "http");
+                assert!(!h.contains_key("forwarded"));
+            }
+        }
+    }
+
+    #[test]
+    fn bad_config_names_the_key() {
+        let mut s = ServerConfig {
+            trusted_proxies: vec!["10.0.0.0/8".into(), "nope".into()],
+            ..Default::default()
+        };
+        let n = NormalizeConfig::default();
+        assert_eq!(
+            Forwarding::compile(&s, &n).unwrap_err().0,
+            "server.trusted_proxies[1]"
+        );
+        s.trusted_proxies.clear();
+        s.hosts = vec!["a b".into()];
+        assert_eq!(
+            Forwarding::compile(&s, &n).unwrap_err().0,
+            "server.hosts[0]"
+        );
+        s.hosts.clear();
+        let n = NormalizeConfig {
+            strip_request_headers: vec!["bad header".into()],
+            ..Default::default()
+        };
+        let e = Forwarding::compile(&s, &n).unwrap_err().0;
+        assert_eq!(e, "normalize.strip_request_headers[0]");
+    }
+}
