@@ -3,11 +3,12 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, Uri, Version};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri, Version};
+use http_body::Body as _;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::client::legacy::{connect::HttpConnector, Client, Error as LegacyError};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::body::ClientBodyError;
@@ -25,6 +26,9 @@ pub fn empty_body() -> OriginBody {
 /// The origin and its connection pool.
 pub struct Origin {
     client: Client<HttpConnector, OriginBody>,
+    /// No pooling: every request on a new connection, for the one retry after a pooled
+    /// connection failed.
+    fresh: Client<HttpConnector, OriginBody>,
     cfg: OriginConfig,
 }
 
@@ -40,9 +44,14 @@ impl Origin {
             .pool_max_idle_per_host(cfg.pool_max_idle_per_host)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
+            .build(connector.clone());
+        let fresh = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .timer(TokioTimer::new())
             .build(connector);
         Self {
             client,
+            fresh,
             cfg: cfg.clone(),
         }
     }
@@ -64,13 +73,44 @@ impl Origin {
     }
 
     /// Send a request; errors map to 502 (connect, bad response) and 504 (no headers in time).
+    ///
+    /// A bodiless GET or HEAD that fails without a response (typically a pooled connection the
+    /// origin closed as it was reused: Node's keep-alive timeout, worker recycling) is retried
+    /// once on a new connection, within the same `origin.timeout`.
     pub async fn send(
         &self,
         mut req: Request<OriginBody>,
     ) -> Result<Response<Incoming>, ProxyError> {
         // The pool speaks HTTP/1.1 whatever the client used.
         *req.version_mut() = Version::HTTP_11;
-        match tokio::time::timeout(self.cfg.timeout, self.client.request(req)).await {
+        let deadline = tokio::time::Instant::now() + self.cfg.timeout;
+        let idempotent = matches!(*req.method(), Method::GET | Method::HEAD);
+        let again = (idempotent && req.body().is_end_stream()).then(|| {
+            (
+                req.method().clone(),
+                req.uri().clone(),
+                req.headers().clone(),
+            )
+        });
+        let first = tokio::time::timeout_at(deadline, self.client.request(req)).await;
+        let (method, uri, headers) = match (first, again) {
+            (Ok(Err(e)), Some(again)) if !e.is_connect() => {
+                tracing::debug!(error = %e, "origin request failed before a response: retrying once");
+                again
+            }
+            (first, _) => return Self::outcome(first),
+        };
+        let mut req = Request::new(empty_body());
+        *req.method_mut() = method;
+        *req.uri_mut() = uri;
+        *req.headers_mut() = headers;
+        Self::outcome(tokio::time::timeout_at(deadline, self.fresh.request(req)).await)
+    }
+
+    fn outcome(
+        r: Result<Result<Response<Incoming>, LegacyError>, tokio::time::error::Elapsed>,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        match r {
             Err(_) => Err(ProxyError::Timeout),
             Ok(Err(e)) if e.is_connect() => {
                 tracing::warn!(error = %e, "origin connect failed");

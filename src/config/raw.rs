@@ -63,8 +63,10 @@ fn d_origin_timeout() -> Duration {
 fn d_body_timeout() -> Duration {
     Duration::from_secs(30)
 }
+/// Below common origin keep-alive timeouts (Node 5 s, gunicorn 2–5 s), so the pool rarely
+/// reuses a connection the origin is closing.
 fn d_pool_idle() -> Duration {
-    Duration::from_secs(90)
+    Duration::from_secs(4)
 }
 fn d_pool_max_idle() -> usize {
     256
