@@ -90,3 +90,46 @@ async fn a_waiter_never_gets_another_variants_stale_copy() {
     );
     p.shutdown().await;
 }
+
+// A cold burst over many Vary variants collapses per variant once the URL's Vary is known.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_burst_over_vary_variants_collapses_per_variant() {
+    let origin = Origin::start(|s| {
+        let v = s.header("x-variant");
+        Reply::ok(format!("variant {v}"))
+            .header("cache-control", CACHEABLE)
+            .header("vary", "X-Variant")
+            .delay(Duration::from_millis(150))
+    })
+    .await;
+    let p = proxy(&origin).await;
+    // 1,000 requests at once: ten h2c connections of 100 streams (few sockets, all concurrent).
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..10 {
+        let client = reqwest::Client::builder()
+            .http2_prior_knowledge()
+            .no_proxy()
+            .build()
+            .unwrap();
+        for i in 0..100 {
+            let (client, url) = (client.clone(), url(&p, "/v"));
+            let v = (c * 100 + i) % 10;
+            tasks.spawn(async move {
+                let r = client
+                    .get(url)
+                    .header("x-variant", v.to_string())
+                    .send()
+                    .await;
+                (v, r.unwrap().text().await.unwrap())
+            });
+        }
+    }
+    while let Some(r) = tasks.join_next().await {
+        let (v, body) = r.unwrap();
+        assert_eq!(body, format!("variant {v}"));
+    }
+    let n = origin.count();
+    eprintln!("{n} origin requests for 1000 requests over 10 variants");
+    assert!(n <= 20, "{n} origin requests for 10 variants");
+    p.shutdown().await;
+}

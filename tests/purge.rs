@@ -3,6 +3,8 @@
 mod support;
 use support::*;
 
+use std::time::Duration;
+
 // One tag purge removes a product from every list and page that carried it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tag_purge_removes_product_from_every_page() {
@@ -204,5 +206,51 @@ async fn purge_all_then_stats_show_nothing_stored() {
     // Tag purges work again after a purge-all.
     assert_eq!(purge(&p, "POST", "/purge/a", &[]).await, 1);
     assert_get(&p, "/a", "MISS", &shop_page("/a")).await;
+    p.shutdown().await;
+}
+
+// A purge that arrives while a fill is in flight wins: what the fill brings is not stored fresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_during_a_fill_wins() {
+    let origin = Origin::start(|s| {
+        Reply::ok(format!("v{}", s.header("x-n")))
+            .header("cache-control", CACHEABLE)
+            .header("surrogate-key", "product-1")
+            .delay(Duration::from_millis(300))
+    })
+    .await;
+    let p = ProxyBuilder::new(&origin).admin().start().await;
+    // (how the purge names the object, soft)
+    type Purge<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+    let purges: [Purge<'_>; 3] = [
+        ("PURGE", "/x0", &[]),
+        ("POST", "/purge", &[("surrogate-key", "product-1")]),
+        ("POST", "/purge-all", &[]),
+    ];
+    for (i, (method, path, headers)) in purges.iter().enumerate() {
+        let target = format!("/x{i}");
+        let (addr, t) = (p.addr, target.clone());
+        let fill = tokio::spawn(async move { request(addr, "GET", &t, &[], b"").await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        purge(&p, method, path, headers).await;
+        let (status, h, _) = fill.await.unwrap();
+        assert_eq!((status, hdr(&h, "x-cache")), (200, "MISS"), "purge {i}");
+        // The next request goes to the origin, not to the pre-purge copy.
+        let before = origin.count();
+        let (_, h, _) = get(&p, &target).await;
+        assert_eq!(
+            hdr(&h, "x-cache"),
+            "MISS",
+            "purge {i}: pre-purge data served"
+        );
+        assert_eq!(origin.count(), before + 1);
+    }
+    // A soft purge stores the fill's answer stale: the next request revalidates.
+    let fill = tokio::spawn(request(p.addr, "GET", "/s", &[], b""));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    purge(&p, "PURGE", "/s", &[("soft-purge", "1")]).await;
+    fill.await.unwrap();
+    let (_, h, _) = get(&p, "/s").await;
+    assert_ne!(hdr(&h, "x-cache"), "HIT", "{h:?}");
     p.shutdown().await;
 }

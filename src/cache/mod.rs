@@ -6,12 +6,14 @@
 //! - [`tags`]: surrogate keys and the tag → key index
 //! - [`collapse`]: one origin fetch per key at a time
 //! - [`pass`]: hit-for-pass memory
+//! - [`purges`]: recent purges, so a fill that started earlier cannot undo one
 //! - [`encode`]: gzip/brotli variants computed after storing
 
 pub mod collapse;
 pub mod encode;
 pub mod object;
 pub mod pass;
+pub mod purges;
 pub mod store;
 pub mod tags;
 

@@ -9,8 +9,10 @@ use http::HeaderMap;
 use moka::notification::RemovalCause;
 
 use super::object::CachedObject;
+use super::purges::{PurgeLog, Since, Target, Ticket};
 use super::tags::TagIndex;
 use crate::clock::Clock;
+use crate::rfc::vary::Vary;
 
 /// What one cache key holds: the Vary variants of one URL.
 #[derive(Debug)]
@@ -28,8 +30,8 @@ pub struct Entry {
 pub enum Lookup {
     /// A variant matching the request.
     Hit(Arc<CachedObject>),
-    /// The URL is stored, but not for this request's Vary values.
-    VaryMiss,
+    /// The URL is stored, but not for this request's Vary values (the newest variant's Vary).
+    VaryMiss(Vary),
     /// Nothing stored.
     Miss,
 }
@@ -45,6 +47,8 @@ pub struct Store {
     pending_removals: Arc<AtomicU64>,
     /// Time for objects' age and purge marks.
     clock: Clock,
+    /// Recent purges, checked by fills that started before them.
+    purges: Arc<PurgeLog>,
 }
 
 /// Per-entry expiry; holds `cache.keep_for_revalidation` in seconds.
@@ -93,6 +97,7 @@ impl Store {
             max_variants: max_variants.max(1),
             pending_removals: Arc::new(AtomicU64::new(0)),
             clock: Clock::default(),
+            purges: Arc::new(PurgeLog::default()),
         }
     }
 
@@ -101,17 +106,16 @@ impl Store {
         let Some(entry) = self.cache.get(key).await else {
             return Lookup::Miss;
         };
-        let mut live = false;
+        let mut newest = None;
         for obj in entry.objects.iter().filter(|o| !o.is_dead()) {
-            live = true;
             if obj.vary.matches(req_headers) {
                 return Lookup::Hit(obj.clone());
             }
+            newest.get_or_insert(obj);
         }
-        if live {
-            Lookup::VaryMiss
-        } else {
-            Lookup::Miss
+        match newest {
+            Some(o) => Lookup::VaryMiss(o.vary.clone()),
+            None => Lookup::Miss,
         }
     }
 
@@ -132,6 +136,30 @@ impl Store {
         }
         let entry = self.entry(&key, objects);
         self.cache.insert(key, entry).await;
+    }
+
+    /// Where the purge sequence stands: a fill takes this before asking the origin.
+    pub fn purge_ticket(&self) -> Ticket {
+        self.purges.ticket()
+    }
+
+    /// Store a fill's object unless a purge since `ticket` covered it: a hard purge wins (the
+    /// object is not kept), a soft one stores it stale. Checked again after inserting, so a purge
+    /// racing the insert either sees the entry in the tag index or is seen here.
+    /// Returns whether the object was stored fresh.
+    pub async fn insert_fill(&self, key: &str, obj: &Arc<CachedObject>, ticket: Ticket) -> bool {
+        match self.purges.since(ticket, &obj.tags) {
+            Since::Hard => return false,
+            Since::Soft => obj.soft_purge(self.clock.now()),
+            Since::Nothing => {}
+        }
+        self.insert(key.to_string(), obj.clone()).await;
+        match self.purges.since(ticket, &obj.tags) {
+            Since::Hard => obj.kill(),
+            Since::Soft => obj.soft_purge(self.clock.now()),
+            Since::Nothing => return true,
+        }
+        false
     }
 
     /// A new entry for `key`, linked in the tag index before moka sees it, so an immediate
@@ -197,6 +225,7 @@ impl Store {
     /// Costs O(entries under the tag): each is marked through the index's handle (it stops being
     /// served at once), and the hard-purged keys leave moka in a background task.
     pub async fn purge_tag(&self, tag: &str, soft: bool) -> usize {
+        self.purges.record(Target::Tag(tag.to_string()), soft);
         let mut doomed = Vec::new();
         for (key, gen, handle) in self.tags.handles(tag) {
             let Some(entry) = handle.upgrade() else {
@@ -243,6 +272,7 @@ impl Store {
 
     /// Purge everything. Returns entries affected.
     pub async fn purge_all(&self, soft: bool) -> usize {
+        self.purges.record(Target::All, soft);
         if soft {
             let mut n = 0;
             for (_, entry) in self.cache.iter() {

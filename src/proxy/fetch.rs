@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use super::{respond, Proxy};
 use crate::body::{IdleTimeout, ProxyBody};
 use crate::cache::pass::worth_remembering;
+use crate::cache::purges::Ticket;
 use crate::cache::{tags, CachedObject, Lookup, NewObject};
 use crate::compress::{self, DecodeError};
 use crate::error::ProxyError;
@@ -99,6 +100,8 @@ impl Proxy {
         if let Some(current) = self.refreshed_meanwhile(&job, stale.as_ref()).await {
             return Fetched::done(Summary::Stored(current, true));
         }
+        // Taken before the origin is asked: a purge after this point wins over what it answers.
+        let ticket = self.store.purge_ticket();
         let request_time = SystemTime::now();
         let sent = self.send_conditional(&job, stale.as_deref()).await;
         let response_time = SystemTime::now();
@@ -123,7 +126,7 @@ impl Proxy {
         };
         if let (StatusCode::NOT_MODIFIED, Some(old)) = (resp.status(), &stale) {
             self.metrics.revalidated();
-            return self.refresh(&job, old, resp.headers(), facts).await;
+            return self.refresh(&job, old, resp.headers(), facts, ticket).await;
         }
         let (mut parts, body) = resp.into_parts();
         origin::strip_hop_by_hop(&mut parts.headers);
@@ -157,7 +160,7 @@ impl Proxy {
             }
         };
         let obj = self.build_object(&job, parts, (body, gzip), etag, freshness);
-        self.store_object(&job.key, &obj).await;
+        self.store_object(&job.key, &obj, ticket).await;
         Fetched::done(Summary::Stored(obj, false))
     }
 
@@ -216,12 +219,13 @@ impl Proxy {
         old: &CachedObject,
         update: &HeaderMap,
         facts: RequestFacts,
+        ticket: Ticket,
     ) -> Fetched {
         let headers = detach(&merge_304(&old.headers, update));
         match storable::evaluate(old.status, &headers, facts, job.policy, self.cache_policy()) {
             Ok(freshness) => {
                 let obj = Arc::new(old.refreshed(headers, freshness, self.clock.now()));
-                self.store_object(&job.key, &obj).await;
+                self.store_object(&job.key, &obj, ticket).await;
                 Fetched::done(Summary::Stored(obj, true))
             }
             Err(reason) => {
@@ -296,10 +300,12 @@ impl Proxy {
         Arc::new(CachedObject::new(new, self.clock.now()))
     }
 
-    /// Store an object, then let the encoder add its compressed variants.
-    async fn store_object(&self, key: &str, obj: &Arc<CachedObject>) {
-        self.store.insert(key.to_string(), obj.clone()).await;
-        self.encoder.schedule(key, obj);
+    /// Store an object (unless a purge since `ticket` covers it), then let the encoder add its
+    /// compressed variants.
+    async fn store_object(&self, key: &str, obj: &Arc<CachedObject>, ticket: Ticket) {
+        if self.store.insert_fill(key, obj, ticket).await {
+            self.encoder.schedule(key, obj);
+        }
     }
 
     /// The `[cache]` settings storability depends on.

@@ -29,13 +29,14 @@ impl Proxy {
         body: Incoming,
         mut stale: Option<Arc<CachedObject>>,
         fwd: Fwd,
+        mut flight: String,
     ) -> (Response<ProxyBody>, CacheStatus) {
         let status = CacheStatus::forward(fwd);
         for _ in 0..VARY_ROUNDS {
             let t0 = Instant::now();
             // Only a leader builds the origin request; a waiter just waits.
             let fetch = || self.clone().fetch(self.fill_job(ctx, false), stale.take());
-            let joined = self.fills.run(&ctx.key, fetch, Fetched::summary).await;
+            let joined = self.fills.run(&flight, fetch, Fetched::summary).await;
             ctx.origin_ms = Some(t0.elapsed().as_millis());
             let (summary, response, collapsed) = match joined {
                 Joined::Leader(f) => (f.summary, f.response, false),
@@ -44,7 +45,11 @@ impl Proxy {
             };
             let now = self.clock.now();
             match summary {
-                Summary::Stored(obj, _) if !obj.vary.matches(&ctx.vary) => continue,
+                Summary::Stored(obj, _) if !obj.vary.matches(&ctx.vary) => {
+                    // Now the URL's Vary fields are known: collapse with this variant's requests.
+                    flight = obj.vary.flight_key(&ctx.key, &ctx.vary);
+                    continue;
+                }
                 Summary::Stored(obj, revalidated) => {
                     let status = if revalidated {
                         status.fwd_status(304).ttl(obj.ttl(now))
@@ -90,15 +95,15 @@ impl Proxy {
         ctx: &Ctx<'_>,
         stale: &Arc<CachedObject>,
     ) {
-        if ctx.directives.no_store || self.fills.is_running(&ctx.key) {
+        let flight = stale.vary.flight_key(&ctx.key, &ctx.vary);
+        if ctx.directives.no_store || self.fills.is_running(&flight) {
             return;
         }
         let job = self.fill_job(ctx, true);
         let (me, stale) = (self.clone(), stale.clone());
         tokio::spawn(async move {
-            let key = job.key.clone();
             let fetch = || me.clone().fetch(job, Some(stale));
-            let _ = me.fills.run(&key, fetch, Fetched::summary).await;
+            let _ = me.fills.run(&flight, fetch, Fetched::summary).await;
         });
     }
 

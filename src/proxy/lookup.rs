@@ -10,6 +10,7 @@ use crate::error::ProxyError;
 use crate::rfc::cache_status::{CacheStatus, Detail, Fwd};
 use crate::rfc::storable::NoStore;
 use crate::rfc::usage::{self, RevalidateReason, StaleReason, Usage};
+use crate::rfc::vary::Vary;
 
 /// What to do with a request.
 pub enum Decision {
@@ -23,6 +24,9 @@ pub enum Decision {
         stale: Option<Arc<CachedObject>>,
         /// Why the origin is asked.
         fwd: Fwd,
+        /// What concurrent requests collapse on: the key, plus the request's values for the
+        /// fields the URL is known to vary on.
+        flight: String,
     },
     /// Pass the request through, uncached.
     Forward(CacheStatus),
@@ -41,10 +45,13 @@ impl Proxy {
         if let Some(why) = ctx.bypass {
             return Decision::Forward(CacheStatus::forward(Fwd::Bypass).detail(why));
         }
-        let (stored, miss) = match self.store.lookup(&ctx.key, &ctx.vary).await {
-            Lookup::Hit(obj) => (Some(obj), Fwd::Stale),
-            Lookup::VaryMiss => (None, Fwd::VaryMiss),
-            Lookup::Miss => (None, Fwd::UriMiss),
+        let (stored, miss, vary) = match self.store.lookup(&ctx.key, &ctx.vary).await {
+            Lookup::Hit(obj) => {
+                let vary = obj.vary.clone();
+                (Some(obj), Fwd::Stale, vary)
+            }
+            Lookup::VaryMiss(vary) => (None, Fwd::VaryMiss, vary),
+            Lookup::Miss => (None, Fwd::UriMiss, Vary::default()),
         };
         let facts = stored.as_ref().map(|o| o.stored(self.clock.now()));
         let ttl = facts.map_or(0, |f| f.ttl());
@@ -82,6 +89,7 @@ impl Proxy {
             let status = CacheStatus::forward(Fwd::Bypass).detail(Detail::NotStored(reason));
             return Decision::Forward(status);
         }
-        Decision::Fill { stale, fwd }
+        let flight = vary.flight_key(&ctx.key, &ctx.vary);
+        Decision::Fill { stale, fwd, flight }
     }
 }

@@ -105,7 +105,9 @@ impl Proxy {
                 self.refresh_in_background(&ctx, &obj);
                 (self.serve(&obj, &ctx), status)
             }
-            Decision::Fill { stale, fwd } => self.fill(&mut ctx, body, stale, fwd).await,
+            Decision::Fill { stale, fwd, flight } => {
+                self.fill(&mut ctx, body, stale, fwd, flight).await
+            }
             Decision::Forward(status) => (self.forward(&mut ctx, body).await, status),
             Decision::Unsafe => self.unsafe_method(&mut ctx, body).await,
             Decision::Reject(e, status) => (e.into_response(), status),

@@ -34,6 +34,34 @@ impl Vary {
         self.fields == other.fields
     }
 
+    /// The collapsing key for `request`'s variant of `key`: concurrent misses for different
+    /// variants of one URL fill in parallel, one origin request per variant. Hashed, so large
+    /// values do not grow the in-flight map.
+    pub fn flight_key(&self, key: &str, request: &HeaderMap) -> String {
+        use sha2::{Digest, Sha256};
+        if self.fields.is_empty() {
+            return key.to_string();
+        }
+        let mut h = Sha256::new();
+        for (name, value) in self.fields.iter().zip(vary_values(&self.fields, request)) {
+            h.update(name.as_str());
+            h.update(b"\0");
+            match value {
+                Some(v) => h.update(v.as_bytes()),
+                None => h.update(b"\x01absent"),
+            }
+            h.update(b"\0");
+        }
+        let digest = h.finalize();
+        let mut out = String::with_capacity(key.len() + 8 + 16);
+        out.push_str(key);
+        out.push_str(" #vary=");
+        for b in &digest[..8] {
+            out.push_str(&format!("{b:02x}"));
+        }
+        out
+    }
+
     /// Bytes held, for the cache's weigher.
     pub fn weight(&self) -> usize {
         self.fields
