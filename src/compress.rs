@@ -108,13 +108,40 @@ impl Encoder {
                 enc.flush()?;
                 Ok(std::mem::take(enc.get_mut()))
             }
-            Encoder::Gunzip(Some(dec)) => {
-                dec.write_all(data)?;
-                dec.flush()?;
-                Ok(std::mem::take(dec.get_mut()))
-            }
-            Encoder::Gzip(None) | Encoder::Br(None) | Encoder::Gunzip(None) => Ok(Vec::new()),
+            // Fed through `gunzip_step` instead: its output is bounded per frame.
+            Encoder::Gunzip(_) => Ok(Vec::new()),
+            Encoder::Gzip(None) | Encoder::Br(None) => Ok(Vec::new()),
         }
+    }
+
+    /// Decode from `input` until about [`GUNZIP_FRAME`] bytes are out or the input is used up,
+    /// leaving the rest in `input`: a small, highly compressed chunk (a gzip bomb) becomes many
+    /// bounded frames, each sent before the next is decoded.
+    fn gunzip_step(&mut self, input: &mut Bytes) -> std::io::Result<Vec<u8>> {
+        let Encoder::Gunzip(Some(dec)) = self else {
+            input.clear();
+            return Ok(Vec::new());
+        };
+        // Each write() runs the inflater once over a 32 KiB output window, so it is bounded.
+        let before = input.len();
+        for _ in 0..1024 {
+            if input.is_empty() || dec.get_ref().len() >= GUNZIP_FRAME {
+                break;
+            }
+            let n = dec.write(input)?;
+            if n == 0 {
+                break;
+            }
+            let _ = input.split_to(n);
+        }
+        dec.flush()?;
+        let out = std::mem::take(dec.get_mut());
+        if out.is_empty() && input.len() == before {
+            // Never spin on input the decoder will not take.
+            input.clear();
+            return Err(std::io::Error::other("gzip decoder made no progress"));
+        }
+        Ok(out)
     }
 
     /// Finish the stream, returning the trailing bytes; later calls return nothing.
@@ -129,12 +156,17 @@ impl Encoder {
     }
 }
 
+/// Decoded bytes a gunzipping body emits per frame, about.
+const GUNZIP_FRAME: usize = 64 * 1024;
+
 pin_project_lite::pin_project! {
     /// Wraps a body and compresses its frames on the fly, flushing per input frame.
     pub struct CompressBody<B> {
         #[pin]
         inner: B,
         encoder: Encoder,
+        // Input not decoded yet (gunzip only).
+        pending: Bytes,
         done: bool,
     }
 }
@@ -158,6 +190,7 @@ impl<B> CompressBody<B> {
         CompressBody {
             inner,
             encoder,
+            pending: Bytes::new(),
             done: false,
         }
     }
@@ -169,6 +202,7 @@ impl<B> CompressBody<B> {
             encoder: Encoder::Gunzip(Some(Box::new(flate2::write::MultiGzDecoder::new(
                 Vec::new(),
             )))),
+            pending: Bytes::new(),
             done: false,
         }
     }
@@ -206,6 +240,16 @@ where
             if *this.done {
                 return Poll::Ready(None);
             }
+            if !this.pending.is_empty() {
+                match this.encoder.gunzip_step(this.pending) {
+                    Ok(out) if out.is_empty() => continue,
+                    Ok(out) => return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out))))),
+                    Err(e) => {
+                        *this.done = true;
+                        return Poll::Ready(Some(Err(e.into())));
+                    }
+                }
+            }
             let passthrough = matches!(this.encoder, Encoder::Identity);
             match ready!(this.inner.as_mut().poll_frame(cx)) {
                 Some(Ok(frame)) if passthrough => {
@@ -217,6 +261,10 @@ where
                         continue;
                     };
                     if data.is_empty() {
+                        continue;
+                    }
+                    if matches!(this.encoder, Encoder::Gunzip(_)) {
+                        *this.pending = data;
                         continue;
                     }
                     match this.encoder.push(&data) {
@@ -304,6 +352,41 @@ mod tests {
         }
         assert!(brotli(&data, 5).len() < data.len() / 4);
         assert_eq!(unbrotli(&brotli(b"", 5)), b"");
+    }
+
+    #[test]
+    fn a_gzip_bomb_is_decoded_in_bounded_frames() {
+        let plain = vec![0u8; 8 << 20];
+        let bomb = Bytes::from(gzip(&plain, 9));
+        assert!(bomb.len() < 64 * 1024, "{}", bomb.len());
+        // The whole bomb arrives as one frame.
+        let body = CompressBody::gunzip(http_body_util::Full::new(bomb));
+        let frames = futures_executor_frames(body);
+        let total: usize = frames.iter().map(|f| f.len()).sum();
+        assert_eq!(total, plain.len());
+        let largest = frames.iter().map(|f| f.len()).max().unwrap();
+        assert!(largest <= 4 * GUNZIP_FRAME, "a frame of {largest} bytes");
+    }
+
+    /// Poll a body to the end on this thread, keeping its frames.
+    fn futures_executor_frames<B>(body: B) -> Vec<Bytes>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: std::fmt::Debug,
+    {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let mut body = std::pin::pin!(body);
+            let mut out = Vec::new();
+            while let Some(f) = body.frame().await {
+                if let Ok(d) = f.unwrap().into_data() {
+                    out.push(d);
+                }
+            }
+            out
+        })
     }
 
     #[test]

@@ -4,11 +4,12 @@
 //! - [`object`]: one stored response and how it ages
 //! - [`store`]: Vary variants per key, byte budget, expiry, purges, swaps
 //! - [`tags`]: surrogate keys and the tag → key index
-//! - [`collapse`]: one origin fetch per key at a time
+//! - [`collapse`]: one origin fetch per key at a time; [`budget`]: bytes all fills may buffer
 //! - [`pass`]: hit-for-pass memory
 //! - [`purges`]: recent purges, so a fill that started earlier cannot undo one
 //! - [`encode`]: gzip/brotli variants computed after storing
 
+pub mod budget;
 pub mod collapse;
 pub mod encode;
 pub mod object;

@@ -25,6 +25,27 @@ pub struct Entry {
     tags: Vec<String>,
 }
 
+/// What moka keeps per entry beyond the value: key copy, access-order and timer nodes, hashes.
+const ENTRY_OVERHEAD: usize = 256;
+/// What one (tag, key) link costs in the tag index beyond the tag's own bytes: the per-tag map
+/// (allocated even for a tag of one key), its slot, the shared key and the entry handle.
+const TAG_LINK_OVERHEAD: usize = 224;
+
+impl Entry {
+    /// Bytes this entry keeps, all counted against `max_size`: the key (held by moka and the
+    /// tag index), every variant, and its tag-index links.
+    fn weight(&self, key: &str) -> usize {
+        2 * key.len()
+            + ENTRY_OVERHEAD
+            + self.objects.iter().map(|o| o.weight()).sum::<usize>()
+            + self
+                .tags
+                .iter()
+                .map(|t| 2 * t.len() + TAG_LINK_OVERHEAD)
+                .sum::<usize>()
+    }
+}
+
 /// Result of a lookup.
 #[derive(Debug)]
 pub enum Lookup {
@@ -81,10 +102,7 @@ impl Store {
         let listener_tags = tags.clone();
         let cache = moka::future::Cache::builder()
             .max_capacity(max_bytes)
-            .weigher(|k: &String, v: &Arc<Entry>| {
-                let w = k.len() + v.objects.iter().map(|o| o.weight()).sum::<usize>();
-                u32::try_from(w).unwrap_or(u32::MAX)
-            })
+            .weigher(|k: &String, v: &Arc<Entry>| u32::try_from(v.weight(k)).unwrap_or(u32::MAX))
             .expire_after(KeepFor(keep.as_secs()))
             .eviction_listener(move |k: Arc<String>, v: Arc<Entry>, _cause: RemovalCause| {
                 listener_tags.unlink(&k, v.gen, &v.tags);
@@ -351,6 +369,26 @@ mod tests {
             },
             Instant::now(),
         ))
+    }
+
+    #[test]
+    fn an_entry_weighs_its_key_and_tag_links() {
+        let entry = |tags: &[&str]| Entry {
+            objects: vec![obj("body", tags)],
+            gen: 1,
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+        };
+        let plain = entry(&[]).weight("GET /a");
+        let long_key = entry(&[]).weight(&format!("GET /{}", "a".repeat(1000)));
+        assert_eq!(long_key, plain + 2 * 999, "the key is held twice");
+        let tags: Vec<String> = (0..50).map(|i| format!("tag-{i}")).collect();
+        let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+        let tagged = entry(&tags).weight("GET /a");
+        // Each link costs its tag twice in the entry, once in the object, and the index overhead.
+        assert!(
+            tagged >= plain + 50 * (TAG_LINK_OVERHEAD + 48),
+            "{plain} {tagged}"
+        );
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 
 use super::{respond, Proxy};
 use crate::body::{IdleTimeout, ProxyBody};
+use crate::cache::budget::Reservation;
 use crate::cache::pass::worth_remembering;
 use crate::cache::purges::Ticket;
 use crate::cache::{tags, CachedObject, Lookup, NewObject};
@@ -88,6 +89,8 @@ enum Read {
     Complete(Bytes),
     /// Over the limit: what was read, then the rest of the stream.
     TooLarge(ProxyBody),
+    /// Over the fills' shared byte budget: what was read, then the rest of the stream.
+    OverBudget(ProxyBody),
 }
 
 impl Proxy {
@@ -144,9 +147,12 @@ impl Proxy {
             Err(reason) => return self.pass(&job, parts, ProxyBody::stream(body), reason),
         };
         let limit = self.cfg.cache.max_object_size.as_u64() as usize;
-        let body = match read_limited(body, &parts.headers, limit).await {
+        // Held until the object is stored: from then on its bytes count against max_size.
+        let mut budget = self.fill_budget.reservation();
+        let body = match read_limited(body, &parts.headers, limit, &mut budget).await {
             Ok(Read::Complete(b)) => b,
             Ok(Read::TooLarge(rest)) => return self.pass(&job, parts, rest, NoStore::TooLarge),
+            Ok(Read::OverBudget(rest)) => return self.pass(&job, parts, rest, NoStore::FillMemory),
             Err(e) => return Fetched::done(Summary::Failed(e)),
         };
         let (body, gzip, etag) = match decode_for_storing(body, encoding, &mut parts.headers, limit)
@@ -159,6 +165,14 @@ impl Proxy {
                 return Fetched::done(Summary::Failed(ProxyError::Origin))
             }
         };
+        if gzip.is_some() && !budget.grow(body.len()) {
+            // The decoded copy is over the budget: the origin's bytes go to the client as they are.
+            let raw = gzip.unwrap_or_default();
+            parts
+                .headers
+                .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            return self.pass(&job, parts, ProxyBody::full(raw), NoStore::FillMemory);
+        }
         let obj = self.build_object(&job, parts, (body, gzip), etag, freshness);
         self.store_object(&job.key, &obj, ticket).await;
         Fetched::done(Summary::Stored(obj, false))
@@ -327,39 +341,53 @@ fn stale_or_failed(stale: Option<&Arc<CachedObject>>, e: ProxyError) -> Summary 
 
 /// Buffer the body up to `limit`; beyond it, hand back what was read plus the rest of the stream.
 /// A declared length over the limit streams through at once instead of after `limit` bytes.
+/// The bytes read are reserved in `budget` as they arrive (a declared length all at once); a
+/// reservation that fails stops buffering the same way.
 async fn read_limited(
     body: IdleTimeout<Incoming>,
     headers: &HeaderMap,
     limit: usize,
+    budget: &mut Reservation,
 ) -> Result<Read, ProxyError> {
     let mut body = Box::pin(body);
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.parse::<usize>().ok());
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
     let mut chunks: Vec<Bytes> = Vec::new();
     let mut too_big = declared.is_some_and(|n| n > limit);
-    while !too_big {
+    let mut over_budget = !too_big && declared.is_some_and(|n| !budget.grow(n));
+    let mut buf = BytesMut::with_capacity(if over_budget {
+        0
+    } else {
+        declared.unwrap_or(0)
+    });
+    while !too_big && !over_budget {
         let Some(frame) = body.frame().await else {
             break;
         };
         let frame = frame.map_err(|_| ProxyError::Origin)?;
         if let Ok(data) = frame.into_data() {
-            if buf.len() + data.len() > limit {
+            too_big = buf.len() + data.len() > limit;
+            over_budget = !too_big && declared.is_none() && !budget.grow(data.len());
+            if too_big || over_budget {
                 chunks.push(buf.split().freeze());
                 chunks.push(data);
-                too_big = true;
                 break;
             }
             buf.extend_from_slice(&data);
         }
     }
-    if too_big {
+    if too_big || over_budget {
         let head =
             futures_util::stream::iter(chunks.into_iter().map(|c| Ok(http_body::Frame::data(c))));
         let stream = StreamBody::new(futures_util::StreamExt::chain(head, BodyStream::new(body)));
-        return Ok(Read::TooLarge(ProxyBody::stream(stream)));
+        let rest = ProxyBody::stream(stream);
+        return Ok(if too_big {
+            Read::TooLarge(rest)
+        } else {
+            Read::OverBudget(rest)
+        });
     }
     // Exactly sized: a grown buffer's slack would stay resident for the object's lifetime,
     // unseen by the byte budget.

@@ -23,6 +23,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
 
 use crate::body::ProxyBody;
+use crate::cache::budget::FillBudget;
 use crate::cache::collapse::Collapser;
 use crate::cache::encode::Encoder;
 use crate::cache::pass::PassMemory;
@@ -54,6 +55,7 @@ pub struct Proxy {
     origin: Origin,
     fills: Collapser<Summary>,
     pass: PassMemory,
+    fill_budget: FillBudget,
     encoder: Encoder,
     clock: Clock,
     metrics: Metrics,
@@ -74,6 +76,7 @@ impl Proxy {
             origin: Origin::new(&cfg.origin),
             fills: Collapser::default(),
             pass: PassMemory::new(cfg.cache.hit_for_pass, PASS_MEMORY_BYTES, clock.clone()),
+            fill_budget: FillBudget::new(cfg.cache.fill_memory()),
             encoder: Encoder::new(
                 store.clone(),
                 c.gzip_level,

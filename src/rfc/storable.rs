@@ -51,6 +51,8 @@ pub enum NoStore {
     SetCookie,
     /// Body above `max_object_size`.
     TooLarge,
+    /// Fills already buffer `cache.max_fill_memory`: streamed through.
+    FillMemory,
     /// Unsupported Content-Encoding from the origin.
     Encoding,
 }
@@ -68,6 +70,7 @@ impl NoStore {
             NoStore::VaryStar => "vary-star",
             NoStore::SetCookie => "set-cookie",
             NoStore::TooLarge => "too-large",
+            NoStore::FillMemory => "fill-memory",
             NoStore::Encoding => "content-encoding",
         }
     }
