@@ -1,22 +1,33 @@
-//! Listeners: accept loop with a connection limit, HTTP/1.1 + h2c, header-read timeouts, graceful shutdown.
+//! Listeners: accept loop with a connection limit that evicts idle connections, HTTP/1.1 + h2c,
+//! per-connection deadlines ([`conn`]), the connection registry ([`registry`]), graceful shutdown.
 
+mod conn;
+mod registry;
+
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
+
+use conn::{Limits, Phase};
+use registry::{Registry, Tracked, Tracker};
 
 use crate::body::ProxyBody;
 use crate::config::{Config, ServerConfig};
 use crate::proxy::Proxy;
+
+/// While at `max_connections` with every connection busy, how often to look for one gone idle.
+const EVICT_RETRY: Duration = Duration::from_millis(50);
 
 /// A running apicache: its addresses and the handle to stop it.
 pub struct Running {
@@ -111,7 +122,11 @@ pub async fn start(cfg: Config) -> std::io::Result<Running> {
     })
 }
 
-/// Accept connections on `listener` and serve them with `handler` until `shutdown` turns true.
+/// Accept connections on `listener` and serve them with `handler` until `shutdown` turns true,
+/// then drain (up to `shutdown_grace`).
+///
+/// At `max_connections`, the connection idle the longest is closed to make room; only when every
+/// connection has a request in flight does a new one wait.
 pub async fn serve<H, F>(
     listener: TcpListener,
     cfg: ServerConfig,
@@ -135,45 +150,127 @@ pub async fn serve<H, F>(
         .keep_alive_timeout(cfg.header_read_timeout)
         .max_header_list_size(cfg.max_header_size.as_u64() as u32);
     let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
-    let limit = Arc::new(Semaphore::new(cfg.max_connections));
+    let limits = Limits {
+        header_read: cfg.header_read_timeout,
+        idle: cfg.idle_timeout,
+        drain_idle: cfg.shutdown_idle_wait,
+    };
+    let registry = Arc::new(Registry::default());
+    let (phase_tx, phase_rx) = watch::channel(Phase::Serving);
+    let slots = Arc::new(Semaphore::new(cfg.max_connections));
     loop {
-        let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = shutdown.changed() => break,
-        };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(c) => c,
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
             _ = shutdown.changed() => break,
         };
+        let Some(permit) = slot(&slots, &registry, &mut shutdown).await else {
+            break;
+        };
         let _ = stream.set_nodelay(true);
-        let h = handler.clone();
-        let svc = service_fn(move |req| {
-            let h = h.clone();
-            async move { Ok::<_, std::convert::Infallible>(h(req, peer).await) }
-        });
+        let entry = registry.add(permit);
+        let svc = service(
+            handler.clone(),
+            entry.tracker().clone(),
+            registry.clone(),
+            peer,
+        );
         let conn = builder
             .serve_connection(TokioIo::new(stream), svc)
             .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, %peer, "connection ended with error");
-            }
-            drop(permit);
-        });
+        tokio::spawn(conn::drive(conn, entry, limits, phase_rx.clone(), peer));
     }
     drop(listener);
-    tokio::select! {
-        _ = graceful.shutdown() => tracing::debug!("all connections drained"),
-        _ = tokio::time::sleep(cfg.shutdown_grace) => tracing::warn!("shutdown grace elapsed with connections still open"),
+    drain(&registry, phase_tx, phase_rx, cfg.shutdown_grace).await;
+}
+
+/// A connection slot: free, or made free by evicting the connection idle the longest; waits
+/// while every connection is busy. None when shutdown began meanwhile.
+async fn slot(
+    slots: &Arc<Semaphore>,
+    registry: &Registry,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<OwnedSemaphorePermit> {
+    if let Ok(p) = slots.clone().try_acquire_owned() {
+        return Some(p);
     }
+    if !registry.evict_oldest_idle() {
+        tracing::debug!("max_connections reached and every connection is busy: waiting");
+    }
+    // Bounded by shutdown; each round waits for a freed slot or EVICT_RETRY.
+    loop {
+        tokio::select! {
+            p = slots.clone().acquire_owned() => return p.ok(),
+            // A busy connection may have gone idle since (keep-alive between requests).
+            _ = tokio::time::sleep(EVICT_RETRY) => { registry.evict_oldest_idle(); }
+            _ = shutdown.changed() => return None,
+        }
+    }
+}
+
+/// The per-connection service: counts the request in flight until its response body is done and,
+/// once draining, asks HTTP/1 clients to close (`Connection: close`) instead of being reset later.
+fn service<H, F>(
+    handler: H,
+    tracker: Arc<Tracker>,
+    registry: Arc<Registry>,
+    peer: SocketAddr,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<Tracked<ProxyBody>>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Tracked<ProxyBody>>, Infallible>> + Send,
+> + Clone
+where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<ProxyBody>> + Send + 'static,
+{
+    service_fn(move |req: Request<Incoming>| {
+        let http1 = req.version() < http::Version::HTTP_2;
+        let guard = tracker.start(!http1);
+        let h = handler.clone();
+        let registry = registry.clone();
+        async move {
+            let mut resp = h(req, peer).await;
+            if http1 && registry.draining() {
+                resp.headers_mut()
+                    .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok(resp.map(|b| Tracked::new(b, guard)))
+        }
+    })
+}
+
+/// Tell every connection to finish, wait for them (up to `grace`), then drop the rest.
+async fn drain(
+    registry: &Registry,
+    phase_tx: watch::Sender<Phase>,
+    phase_rx: watch::Receiver<Phase>,
+    grace: Duration,
+) {
+    registry.start_draining();
+    let _ = phase_tx.send(Phase::Draining);
+    // Every connection task holds a receiver: all dropped means all connections are done.
+    drop(phase_rx);
+    let open = registry.len();
+    tokio::select! {
+        _ = phase_tx.closed() => {
+            tracing::debug!(connections = open, "all connections drained");
+            return;
+        }
+        _ = tokio::time::sleep(grace) => {}
+    }
+    tracing::warn!(
+        connections = registry.len(),
+        "shutdown grace elapsed with connections still open: closing them"
+    );
+    let _ = phase_tx.send(Phase::Closing);
+    let _ = tokio::time::timeout(Duration::from_secs(1), phase_tx.closed()).await;
 }
