@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
@@ -25,6 +25,9 @@ use registry::{Registry, Tracked, Tracker};
 use crate::body::ProxyBody;
 use crate::config::{Config, ServerConfig};
 use crate::proxy::Proxy;
+
+/// Pending connections the kernel queues for `accept` (capped by `net.core.somaxconn`).
+const LISTEN_BACKLOG: u32 = 1024;
 
 /// While at `max_connections` with every connection busy, how often to look for one gone idle.
 const EVICT_RETRY: Duration = Duration::from_millis(50);
@@ -75,14 +78,14 @@ impl Running {
 
 /// Bind the listeners in `cfg` and start serving.
 pub async fn start(cfg: Config) -> std::io::Result<Running> {
-    let listener = TcpListener::bind(cfg.server.listen).await?;
+    let listener = bind(cfg.server.listen)?;
     let addr = listener.local_addr()?;
     let admin_listener = match &cfg.admin {
         Some(a) => {
             if a.token.is_none() {
                 tracing::warn!(listen = %a.listen, "admin API has no token: anyone who can reach it can purge");
             }
-            Some(TcpListener::bind(a.listen).await?)
+            Some(bind(a.listen)?)
         }
         None => None,
     };
@@ -120,6 +123,20 @@ pub async fn start(cfg: Config) -> std::io::Result<Running> {
         shutdown: tx,
         tasks,
     })
+}
+
+/// A listening socket with a backlog of [`LISTEN_BACKLOG`] (tokio's `bind` uses 128, which a burst
+/// of connections overflows: the kernel drops their SYNs and clients retry only after 1 s, 3 s...).
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As tokio's `bind`: a restart can rebind while old connections linger in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Accept connections on `listener` and serve them with `handler` until `shutdown` turns true,
