@@ -38,10 +38,10 @@ const INLINE: &str = "<inline>";
 pub struct ServerConfig {
     /// Address of the public listener.
     pub listen: SocketAddr,
-    /// Time a client has to send complete request headers (slowloris protection); also bounds idle keep-alive waits.
+    /// Time from accept to a complete first request head (slowloris and silent-socket protection); also bounds idle HTTP/1 keep-alive waits.
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
-    /// HTTP/2 keep-alive ping interval; an idle h2 connection that stops answering is closed.
+    /// A connection with no request in flight this long is closed (HTTP/2: GOAWAY); also the HTTP/2 ping interval.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
     /// Largest request head accepted; beyond it the client gets 431.
@@ -53,7 +53,10 @@ pub struct ServerConfig {
     /// How long shutdown waits for in-flight requests before closing connections.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
-    /// Most client connections served at once; further accepts wait.
+    /// During shutdown, how long an idle HTTP/1 keep-alive connection stays open so a request already on its way is answered (with `Connection: close`) instead of reset.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_idle_wait: Duration,
+    /// Most client connections served at once; at the limit the connection idle the longest is closed, and new ones wait only when all are busy.
     pub max_connections: usize,
     /// Value of the `Via` pseudonym this proxy adds.
     pub via: String,
@@ -75,6 +78,7 @@ impl Default for ServerConfig {
             max_header_size: ByteSize::kib(64),
             max_body_size: ByteSize::mib(16),
             shutdown_grace: Duration::from_secs(10),
+            shutdown_idle_wait: Duration::from_secs(1),
             max_connections: 10_000,
             via: "apicache".into(),
             hosts: Vec::new(),

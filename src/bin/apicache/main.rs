@@ -91,11 +91,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 return Ok(());
             }
             rt.block_on(async {
+                // Before binding: a signal that arrives once clients can connect must drain, not kill.
+                let mut signals = Signals::new()?;
                 let running = apicache::start(cfg)
                     .await
                     .with_context(|| format!("starting with {}", cli.config.display()))?;
-                running.run_until(shutdown_signal()).await;
-                Ok(())
+                serve_until_signal(running, &mut signals).await
             })
         }
     }
@@ -119,6 +120,7 @@ async fn demo(
     let cfg = apicache::Config::parse(&text).map_err(|e| {
         anyhow::anyhow!("{}", e.to_string().replace("<inline>", "config/demo.toml"))
     })?;
+    let mut signals = Signals::new()?;
     let running = apicache::start(cfg)
         .await
         .context("starting the demo proxy")?;
@@ -127,30 +129,64 @@ async fn demo(
     println!(
         "apicache demo\n  origin (Banking API): http://{origin_addr}\n  apicache:             http://{p}\n  admin API:            http://{a}\n\nTry:\n  curl -si http://{p}/accounts/A1/transactions | grep -iE '^(x-cache|cache-status|age|x-origin-requests)'   # MISS\n  curl -si http://{p}/accounts/A1/transactions | grep -iE '^(x-cache|cache-status|age|x-origin-requests)'   # HIT\n  curl -si 'http://{p}/accounts/A1/transactions?page=1' | grep -i '^x-cache'                               # HIT: page=1 is the same object\n  curl -s --compressed -o /dev/null -w '%{{size_download}} bytes br\\n' -H 'Accept-Encoding: br' http://{p}/accounts/A1/transactions\n  curl -si 'http://{p}/me?apiKey=demo-key' | grep -iE '^(x-cache|cache-status)'   # key moved to Authorization, out of the cache key\n  curl -s -X POST http://{a}/purge/account-A1                                     # purge every object tagged account-A1\n  curl -s http://{a}/metrics | grep apicache_requests_total\n\nCtrl-C stops both."
     );
-    running.run_until(shutdown_signal()).await;
+    let served = serve_until_signal(running, &mut signals).await;
     let _ = stop_tx.send(true);
     let _ = origin_task.await;
-    Ok(())
+    served
 }
 
-async fn shutdown_signal() {
+/// Serve until SIGINT or SIGTERM, then drain (up to `server.shutdown_grace`); a second signal
+/// stops without waiting for the drain (exit 1).
+async fn serve_until_signal(
+    running: apicache::Running,
+    signals: &mut Signals,
+) -> anyhow::Result<()> {
+    let name = signals.recv().await;
+    tracing::info!(
+        signal = name,
+        "shutting down: draining connections (a second signal stops at once)"
+    );
+    tokio::select! {
+        _ = running.shutdown() => Ok(()),
+        name = signals.recv() => anyhow::bail!("{name} during the drain: stopped without finishing it"),
+    }
+}
+
+/// SIGINT and SIGTERM, listened for from creation on (the default action would kill the process).
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {},
-                    _ = term.recv() => {},
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Signals {
+                term: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+                int: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    /// The next signal's name.
+    async fn recv(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => "SIGTERM",
+                _ = self.int.recv() => "SIGINT",
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
     }
 }

@@ -1,0 +1,293 @@
+//! Listeners: accept loop with a connection limit that evicts idle connections, HTTP/1.1 + h2c,
+//! per-connection deadlines ([`conn`]), the connection registry ([`registry`]), graceful shutdown.
+
+mod conn;
+mod registry;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderValue, Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+
+use conn::{Limits, Phase};
+use registry::{Registry, Tracked, Tracker};
+
+use crate::body::ProxyBody;
+use crate::config::{Config, ServerConfig};
+use crate::proxy::Proxy;
+
+/// Pending connections the kernel queues for `accept` (capped by `net.core.somaxconn`).
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// While at `max_connections` with every connection busy, how often to look for one gone idle.
+const EVICT_RETRY: Duration = Duration::from_millis(50);
+
+/// A running apicache: its addresses and the handle to stop it.
+pub struct Running {
+    /// Public listener address (useful with port 0).
+    pub addr: SocketAddr,
+    /// Admin listener address, when configured.
+    pub admin_addr: Option<SocketAddr>,
+    /// The shared proxy state.
+    pub proxy: Arc<Proxy>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// The object store (tests and tools inspect it).
+    pub fn store(&self) -> &crate::cache::Store {
+        self.proxy.store()
+    }
+
+    /// The clock stored objects are aged by; tests advance it instead of sleeping.
+    pub fn clock(&self) -> &crate::clock::Clock {
+        self.proxy.clock()
+    }
+
+    /// Wait (bounded) for background fills, encodings and purge removals to finish.
+    pub async fn settle(&self) {
+        self.proxy.settle().await;
+    }
+
+    /// Stop accepting, drain in-flight requests (up to `shutdown_grace`), and return.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// Run until `signal` resolves, then shut down gracefully.
+    pub async fn run_until(self, signal: impl Future<Output = ()>) {
+        signal.await;
+        tracing::info!("shutting down: draining in-flight requests");
+        self.shutdown().await;
+    }
+}
+
+/// Bind the listeners in `cfg` and start serving.
+pub async fn start(cfg: Config) -> std::io::Result<Running> {
+    let listener = bind(cfg.server.listen)?;
+    let addr = listener.local_addr()?;
+    let admin_listener = match &cfg.admin {
+        Some(a) => {
+            if a.token.is_none() {
+                tracing::warn!(listen = %a.listen, "admin API has no token: anyone who can reach it can purge");
+            }
+            Some(bind(a.listen)?)
+        }
+        None => None,
+    };
+    let admin_addr = admin_listener
+        .as_ref()
+        .map(|l| l.local_addr())
+        .transpose()?;
+    let server_cfg = cfg.server.clone();
+    let proxy = Arc::new(Proxy::new(cfg));
+    let (tx, rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+
+    let p = proxy.clone();
+    tasks.push(tokio::spawn(serve(
+        listener,
+        server_cfg.clone(),
+        rx.clone(),
+        move |req, peer| {
+            let p = p.clone();
+            async move { p.handle(req, peer).await }
+        },
+    )));
+    if let Some(l) = admin_listener {
+        let p = proxy.clone();
+        tasks.push(tokio::spawn(serve(l, server_cfg, rx, move |req, _peer| {
+            let p = p.clone();
+            async move { crate::admin::handle(&p, req).await }
+        })));
+    }
+    tracing::info!(%addr, admin = ?admin_addr, "apicache listening");
+    Ok(Running {
+        addr,
+        admin_addr,
+        proxy,
+        shutdown: tx,
+        tasks,
+    })
+}
+
+/// A listening socket with a backlog of [`LISTEN_BACKLOG`] (tokio's `bind` uses 128, which a burst
+/// of connections overflows: the kernel drops their SYNs and clients retry only after 1 s, 3 s...).
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As tokio's `bind`: a restart can rebind while old connections linger in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Accept connections on `listener` and serve them with `handler` until `shutdown` turns true,
+/// then drain (up to `shutdown_grace`).
+///
+/// At `max_connections`, the connection idle the longest is closed to make room; only when every
+/// connection has a request in flight does a new one wait.
+pub async fn serve<H, F>(
+    listener: TcpListener,
+    cfg: ServerConfig,
+    mut shutdown: watch::Receiver<bool>,
+    handler: H,
+) where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<ProxyBody>> + Send + 'static,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(cfg.header_read_timeout)
+        .max_buf_size(cfg.max_header_size.as_u64() as usize)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(cfg.idle_timeout)
+        .keep_alive_timeout(cfg.header_read_timeout)
+        .max_header_list_size(cfg.max_header_size.as_u64() as u32);
+    let builder = Arc::new(builder);
+    let limits = Limits {
+        header_read: cfg.header_read_timeout,
+        idle: cfg.idle_timeout,
+        drain_idle: cfg.shutdown_idle_wait,
+    };
+    let registry = Arc::new(Registry::default());
+    let (phase_tx, phase_rx) = watch::channel(Phase::Serving);
+    let slots = Arc::new(Semaphore::new(cfg.max_connections));
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let Some(permit) = slot(&slots, &registry, &mut shutdown).await else {
+            break;
+        };
+        let _ = stream.set_nodelay(true);
+        let entry = registry.add(permit);
+        let svc = service(
+            handler.clone(),
+            entry.tracker().clone(),
+            registry.clone(),
+            peer,
+        );
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), svc)
+            .into_owned();
+        tokio::spawn(conn::drive(conn, entry, limits, phase_rx.clone(), peer));
+    }
+    drop(listener);
+    drain(&registry, phase_tx, phase_rx, cfg.shutdown_grace).await;
+}
+
+/// A connection slot: free, or made free by evicting the connection idle the longest; waits
+/// while every connection is busy. None when shutdown began meanwhile.
+async fn slot(
+    slots: &Arc<Semaphore>,
+    registry: &Registry,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<OwnedSemaphorePermit> {
+    if let Ok(p) = slots.clone().try_acquire_owned() {
+        return Some(p);
+    }
+    if !registry.evict_oldest_idle() {
+        tracing::debug!("max_connections reached and every connection is busy: waiting");
+    }
+    // Bounded by shutdown; each round waits for a freed slot or EVICT_RETRY.
+    loop {
+        tokio::select! {
+            p = slots.clone().acquire_owned() => return p.ok(),
+            // A busy connection may have gone idle since (keep-alive between requests).
+            _ = tokio::time::sleep(EVICT_RETRY) => { registry.evict_oldest_idle(); }
+            _ = shutdown.changed() => return None,
+        }
+    }
+}
+
+/// The per-connection service: counts the request in flight until its response body is done and,
+/// once draining, asks HTTP/1 clients to close (`Connection: close`) instead of being reset later.
+fn service<H, F>(
+    handler: H,
+    tracker: Arc<Tracker>,
+    registry: Arc<Registry>,
+    peer: SocketAddr,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<Tracked<ProxyBody>>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Tracked<ProxyBody>>, Infallible>> + Send,
+> + Clone
+where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<ProxyBody>> + Send + 'static,
+{
+    service_fn(move |req: Request<Incoming>| {
+        let http1 = req.version() < http::Version::HTTP_2;
+        let guard = tracker.start(!http1);
+        let h = handler.clone();
+        let registry = registry.clone();
+        async move {
+            let mut resp = h(req, peer).await;
+            if http1 && registry.draining() {
+                resp.headers_mut()
+                    .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok(resp.map(|b| Tracked::new(b, guard)))
+        }
+    })
+}
+
+/// Tell every connection to finish, wait for them (up to `grace`), then drop the rest.
+async fn drain(
+    registry: &Registry,
+    phase_tx: watch::Sender<Phase>,
+    phase_rx: watch::Receiver<Phase>,
+    grace: Duration,
+) {
+    registry.start_draining();
+    let _ = phase_tx.send(Phase::Draining);
+    // Every connection task holds a receiver: all dropped means all connections are done.
+    drop(phase_rx);
+    let open = registry.len();
+    tokio::select! {
+        _ = phase_tx.closed() => {
+            tracing::debug!(connections = open, "all connections drained");
+            return;
+        }
+        _ = tokio::time::sleep(grace) => {}
+    }
+    tracing::warn!(
+        connections = registry.len(),
+        "shutdown grace elapsed with connections still open: closing them"
+    );
+    let _ = phase_tx.send(Phase::Closing);
+    let _ = tokio::time::timeout(Duration::from_secs(1), phase_tx.closed()).await;
+}
