@@ -78,6 +78,63 @@ fn check_config_cli() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `--check-config` prints a config that loads again, to the same effective config.
+#[test]
+fn check_config_output_loads_again() {
+    let exe = env!("CARGO_BIN_EXE_apicache");
+    let dir = std::env::temp_dir().join(format!("apicache-rt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let check = |file: &std::path::Path| {
+        let out = std::process::Command::new(exe)
+            .env("RT_TOKEN", "0123456789abcdef-rt")
+            .args(["--check-config", "--config"])
+            .arg(file)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The first line names the file; the rest is the effective config.
+        stdout.split_once('\n').unwrap().1.to_string()
+    };
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/apicache.toml");
+    let with_env_token = dir.join("env.toml");
+    std::fs::write(
+        &with_env_token,
+        "[server]\nhosts = [\"API.example.com\"]\ntrusted_proxies = [\"10.0.0.0/8\"]\n\
+         [origin]\nurl = \"http://127.0.0.1:9\"\n[cache]\ncredentialed = \"pass\"\n\
+         max_fill_memory = \"32MiB\"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"RT_TOKEN\"\n",
+    )
+    .unwrap();
+    for (i, file) in [example, with_env_token].iter().enumerate() {
+        let first = check(file);
+        let again = dir.join(format!("again-{i}.toml"));
+        std::fs::write(&again, &first).unwrap();
+        assert_eq!(check(&again), first, "{}", file.display());
+        assert!(
+            !first.contains("0123456789abcdef-rt"),
+            "the token was printed"
+        );
+    }
+    // An inline token is not printed; the output names the variable to set instead.
+    let inline = dir.join("inline.toml");
+    std::fs::write(
+        &inline,
+        "[origin]\nurl = \"http://127.0.0.1:9\"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"inline-secret-123456\"\n",
+    )
+    .unwrap();
+    let printed = check(&inline);
+    assert!(!printed.contains("inline-secret"), "{printed}");
+    assert!(
+        printed.contains("token_env = \"APICACHE_ADMIN_TOKEN\""),
+        "{printed}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_drains_and_exits_zero_on_sigterm() {
     let origin = Origin::start(|_| {

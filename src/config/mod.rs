@@ -489,6 +489,50 @@ mod tests {
     }
 
     #[test]
+    fn hardening_keys_are_validated_with_their_names() {
+        let base = "[origin]\nurl = \"http://a:1\"\n";
+        let rows = [
+            (
+                "[server]\nheader_read_timeout = \"0s\"\n",
+                "server.header_read_timeout",
+            ),
+            ("[server]\nidle_timeout = \"0s\"\n", "server.idle_timeout"),
+            (
+                "[server]\nmax_uri_length = \"10B\"\n",
+                "server.max_uri_length",
+            ),
+            ("[server]\nhosts = [\"a b\"]\n", "server.hosts[0]"),
+            (
+                "[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n",
+                "server.trusted_proxies[0]",
+            ),
+            (
+                "[normalize]\nstrip_request_headers = [\"a:b\"]\n",
+                "normalize.strip_request_headers[0]",
+            ),
+            (
+                "[normalize]\ntrailing_slash = \"drop\"\n",
+                "normalize.trailing_slash",
+            ),
+            ("[cache]\ncredentialed = \"maybe\"\n", "cache.credentialed"),
+            (
+                "[cache]\nmax_fill_memory = \"1MiB\"\n",
+                "cache.max_fill_memory",
+            ),
+        ];
+        for (extra, key) in rows {
+            let e = err(&format!("{base}{extra}"));
+            assert!(e.contains(key), "{extra}: {e}");
+        }
+        let c = Config::parse(&format!(
+            "{base}[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.1\"]\nhosts = [\"API.x:80\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(c.cache.fill_memory(), 64 << 20);
+        assert_eq!(c.server.hosts, ["API.x:80"]);
+    }
+
+    #[test]
     fn route_auth_mode_parses() {
         let c = Config::parse(
             "[origin]\nurl = \"http://a:1\"\n[[routes]]\npath = \"/me/{*rest}\"\nauth = \"per-credential\"\n",

@@ -146,6 +146,17 @@ impl RawConfig {
                 "must be a single token such as `api-token` or `Bearer`".into(),
             ));
         }
+        for (key, d) in [
+            (
+                "server.header_read_timeout",
+                self.server.header_read_timeout,
+            ),
+            ("server.idle_timeout", self.server.idle_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(invalid(key, "must be more than 0".into()));
+            }
+        }
         if self.server.max_uri_length.as_u64() < 256 {
             return Err(invalid(
                 "server.max_uri_length",
