@@ -121,8 +121,9 @@ impl Forwarding {
         };
         let proto = forwarded("x-forwarded-proto").unwrap_or_else(|| "http".into());
         let host = match forwarded("x-forwarded-host") {
-            // A trusted proxy's value goes to the origin as it is, so it is keyed as it is.
-            Some(h) => h,
+            // A trusted proxy's value goes to the origin as it is; a plain host[:port] is keyed
+            // normalized, anything else (a list) as it is.
+            Some(h) => normalize_host(&h, &proto).unwrap_or(h),
             None if raw.is_empty() => String::new(),
             None => normalize_host(raw, &proto).ok_or(NormalizeError::BadHost)?,
         };
