@@ -36,7 +36,10 @@ trap 'exit 143' TERM
 build_release() {
     if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
         log "cargo build --release"
-        (cd "$ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
+        # Under the shared build lock when there is one (2-core machines serialize cargo runs).
+        local lock=()
+        command -v flock >/dev/null 2>&1 && lock=(flock /tmp/cargo-build.lock)
+        (cd "$ROOT" && "${lock[@]}" cargo build --release --quiet) || die "cargo build --release failed"
     fi
     [[ -x "$BIN" ]] || die "$BIN missing"
 }
@@ -58,4 +61,15 @@ wait_http() { # url [seconds]
         ((SECONDS < deadline)) || return 1
         sleep 0.1
     done
+}
+
+# Start `apicache demo` for its sample origin on $P_ORIGIN (its own proxy and admin on $P_DEMO and
+# $P_ADMIN sit idle), logging to $TMP/demo.*, and wait until the origin answers.
+start_demo_origin() {
+    log "starting the demo origin (:$P_ORIGIN)"
+    RUST_LOG=warn "$BIN" demo \
+        --listen "127.0.0.1:$P_DEMO" --origin-listen "127.0.0.1:$P_ORIGIN" --admin-listen "127.0.0.1:$P_ADMIN" \
+        >"$TMP/demo.out" 2>"$TMP/demo.err" &
+    PIDS+=($!)
+    wait_http "http://127.0.0.1:$P_ORIGIN/blob/1024" || { cat "$TMP/demo.err" >&2; die "demo origin did not start"; }
 }

@@ -43,12 +43,7 @@ P_ORIGIN=${FREE_PORTS[1]}
 P_DEMO=${FREE_PORTS[2]}
 P_ADMIN=${FREE_PORTS[3]}
 
-log "starting the demo origin (:$P_ORIGIN)"
-RUST_LOG=warn "$BIN" demo \
-    --listen "127.0.0.1:$P_DEMO" --origin-listen "127.0.0.1:$P_ORIGIN" --admin-listen "127.0.0.1:$P_ADMIN" \
-    >"$TMP/demo.out" 2>"$TMP/demo.err" &
-PIDS+=($!)
-wait_http "http://127.0.0.1:$P_ORIGIN/blob/1024" || { cat "$TMP/demo.err" >&2; die "demo origin did not start"; }
+start_demo_origin
 
 cat >"$TMP/proxy.toml" <<EOF
 [server]
