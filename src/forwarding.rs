@@ -16,15 +16,24 @@ use crate::error::ProxyError;
 use crate::normalize::NormalizeError;
 use crate::origin;
 
-/// Forwarding fields a client outside `trusted_proxies` may not set: they are replaced.
-const FORWARDED_FIELDS: [&str; 7] = [
-    "forwarded",
+/// Forwarding fields a client outside `trusted_proxies` may not set: they are removed (and the
+/// first three set by apicache). Frameworks read all of these for the scheme, host or client.
+const FORWARDED_FIELDS: [&str; 15] = [
     "x-forwarded-for",
     "x-forwarded-host",
     "x-forwarded-proto",
+    "forwarded",
     "x-forwarded-port",
     "x-forwarded-prefix",
+    "x-forwarded-scheme",
+    "x-forwarded-ssl",
+    "x-forwarded-server",
+    "x-forwarded-protocol",
     "x-real-ip",
+    "x-host",
+    "x-original-host",
+    "front-end-https",
+    "x-url-scheme",
 ];
 
 /// The compiled `server.hosts`, `server.trusted_proxies` and `normalize.strip_request_headers`.
@@ -33,24 +42,32 @@ pub struct Forwarding {
     trusted: Vec<IpNet>,
     hosts: Vec<String>,
     strip: Vec<HeaderName>,
+    drop_underscores: bool,
     via: String,
 }
 
 /// The host and scheme a request is for, as the origin will be told.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Client {
-    /// Normalized host (lowercase, default port dropped); empty for HTTP/1.0 without Host.
+    /// Normalized host (lowercase, default port dropped); empty for HTTP/1.0 without Host. From
+    /// a trusted proxy: its `X-Forwarded-Host` list, each element normalized.
     pub host: String,
-    /// `http`, or what a trusted proxy said in `X-Forwarded-Proto`.
+    /// `http`, or what a trusted proxy said in `X-Forwarded-Proto` (`http`/`https` list).
     pub proto: String,
+    /// From a trusted proxy: a hash of the other forwarding fields it sent (the origin may build
+    /// URLs from `Forwarded`, `X-Forwarded-Prefix`, …), so they are part of the key too.
+    pub extra: Option<String>,
     /// The peer is a trusted proxy: its forwarding fields are kept and appended to.
     pub trusted: bool,
 }
 
 impl Client {
-    /// `proto://host`, the key's prefix.
+    /// `proto://host` (and the hash of other forwarding fields), the key's prefix.
     pub fn origin(&self) -> String {
-        format!("{}://{}", self.proto, self.host)
+        match &self.extra {
+            None => format!("{}://{}", self.proto, self.host),
+            Some(x) => format!("{}://{}#fwd={x}", self.proto, self.host),
+        }
     }
 }
 
@@ -91,6 +108,7 @@ impl Forwarding {
             trusted,
             hosts,
             strip,
+            drop_underscores: normalize.drop_underscore_headers,
             via: server.via.clone(),
         })
     }
@@ -111,21 +129,14 @@ impl Forwarding {
             (None, None) if head.version <= Version::HTTP_10 => "",
             (None, None) => return Err(NormalizeError::MissingHost.into()),
         };
-        let forwarded = |name: &str| {
-            trusted
-                .then(|| head.headers.get(name))
-                .flatten()
-                .and_then(|v| v.to_str().ok())
-                .map(|v| v.trim().to_ascii_lowercase())
-                .filter(|v| !v.is_empty())
-        };
-        let proto = forwarded("x-forwarded-proto").unwrap_or_else(|| "http".into());
-        let host = match forwarded("x-forwarded-host") {
-            // A trusted proxy's value goes to the origin as it is; a plain host[:port] is keyed
-            // normalized, anything else (a list) as it is.
-            Some(h) => normalize_host(&h, &proto).unwrap_or(h),
-            None if raw.is_empty() => String::new(),
-            None => normalize_host(raw, &proto).ok_or(NormalizeError::BadHost)?,
+        let (proto, host, extra) = if trusted {
+            trusted_view(&head.headers, raw)?
+        } else {
+            let host = match raw {
+                "" => String::new(),
+                raw => normalize_host(raw, "http").ok_or(NormalizeError::BadHost)?,
+            };
+            ("http".to_string(), host, None)
         };
         if !self.hosts.is_empty() && !self.hosts.contains(&host) {
             return Err(ProxyError::Misdirected);
@@ -133,20 +144,35 @@ impl Forwarding {
         Ok(Client {
             host,
             proto,
+            extra,
             trusted,
         })
     }
 
-    /// Remove the fields the origin never sees (`normalize.strip_request_headers`).
+    /// Remove the fields the origin never sees (`normalize.strip_request_headers`, and names
+    /// with `_`, which CGI-style origins read as the `-` spelling of a stripped field).
     pub fn strip(&self, h: &mut HeaderMap) {
         for n in &self.strip {
             h.remove(n);
         }
+        if self.drop_underscores && h.keys().any(|k| k.as_str().contains('_')) {
+            let doomed: Vec<HeaderName> = h
+                .keys()
+                .filter(|k| k.as_str().contains('_'))
+                .cloned()
+                .collect();
+            for n in doomed {
+                h.remove(n);
+            }
+        }
     }
 
-    /// Whether any field the origin never sees is present.
-    pub fn has_stripped(&self, h: &HeaderMap) -> bool {
+    /// Whether the origin request differs from the client's in more than the fields apicache
+    /// adds: something stripped, or forwarding fields an untrusted client sent.
+    pub fn rewrites(&self, h: &HeaderMap, who: &Client) -> bool {
         self.strip.iter().any(|n| h.contains_key(n))
+            || (self.drop_underscores && h.keys().any(|k| k.as_str().contains('_')))
+            || (!who.trusted && FORWARDED_FIELDS.iter().any(|n| h.contains_key(*n)))
     }
 
     /// Headers for the origin request, built from the client's.
@@ -162,9 +188,16 @@ impl Forwarding {
         origin::strip_hop_by_hop(&mut h);
         self.strip(&mut h);
         h.remove(header::HOST);
-        let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(prev) if who.trusted => format!("{prev}, {}", peer.ip()),
-            _ => peer.ip().to_string(),
+        // Every line of a trusted proxy's list, in order: dropping later lines would let a client
+        // choose the address the origin sees.
+        let prev: Vec<&str> = h
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let xff = match prev.is_empty() || !who.trusted {
+            true => peer.ip().to_string(),
+            false => format!("{}, {}", prev.join(", "), peer.ip()),
         };
         if !who.trusted {
             for n in FORWARDED_FIELDS {
@@ -180,7 +213,9 @@ impl Forwarding {
             }
         }
         if !h.contains_key("x-forwarded-proto") {
-            h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+            if let Ok(v) = HeaderValue::from_str(&who.proto) {
+                h.insert("x-forwarded-proto", v);
+            }
         }
         if let Some(c) = credential {
             if !h.contains_key(header::AUTHORIZATION) {
@@ -190,6 +225,64 @@ impl Forwarding {
         origin::add_via(&mut h, version, &self.via);
         h
     }
+}
+
+/// What a trusted proxy says: its `X-Forwarded-Proto` and `X-Forwarded-Host` lists (every
+/// line, each element checked and normalized) and a hash of its other forwarding fields. A value
+/// that is not a list of schemes or hosts is a 400: keyed as it is, `a.example/x` would collide
+/// with another URL's key.
+fn trusted_view(
+    h: &HeaderMap,
+    raw_host: &str,
+) -> Result<(String, String, Option<String>), ProxyError> {
+    let list = |name: &str| -> Result<Vec<String>, ProxyError> {
+        let mut out = Vec::new();
+        for v in h.get_all(name) {
+            let s = v.to_str().map_err(|_| NormalizeError::BadHost)?;
+            out.extend(
+                s.split(',')
+                    .map(|e| e.trim().to_ascii_lowercase())
+                    .filter(|e| !e.is_empty()),
+            );
+        }
+        Ok(out)
+    };
+    let protos = list("x-forwarded-proto")?;
+    if protos.iter().any(|p| p != "http" && p != "https") {
+        return Err(NormalizeError::BadHost.into());
+    }
+    let first = protos.first().map_or("http", String::as_str);
+    let mut hosts = Vec::new();
+    for e in list("x-forwarded-host")? {
+        hosts.push(normalize_host(&e, first).ok_or(NormalizeError::BadHost)?);
+    }
+    if hosts.is_empty() && !raw_host.is_empty() {
+        hosts.push(normalize_host(raw_host, first).ok_or(NormalizeError::BadHost)?);
+    }
+    let proto = if protos.is_empty() {
+        "http".to_string()
+    } else {
+        protos.join(",")
+    };
+    let mut hasher: Option<sha2::Sha256> = None;
+    for name in &FORWARDED_FIELDS[3..] {
+        for v in h.get_all(*name) {
+            use sha2::Digest;
+            let d = hasher.get_or_insert_with(sha2::Sha256::new);
+            d.update(name.as_bytes());
+            d.update(b":");
+            d.update(v.as_bytes());
+            d.update(b"\n");
+        }
+    }
+    let extra = hasher.map(|d| {
+        use sha2::Digest;
+        d.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    });
+    Ok((proto, hosts.join(","), extra))
 }
 
 /// A Host value, normalized: lowercase, default port for `proto` dropped; `None` if it is not a

@@ -187,20 +187,30 @@ pub fn cache_key(origin: &str, path_and_query: &str, credential: Option<&HeaderV
     }
 }
 
-/// The path `[[routes]]` are matched against: `;parameters` dropped from every segment (many
-/// origins ignore them, so `/me;x=1` is `/me`), and lowercased when `case_insensitive`.
+/// The loose reading of a normalized path that `[[routes]]` are also matched against, the way
+/// lenient origins read it: `%2F`, `%5C` and `\\` as `/`, `;parameters` dropped from every
+/// segment, slashes merged, dot segments removed (after the `;` went, so `/x/..;/me` is `/me`),
+/// and lowercased when `case_insensitive`.
 pub fn route_path(path: &str, case_insensitive: bool) -> std::borrow::Cow<'_, str> {
     let lower = case_insensitive && path.bytes().any(|b| b.is_ascii_uppercase());
-    if !lower && !path.contains(';') {
+    let loose = path.contains([';', '\\', '%']) || path.contains("//") || path.contains("/.");
+    if !lower && !loose {
         return std::borrow::Cow::Borrowed(path);
     }
-    let mut out = String::with_capacity(path.len());
-    for (i, seg) in path.split('/').enumerate() {
+    let mut p = path.replace('\\', "/");
+    for esc in ["%2F", "%2f", "%5C", "%5c"] {
+        if p.contains(esc) {
+            p = p.replace(esc, "/");
+        }
+    }
+    let mut out = String::with_capacity(p.len());
+    for (i, seg) in p.split('/').enumerate() {
         if i > 0 {
             out.push('/');
         }
         out.push_str(seg.split(';').next().unwrap_or(""));
     }
+    let mut out = remove_dot_segments(&merge_slashes(&out));
     if case_insensitive {
         out.make_ascii_lowercase();
     }
@@ -470,6 +480,11 @@ mod tests {
             ("/me;x=1", false, "/me"),
             ("/a;v=1/b;c/", true, "/a/b/"),
             ("/%7e", true, "/%7e"),
+            ("/public/..;/me", false, "/me"),
+            ("/x%2F..%2Fme", false, "/me"),
+            ("/a%5Cme", false, "/a/me"),
+            ("/a\\me", false, "/a/me"),
+            ("//me//", false, "/me/"),
         ];
         for (path, ci, want) in rows {
             assert_eq!(route_path(path, ci), want, "{path}");

@@ -124,6 +124,60 @@ async fn forwarding_fields_are_believed_only_from_trusted_proxies() {
     let (_, h, b) = get_with(&p, "/p", &[("host", "api.example")]).await;
     assert_eq!(field(&text(&b), "proto"), "http");
     assert_eq!(hdr(&h, "x-cache"), "MISS");
+    // A value that is not a host would make a key that collides with another URL's.
+    for bad in [
+        ("x-forwarded-host", "api.example/foo"),
+        ("x-forwarded-proto", "gopher"),
+    ] {
+        let (s, _, _) = get_with(&p, "/bar", &[("host", "api.example"), bad]).await;
+        assert_eq!(s, 400, "{bad:?}");
+    }
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_cannot_hide_a_field_the_origin_varies_on() {
+    let origin = Origin::start(|s: &Seen| {
+        Reply::ok(format!("for {}", s.header("authorization")))
+            .header("cache-control", "public, max-age=60")
+            .header("vary", "Authorization")
+    })
+    .await;
+    let p = proxy(&origin).await;
+    let (_, _, b) = get_with(
+        &p,
+        "/v",
+        &[
+            ("authorization", "Bearer mallory"),
+            ("connection", "authorization"),
+        ],
+    )
+    .await;
+    assert_eq!(text(&b), "for Bearer mallory");
+    let (_, _, b) = get(&p, "/v").await;
+    assert_eq!(text(&b), "for ", "an anonymous client got mallory's answer");
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn underscore_spellings_never_reach_the_origin() {
+    let origin = echo_origin().await;
+    let p = proxy(&origin).await;
+    get_with(
+        &p,
+        "/u",
+        &[
+            ("x_http_method_override", "DELETE"),
+            ("x_forwarded_host", "evil"),
+        ],
+    )
+    .await;
+    let seen = origin.last();
+    assert!(
+        seen.headers.keys().all(|k| !k.as_str().contains('_')),
+        "{:?}",
+        seen.headers
+    );
     p.shutdown().await;
 }
 
@@ -204,13 +258,23 @@ async fn per_credential_routes_hold_under_path_variants() {
     let origin = me_origin().await;
     let p = ProxyBuilder::new(&origin)
         .route(r#"path = "/me", auth = "per-credential""#)
+        .route(r#"path = "/public/{*rest}""#)
         .config(|c| {
             c.normalize.case_insensitive_paths = true;
             c.normalize.trailing_slash = TrailingSlash::Strip;
         })
         .start()
         .await;
-    for path in ["/me", "//me", "/ME", "/Me", "/me/", "/me;x=1"] {
+    for path in [
+        "/me",
+        "//me",
+        "/ME",
+        "/Me",
+        "/me/",
+        "/me;x=1",
+        "/public/..;/me",
+        "/x%2F..%2Fme",
+    ] {
         let (_, _, b) = get_with(&p, path, &[("authorization", "Bearer alice")]).await;
         assert_eq!(text(&b), "me=Bearer alice", "{path}");
         let (_, _, b) = get_with(&p, path, &[("authorization", "Bearer bob")]).await;

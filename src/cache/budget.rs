@@ -45,6 +45,15 @@ impl FillBudget {
 }
 
 impl Reservation {
+    /// A new, empty reservation on the same budget.
+    pub fn empty(&self) -> Reservation {
+        Reservation {
+            used: self.used.clone(),
+            max: self.max,
+            held: 0,
+        }
+    }
+
     /// Reserve `bytes` more, or nothing and `false` when the budget would be exceeded.
     pub fn grow(&mut self, bytes: usize) -> bool {
         let ok = self

@@ -302,6 +302,11 @@ impl Store {
             }
             return n;
         }
+        // Kill first: an insert racing this may carry older variants of its key along, and a
+        // dead variant is never carried nor served.
+        for (_, entry) in self.cache.iter() {
+            entry.objects.iter().for_each(|o| o.kill());
+        }
         self.cache.run_pending_tasks().await;
         let n = self.cache.entry_count() as usize;
         // Clear first: an insert racing in after this keeps its fresh links, and the listener's

@@ -225,6 +225,9 @@ pub struct NormalizeConfig {
     pub auth_scheme: String,
     /// Request fields never forwarded: they let a GET act as another method or resource.
     pub strip_request_headers: Vec<String>,
+    /// Never forward request fields with `_` in the name (CGI-style origins read `X_Forwarded_Host`
+    /// as `X-Forwarded-Host`), as nginx does by default.
+    pub drop_underscore_headers: bool,
     /// `//a///b` is `/a/b`.
     pub merge_slashes: bool,
     /// Whether `/a/` is `/a`.
@@ -252,6 +255,7 @@ impl Default for NormalizeConfig {
             ]
             .map(String::from)
             .to_vec(),
+            drop_underscore_headers: true,
             merge_slashes: true,
             trailing_slash: TrailingSlash::Keep,
             case_insensitive_paths: false,

@@ -12,7 +12,6 @@ use crate::config::Credentialed;
 use crate::error::ProxyError;
 use crate::forwarding::{Client, Forwarding};
 use crate::normalize::{self, NormalizeError, Normalized};
-use crate::origin;
 use crate::rfc::cache_status::Detail;
 use crate::rfc::directives::Directives;
 use crate::routes::Matched;
@@ -60,8 +59,10 @@ impl<'a> Ctx<'a> {
             (Some(a), None) => Some(a.clone()),
             _ => norm.credential.clone(),
         };
-        let route_path = normalize::route_path(norm.path(), cfg.normalize.case_insensitive_paths);
-        let route = cfg.routes.at(&route_path);
+        let route = match normalize::route_path(norm.path(), cfg.normalize.case_insensitive_paths) {
+            Cow::Borrowed(_) => cfg.routes.at(norm.path()),
+            Cow::Owned(loose) => stricter(cfg.routes.at(norm.path()), cfg.routes.at(&loose)),
+        };
         let mut per_credential = route.policy.per_credential;
         let mut bypass = (!route.cache).then_some(Detail::Route);
         if route.id.is_none() && credential.is_some() {
@@ -71,10 +72,18 @@ impl<'a> Ctx<'a> {
                 Credentialed::Pass => bypass = Some(Detail::Credentialed),
             }
         }
+        let vary = vary_headers(
+            &head.headers,
+            head,
+            peer,
+            &client,
+            credential.as_ref(),
+            &cfg.forwarding,
+        );
         let mut ctx = Ctx {
             head,
             peer,
-            vary: vary_headers(&head.headers, &norm, &cfg.forwarding),
+            vary,
             client,
             norm,
             credential,
@@ -118,23 +127,40 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// The request headers as the origin sees them, for Vary matching: hop-by-hop and stripped
-/// fields removed and a moved API key present as `Authorization`. Borrowed when nothing changes
-/// (the common case).
-fn vary_headers<'a>(h: &'a HeaderMap, norm: &Normalized, fwd: &Forwarding) -> Cow<'a, HeaderMap> {
-    let moved = norm.credential.is_some() && !h.contains_key(header::AUTHORIZATION);
+/// The route for a path read strictly and loosely: the loose reading's when the strict one
+/// matches nothing, or when it is stricter (no caching over per-credential over shared): a path
+/// variant the origin may read as a protected path gets that path's policy.
+fn stricter(strict: Matched, loose: Matched) -> Matched {
+    let rank = |m: &Matched| match (m.cache, m.policy.per_credential) {
+        (false, _) => 2,
+        (true, true) => 1,
+        _ => 0,
+    };
+    if strict.id.is_none() || rank(&loose) > rank(&strict) {
+        loose
+    } else {
+        strict
+    }
+}
+
+/// The request headers as the origin sees them, for Vary matching. Borrowed when the origin gets
+/// the client's fields unchanged (the common case); otherwise exactly the origin request's
+/// fields, so a field the origin varies on can never differ between the key and the origin.
+fn vary_headers<'a>(
+    h: &'a HeaderMap,
+    head: &Parts,
+    peer: SocketAddr,
+    who: &Client,
+    credential: Option<&HeaderValue>,
+    fwd: &Forwarding,
+) -> Cow<'a, HeaderMap> {
+    let moved = credential.is_some() && !h.contains_key(header::AUTHORIZATION);
     if !moved
         && !h.contains_key(header::CONNECTION)
         && !h.contains_key(header::TE)
-        && !fwd.has_stripped(h)
+        && !fwd.rewrites(h, who)
     {
         return Cow::Borrowed(h);
     }
-    let mut eff = h.clone();
-    origin::strip_hop_by_hop(&mut eff);
-    fwd.strip(&mut eff);
-    if let (true, Some(c)) = (moved, &norm.credential) {
-        eff.insert(header::AUTHORIZATION, c.clone());
-    }
-    Cow::Owned(eff)
+    Cow::Owned(fwd.headers(h, who, head.version, peer, credential))
 }

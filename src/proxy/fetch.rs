@@ -103,8 +103,10 @@ impl Proxy {
         if let Some(current) = self.refreshed_meanwhile(&job, stale.as_ref()).await {
             return Fetched::done(Summary::Stored(current, true));
         }
-        // Taken before the origin is asked: a purge after this point wins over what it answers.
+        // Taken before the origin is asked: a purge after this point wins over what it answers,
+        // and one before it has killed the stale object (whose body a 304 must not revive).
         let ticket = self.store.purge_ticket();
+        let stale = stale.filter(|o| !o.is_dead());
         let request_time = SystemTime::now();
         let sent = self.send_conditional(&job, stale.as_deref()).await;
         let response_time = SystemTime::now();
@@ -357,19 +359,23 @@ async fn read_limited(
     let mut chunks: Vec<Bytes> = Vec::new();
     let mut too_big = declared.is_some_and(|n| n > limit);
     let mut over_budget = !too_big && declared.is_some_and(|n| !budget.grow(n));
-    let mut buf = BytesMut::with_capacity(if over_budget {
+    let mut reserved = if over_budget {
         0
     } else {
         declared.unwrap_or(0)
-    });
+    };
+    let mut buf = BytesMut::with_capacity(reserved);
     while !too_big && !over_budget {
         let Some(frame) = body.frame().await else {
             break;
         };
         let frame = frame.map_err(|_| ProxyError::Origin)?;
         if let Ok(data) = frame.into_data() {
-            too_big = buf.len() + data.len() > limit;
-            over_budget = !too_big && declared.is_none() && !budget.grow(data.len());
+            let need = buf.len() + data.len();
+            too_big = need > limit;
+            // Beyond what was reserved (a lying Content-Length, or none): reserve the difference.
+            over_budget = !too_big && need > reserved && !budget.grow(need - reserved);
+            reserved = reserved.max(need);
             if too_big || over_budget {
                 chunks.push(buf.split().freeze());
                 chunks.push(data);
@@ -381,7 +387,13 @@ async fn read_limited(
     if too_big || over_budget {
         let head =
             futures_util::stream::iter(chunks.into_iter().map(|c| Ok(http_body::Frame::data(c))));
-        let stream = StreamBody::new(futures_util::StreamExt::chain(head, BodyStream::new(body)));
+        // The prefix already read stays reserved until the client has taken the whole stream.
+        let held = std::mem::replace(budget, budget.empty());
+        let rest = futures_util::StreamExt::map(BodyStream::new(body), move |f| {
+            let _held = &held;
+            f
+        });
+        let stream = StreamBody::new(futures_util::StreamExt::chain(head, rest));
         let rest = ProxyBody::stream(stream);
         return Ok(if too_big {
             Read::TooLarge(rest)

@@ -150,6 +150,7 @@ mod tests {
         let client = Client {
             host: "api.example:8080".into(),
             proto: "http".into(),
+            extra: None,
             trusted: false,
         };
         let rows = [
