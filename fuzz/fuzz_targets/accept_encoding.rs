@@ -76,8 +76,7 @@ fn oracle_q(lines: &[&str], c: Coding) -> u16 {
         let token = parts.next().unwrap_or("").trim();
         let weight = parts
             .filter_map(|p| p.split_once('='))
-            .filter(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
-            .last()
+            .rfind(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
             .map_or(1000, |(_, v)| qvalue(v.trim()).unwrap_or(0));
         let slot = if token == "*" {
             &mut star
