@@ -24,7 +24,7 @@ fn segment() -> impl Strategy<Value = String> {
         1 => Just(String::new()),
         2 => prop::sample::select(vec![
             "%41", "%61", "%2e", "%2E", "%2e%2E", "%7e", "%7E", "%2f", "%2F", "%20", "%5f", "%c3%a9",
-            "%3F", "%26", "\u{e9}", "a%2eb",
+            "%3F", "%26", "%25", "%2541", "\u{e9}", "a%2eb",
         ])
         .prop_map(String::from),
     ]
@@ -66,6 +66,7 @@ fn param() -> impl Strategy<Value = Param> {
             1 => Just("b,a,,b".to_string()),
             1 => Just("x%2Cy".to_string()),
             1 => Just("%7e%2f=%3d".to_string()),
+            1 => Just("100%25".to_string()),
         ],
     );
     let key_name =
