@@ -38,10 +38,13 @@ fuzz_target!(|input: (&str, &[u8])| {
     let params = template_params(template);
     let values: Vec<(&str, &str)> = params.iter().map(|p| (p.as_str(), "v")).collect();
     let rendered = render_template(template, values.iter().copied());
-    for p in &params {
-        assert!(
-            !rendered.contains(&format!("{{{p}}}")) || p.contains('{'),
-            "{p:?} in {rendered:?}"
-        );
+    // Braces around a placeholder can spell another: "{v}{{}}" renders as "v{v}".
+    if !template.contains("{{") && !params.iter().any(|p| p.contains('{')) {
+        for p in &params {
+            assert!(
+                !rendered.contains(&format!("{{{p}}}")),
+                "{p:?} in {rendered:?}"
+            );
+        }
     }
 });
