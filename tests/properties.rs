@@ -1,0 +1,322 @@
+//! Property tests for the pure request-parsing code: normalization, moved API keys, ETag lists
+//! and Accept-Encoding negotiation. The libFuzzer targets in `fuzz/` cover the same code with
+//! unstructured input; these run in every `cargo test` and stay fast (a few hundred cases each).
+
+use apicache::config::NormalizeConfig;
+use apicache::normalize::{cache_key, credential_hash, Normalizer};
+use apicache::rfc::coding::{accepts, negotiate, Coding};
+use apicache::rfc::conditional::{evaluate_range, none_match, weaken, RangeOutcome};
+use http::{header, HeaderMap, HeaderValue};
+use proptest::prelude::*;
+
+fn config() -> ProptestConfig {
+    ProptestConfig::with_cases(512)
+}
+
+// ---- request targets ----------------------------------------------------------------------
+
+/// One path segment. Nothing here can produce a `K`, which only API key values contain.
+fn segment() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => "[a-j0-9]{1,4}",
+        1 => Just(".".to_string()),
+        1 => Just("..".to_string()),
+        1 => Just(String::new()),
+        2 => prop::sample::select(vec![
+            "%41", "%61", "%2e", "%2E", "%2e%2E", "%7e", "%7E", "%2f", "%2F", "%20", "%5f", "%c3%a9",
+            "%3F", "%26", "%25", "%2541", "\u{e9}", "a%2eb",
+        ])
+        .prop_map(String::from),
+    ]
+}
+
+fn path() -> impl Strategy<Value = String> {
+    prop::collection::vec(segment(), 0..6).prop_map(|segs| {
+        segs.iter().fold(String::new(), |mut p, s| {
+            p.push('/');
+            p.push_str(s);
+            p
+        })
+    })
+}
+
+/// A query parameter: ordinary, one the default config drops or rewrites, or an API key.
+#[derive(Debug, Clone)]
+enum Param {
+    Plain(String, Option<String>),
+    Key(&'static str, String),
+}
+
+fn param() -> impl Strategy<Value = Param> {
+    let name = prop_oneof![
+        4 => "[a-d]{1,2}",
+        1 => Just("page".to_string()),
+        1 => "utm_[a-c]{1,2}",
+        1 => Just("fields".to_string()),
+        1 => Just("%61".to_string()),
+        1 => Just("pa%67e".to_string()),
+        1 => Just(String::new()),
+    ];
+    let value = prop::option::weighted(
+        0.85,
+        prop_oneof![
+            3 => "[a-j0-9]{0,3}",
+            2 => Just("1".to_string()),
+            1 => Just("%31".to_string()),
+            1 => Just("b,a,,b".to_string()),
+            1 => Just("x%2Cy".to_string()),
+            1 => Just("%7e%2f=%3d".to_string()),
+            1 => Just("100%25".to_string()),
+        ],
+    );
+    let key_name =
+        prop::sample::select(vec!["apiKey", "api_key", "APIKEY", "Api_Key", "api%5Fkey"]);
+    prop_oneof![
+        5 => (name, value).prop_map(|(n, v)| Param::Plain(n, v)),
+        1 => (key_name, "K[L-Z]{7,12}").prop_map(|(n, s)| Param::Key(n, s)),
+    ]
+}
+
+fn render(path: &str, params: &[Param], keep_keys: bool) -> String {
+    let mut t = path.to_string();
+    let mut first = true;
+    for p in params {
+        let piece = match p {
+            Param::Plain(n, None) => n.clone(),
+            Param::Plain(n, Some(v)) => format!("{n}={v}"),
+            Param::Key(n, s) if keep_keys => format!("{n}={s}"),
+            Param::Key(..) => continue,
+        };
+        t.push(if first { '?' } else { '&' });
+        t.push_str(&piece);
+        first = false;
+    }
+    t
+}
+
+fn normalizers() -> [(NormalizeConfig, Normalizer); 2] {
+    let with_lists = NormalizeConfig {
+        list_params: vec!["fields".into()],
+        ..NormalizeConfig::default()
+    };
+    [NormalizeConfig::default(), with_lists].map(|c| {
+        let n = Normalizer::new(&c);
+        (c, n)
+    })
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn normalization_is_idempotent(path in path(), params in prop::collection::vec(param(), 0..8)) {
+        let target = render(&path, &params, true);
+        for (_, n) in normalizers() {
+            let once = n.normalize(&target).expect("generated targets are well-formed");
+            let twice = n.normalize(&once.path_and_query).expect("normalized output is well-formed");
+            prop_assert_eq!(&twice.path_and_query, &once.path_and_query, "target {}", target);
+            prop_assert_eq!(twice.path(), once.path());
+            prop_assert!(twice.credential.is_none());
+            prop_assert!(once.path_and_query.starts_with('/'));
+        }
+    }
+
+    #[test]
+    fn moved_api_key_never_reaches_key_or_origin(
+        path in path(),
+        params in prop::collection::vec(param(), 0..8),
+        secret in "K[L-Z]{7,12}",
+        at in any::<prop::sample::Index>(),
+    ) {
+        // At least one key, somewhere among the other parameters.
+        let mut params = params;
+        let at = at.index(params.len() + 1);
+        params.insert(at, Param::Key("apiKey", secret));
+        let first_secret = params.iter().find_map(|p| match p {
+            Param::Key(_, s) => Some(s.clone()),
+            Param::Plain(..) => None,
+        }).expect("one key was inserted");
+        let target = render(&path, &params, true);
+        let keyless = render(&path, &params, false);
+        for (cfg, n) in normalizers() {
+            let with = n.normalize(&target).expect("well-formed");
+            let without = n.normalize(&keyless).expect("well-formed");
+            let cred = with.credential.as_ref().expect("a moved key is the credential");
+            let want = format!("{} {first_secret}", cfg.auth_scheme);
+            prop_assert_eq!(cred.as_bytes(), want.as_bytes());
+            prop_assert_eq!(&with.path_and_query, &without.path_and_query, "target {}", target);
+            let key = cache_key(&with.path_and_query, Some(cred));
+            prop_assert_eq!(&key, &format!("GET {} #cred={}", with.path_and_query, credential_hash(cred)));
+            for p in &params {
+                if let Param::Key(_, s) = p {
+                    prop_assert!(!with.path_and_query.contains(s.as_str()), "{} in {}", s, with.path_and_query);
+                    prop_assert!(!key.contains(s.as_str()), "{} in {}", s, key);
+                }
+            }
+        }
+    }
+}
+
+// ---- ETag lists ---------------------------------------------------------------------------
+
+/// Bytes a header value may hold, biased towards the characters ETag lists are made of.
+fn header_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        2 => r#"[W/"*, \ta-c!#~-]{0,24}"#,
+        1 => "[ -~\t]{0,24}",
+        1 => "[ -~\u{80}-\u{ff}]{0,12}",
+    ]
+}
+
+fn hv(s: &str) -> HeaderValue {
+    // Header values are bytes; chars U+0080..=U+00FF stand for one obs-text byte each.
+    let bytes: Vec<u8> = s.chars().map(|c| c as u32 as u8).collect();
+    HeaderValue::from_bytes(&bytes).expect("generated text is header-safe")
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn etag_lists_never_panic_and_match_their_own_tags(
+        lines in prop::collection::vec(header_text(), 0..4),
+        current in header_text(),
+        opaque in "[!#-~]{0,10}",
+        weak in any::<bool>(),
+        at in any::<prop::sample::Index>(),
+        len in any::<u64>(),
+    ) {
+        let mut values: Vec<HeaderValue> = lines.iter().map(|l| hv(l)).collect();
+        let matched = none_match(values.iter(), &[current.as_str()]);
+        prop_assert!(!none_match(values.iter(), &[]), "nothing to match, nothing matches");
+
+        // A well-formed tag added to the list (as its own line) always matches, weakly too.
+        let tag = format!("{}\"{opaque}\"", if weak { "W/" } else { "" });
+        let at = at.index(values.len() + 1);
+        values.insert(at, hv(&tag));
+        prop_assert!(none_match(values.iter(), &[&tag]));
+        prop_assert!(none_match(values.iter(), &[weaken(&tag).as_str()]));
+        prop_assert!(none_match(values.iter(), &[current.as_str(), &tag]));
+        if matched {
+            prop_assert!(none_match(values.iter(), &[current.as_str()]), "adding a line never unmatches");
+        }
+
+        // The same text as Range / If-Range: an answer is always inside the representation.
+        let range = hv(lines.first().map_or("bytes=0-", |s| s.as_str()));
+        if let RangeOutcome::Partial { start, end } =
+            evaluate_range(&range, values.get(1), len, Some(&tag), None)
+        {
+            prop_assert!(start <= end && end < len, "{}-{} of {}", start, end, len);
+        }
+    }
+}
+
+// ---- Accept-Encoding ----------------------------------------------------------------------
+
+/// How an entry spells its weight; `Some(q)` is the thousandths it means, `None` a bad qvalue.
+fn weight() -> impl Strategy<Value = (String, Option<u16>)> {
+    prop_oneof![
+        3 => Just((String::new(), Some(1000))),
+        3 => (0u16..=1000).prop_map(|t| {
+            let text = if t == 1000 { "1".to_string() } else { format!("0.{t:03}") };
+            (format!(";q={text}"), Some(t))
+        }),
+        1 => Just((";q=0".to_string(), Some(0))),
+        1 => Just((" ; Q=1.000".to_string(), Some(1000))),
+        1 => Just((";q=0.5".to_string(), Some(500))),
+        1 => Just((";level=1;q=0.25".to_string(), Some(250))),
+        1 => prop::sample::select(vec![";q=2", ";q=1.5", ";q=abc", ";q=", ";q=0.1234", ";q=.5"])
+            .prop_map(|s| (s.to_string(), None)),
+    ]
+}
+
+fn entry() -> impl Strategy<Value = (&'static str, String, Option<u16>)> {
+    let token = prop::sample::select(vec![
+        "gzip", "GZIP", "x-gzip", "br", "Br", "identity", "*", "deflate", "zstd", "compress",
+    ]);
+    (token, weight()).prop_map(|(t, (w, q))| (t, w, q))
+}
+
+fn names(token: &str) -> Option<Coding> {
+    match token.to_ascii_lowercase().as_str() {
+        "gzip" | "x-gzip" => Some(Coding::Gzip),
+        "br" => Some(Coding::Br),
+        "identity" => Some(Coding::Identity),
+        _ => None,
+    }
+}
+
+/// RFC 9110 §12.5.3 from the generated structure: the best explicit weight, else `*`'s, else
+/// identity is implicitly acceptable (below any explicit weight) and the rest are not.
+fn expected_q(entries: &[(&str, String, Option<u16>)], c: Coding) -> u16 {
+    let best = |pick: &dyn Fn(&str) -> bool| {
+        entries
+            .iter()
+            .filter(|(t, ..)| pick(t))
+            .map(|(_, _, q)| q.unwrap_or(0))
+            .max()
+    };
+    match (best(&|t| names(t) == Some(c)), best(&|t| t == "*")) {
+        (Some(q), _) | (None, Some(q)) => q,
+        (None, None) if c == Coding::Identity => 1,
+        (None, None) => 0,
+    }
+}
+
+fn rank(c: Coding) -> u8 {
+    match c {
+        Coding::Identity => 0,
+        Coding::Gzip => 1,
+        Coding::Br => 2,
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn negotiate_picks_an_acceptable_coding(
+        entries in prop::collection::vec(entry(), 0..6),
+        lines in 1usize..4,
+        gzip in any::<bool>(),
+        br in any::<bool>(),
+    ) {
+        let available: Vec<Coding> = [(gzip, Coding::Gzip), (br, Coding::Br)]
+            .into_iter()
+            .filter_map(|(on, c)| on.then_some(c))
+            .collect();
+        // Entries dealt round-robin over `lines` header lines: one list however it is split.
+        let mut text = vec![String::new(); lines];
+        for (i, (t, w, _)) in entries.iter().enumerate() {
+            let line = &mut text[i % lines];
+            if !line.is_empty() {
+                line.push_str(", ");
+            }
+            line.push_str(t);
+            line.push_str(w);
+        }
+        let values: Vec<HeaderValue> = text.iter().map(|l| hv(l)).collect();
+        let chosen = negotiate(values.iter(), &available);
+
+        let q = |c: Coding| expected_q(&entries, c);
+        let want = available
+            .iter()
+            .copied()
+            .chain([Coding::Identity])
+            .filter(|&c| q(c) > 0)
+            .max_by_key(|&c| (q(c), rank(c)))
+            .unwrap_or(Coding::Identity);
+        prop_assert_eq!(chosen, want, "Accept-Encoding {:?} with {:?}", text, available);
+        prop_assert!(chosen == Coding::Identity || (available.contains(&chosen) && q(chosen) > 0));
+
+        let mut req = HeaderMap::new();
+        for v in &values {
+            req.append(header::ACCEPT_ENCODING, v.clone());
+        }
+        for c in [Coding::Gzip, Coding::Br] {
+            // `accepts` is "picked over identity": a client that prefers identity says no.
+            let want = q(c) > 0 && q(c) >= q(Coding::Identity);
+            prop_assert_eq!(accepts(&req, c), want, "{:?} accepts {:?}", text, c);
+        }
+    }
+}
