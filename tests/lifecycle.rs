@@ -106,7 +106,7 @@ fn check_config_output_loads_again() {
         &with_env_token,
         "[server]\nhosts = [\"API.example.com\"]\ntrusted_proxies = [\"10.0.0.0/8\"]\n\
          [origin]\nurl = \"http://127.0.0.1:9\"\n[cache]\ncredentialed = \"pass\"\n\
-         max_fill_memory = \"32MiB\"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"RT_TOKEN\"\n",
+         max_fill_memory = \"32MiB\"\nmax_object_size = \"1500B\"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"RT_TOKEN\"\n",
     )
     .unwrap();
     for (i, file) in [example, with_env_token].iter().enumerate() {

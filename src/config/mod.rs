@@ -379,9 +379,20 @@ pub struct Config {
     pub forwarding: crate::forwarding::Forwarding,
 }
 
-/// Sizes print in binary units (`256.0 MiB`), as they are usually written in the file.
+/// Sizes print in binary units (`256MiB`), as they are usually written in the file, exactly.
 fn binary_size<S: serde::Serializer>(v: &ByteSize, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&v.to_string_as(true))
+    s.serialize_str(&exact_size(v.as_u64()))
+}
+
+/// A size in the largest binary unit that holds it exactly (`256MiB`, `1500B`), so a printed
+/// config reads back to the same bytes.
+fn exact_size(bytes: u64) -> String {
+    for (unit, shift) in [("GiB", 30), ("MiB", 20), ("KiB", 10)] {
+        if bytes != 0 && bytes % (1 << shift) == 0 {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    format!("{bytes}B")
 }
 
 fn optional_binary_size<S: serde::Serializer>(
@@ -447,7 +458,19 @@ mod tests {
     fn effective_config_round_trips() {
         let c = Config::parse(include_str!("../../config/apicache.toml")).unwrap();
         let text = toml::to_string(&c).unwrap();
-        assert!(text.contains("max_size = \"256.0 MiB\""), "{text}");
+        assert!(text.contains("max_size = \"256MiB\""), "{text}");
+        let rows = [
+            (1500, "1500B"),
+            (1536, "1536B"),
+            (3072, "3KiB"),
+            (0, "0B"),
+            (8 << 30, "8GiB"),
+        ];
+        for (bytes, printed) in rows {
+            assert_eq!(exact_size(bytes), printed);
+            let back: ByteSize = printed.parse().unwrap();
+            assert_eq!(back.as_u64(), bytes, "{printed}");
+        }
         let again = Config::parse(&text).unwrap();
         assert_eq!(again.cache.max_size, c.cache.max_size);
         assert_eq!(again.routes.len(), c.routes.len());
