@@ -388,7 +388,7 @@ fn binary_size<S: serde::Serializer>(v: &ByteSize, s: S) -> Result<S::Ok, S::Err
 /// config reads back to the same bytes.
 fn exact_size(bytes: u64) -> String {
     for (unit, shift) in [("GiB", 30), ("MiB", 20), ("KiB", 10)] {
-        if bytes != 0 && bytes % (1 << shift) == 0 {
+        if bytes != 0 && bytes.is_multiple_of(1 << shift) {
             return format!("{}{unit}", bytes >> shift);
         }
     }
