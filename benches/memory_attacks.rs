@@ -6,7 +6,7 @@
 //! | 1  | 100,000 distinct cacheable URLs, each tagged with 50 distinct surrogate keys, small bodies |
 //! | 2d | 10,000 distinct cacheable 30 KB URLs, default `server.max_uri_length` (expect 414s) |
 //! | 2  | the same with `max_uri_length = "64KiB"`, `max_header_size = "128KiB"` (accepted, cached) |
-//! | 3  | 10,000 requests to one cacheable `Vary: User-Agent` URL, each a distinct 30 KB User-Agent |
+//! | 3  | 10,000 requests to one cacheable `Vary: User-Agent` URL, each a distinct 30 KB User-Agent (the default `max_header_size`, 64 KiB, accepts them) |
 //! | 4d | 10,000 distinct 30 KB URLs answered `no-store`, default `max_uri_length` (expect 414s) |
 //! | 4  | the same, accepted: every answer marks a hit-for-pass key |
 //! | 5  | 200 concurrent cold fills of 200 distinct 4 MiB cacheable JSON bodies (Content-Length), headers delayed 200 ms so they overlap |
@@ -18,19 +18,22 @@
 //! proxy's alone, and VmHWM is the workload's own peak) in front of an origin in this process.
 //! Max size 32 MiB, except 5 and 5c: 64 MiB with `max_object_size = "8MiB"` (fill budget
 //! 16 MiB). After the workload the bench waits `SETTLE_MS`, reads `/stats` (which runs moka's
-//! pending evictions), then reads VmRSS and VmHWM from `/proc/<pid>/status`.
+//! pending evictions), then reads VmRSS and VmHWM from `/proc/<pid>/status`; then it purges
+//! everything and reads VmRSS again after `SETTLE_MS` ("purged": settled minus purged is what
+//! the cache's entries held, to compare with `stats.bytes`).
 //! Verdict: `PASS` when VmRSS and VmHWM are both within the bound, `OVER(peak)` when only the
 //! peak is over, `OVER` when VmRSS after the workload is over. It never exits non-zero because
 //! of a number, only when setup fails.
 //!
 //! Run: `cargo build --release && cargo bench --bench memory_attacks`
-//! (or `WORKLOADS=attacks benches/memory.sh`).
+//! (or `MODE=attacks benches/memory.sh`).
 //! Env: `BIN` (the apicache binary; default the one cargo built next to this bench),
 //! `WORKLOADS` (comma-separated ids, default all), `CONCURRENCY` (32), `SETTLE_MS` (3000),
 //! `KEY_OBJECTS` (100000), `KEYS_PER_OBJECT` (50), `URLS` (10000), `URL_LEN` (30000),
 //! `UAS` (10000), `UA_LEN` (30000), `NOSTORE` (10000), `FILLS` (200), `FILL_SIZE` (4194304),
 //! `FILL_DELAY_MS` (200), `BOMB_SIZE` (1073741824), `SLOW_RATE` (bytes/s, 4194304),
-//! `SLOW_SECS` (5), `FILL_TYPE` (Content-Type of the fill bodies, `application/json`),
+//! `SLOW_SECS` (5), `CLIENT_IDLE` (idle keep-alive connections the client keeps, 256),
+//! `FILL_TYPE` (Content-Type of the fill bodies, `application/json`),
 //! `EXTRA_TOML` (sections appended to every config, `\n` for newlines, e.g.
 //! `[compression]\nenabled = false`), `KEEP_TMP=1` (keep configs and the proxy's logs).
 //!
@@ -317,6 +320,7 @@ impl ProxyProcess {
                 return p;
             }
             if Instant::now() > deadline {
+                drop(p); // process::exit skips destructors: stop the child first
                 setup_failure("apicache did not start listening within 20 s");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -344,6 +348,15 @@ impl ProxyProcess {
                 .map_or(0, |kb| kb * 1024)
         };
         (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    async fn purge_all(&self, client: &reqwest::Client) {
+        let _ = client
+            .post(format!("http://{}/purge-all", self.admin))
+            .bearer_auth(TOKEN)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await;
     }
 
     async fn stats(&self, client: &reqwest::Client) -> serde_json::Value {
@@ -583,6 +596,96 @@ async fn run_workload(id: &str, base: &str, client: &reqwest::Client, s: &Sizes)
     }
 }
 
+/// Run workload `w` against a fresh proxy: its table row and notes.
+async fn measure(
+    w: &Workload,
+    origin: SocketAddr,
+    data: &OriginData,
+    client: &reqwest::Client,
+    s: &Sizes,
+    dir: &Path,
+) -> (String, Vec<String>) {
+    let mut notes = Vec::new();
+    let mut proxy = ProxyProcess::start(dir, w.id, origin, w.max_size_mib, &w.extra).await;
+    let (idle_rss, _) = proxy.memory();
+    let before = data.requests.load(Ordering::Relaxed);
+    eprintln!(
+        "== workload {}: {} (apicache pid {}, max_size {} MiB)",
+        w.id,
+        w.what,
+        proxy.pid(),
+        w.max_size_mib
+    );
+    let t = Instant::now();
+    let tally = run_workload(w.id, &format!("http://{}", proxy.addr), client, s).await;
+    let secs = t.elapsed().as_secs_f64();
+    let (rss_end, _) = proxy.memory();
+    tokio::time::sleep(s.settle).await;
+    let stats = proxy.stats(client).await;
+    let (rss, hwm) = proxy.memory();
+    // What the cache's entries held: the RSS they leave behind when purged.
+    // (moka removes invalidated entries on its pending tasks, which /stats runs.)
+    proxy.purge_all(client).await;
+    let _ = proxy.stats(client).await;
+    tokio::time::sleep(s.settle).await;
+    let _ = proxy.stats(client).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (rss_purged, _) = proxy.memory();
+    let origin_requests = data.requests.load(Ordering::Relaxed) - before;
+    let bound = (1.3 * w.max_size_mib as f64 * MIB) as u64 + (32 << 20);
+    let verdict = if rss > bound {
+        "OVER"
+    } else if hwm > bound {
+        "OVER(peak)"
+    } else {
+        "PASS"
+    };
+    let num = |k: &str| stats.get(k).and_then(serde_json::Value::as_u64);
+    let n = |k: &str| num(k).map_or("?".into(), |v| v.to_string());
+    let cells = [
+        w.id.to_string(),
+        w.what.to_string(),
+        format!("{} MiB", w.max_size_mib),
+        tally.sent.to_string(),
+        tally.statuses(),
+        mib(tally.received),
+        origin_requests.to_string(),
+        n("objects"),
+        mib(num("bytes").unwrap_or(0)),
+        format!("{}/{}/{}", n("hits"), n("misses"), n("passes")),
+        mib(idle_rss),
+        mib(rss_end),
+        mib(rss),
+        mib(rss_purged),
+        mib(hwm),
+        mib(bound),
+        verdict.to_string(),
+    ];
+    let row = format!("| {} |", cells.join(" | "));
+    eprintln!("   {secs:.1} s; {row}");
+    if let Some(e) = &tally.first_error {
+        let e: String = e.chars().take(300).collect();
+        notes.push(format!(
+            "{}: {} client errors, first: {e}",
+            w.id, tally.errors
+        ));
+    }
+    if !proxy.alive() {
+        notes.push(format!("{}: the proxy process died", w.id));
+    }
+    let err = std::fs::read_to_string(&proxy.stderr).unwrap_or_default();
+    if !err.trim().is_empty() {
+        let first: String = err.lines().take(3).collect::<Vec<_>>().join(" | ");
+        notes.push(format!(
+            "{}: proxy stderr (RUST_LOG=warn), {} lines, first: {}",
+            w.id,
+            err.lines().count(),
+            first.chars().take(400).collect::<String>()
+        ));
+    }
+    (row, notes)
+}
+
 fn mib(b: u64) -> String {
     format!("{:.1}", b as f64 / MIB)
 }
@@ -643,68 +746,13 @@ fn main() {
         let origin = start_origin(data.clone()).await;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(120))
-            .pool_max_idle_per_host(256)
+            .pool_max_idle_per_host(env("CLIENT_IDLE", 256) as usize)
             .build()
             .unwrap();
         for w in &chosen {
-            let mut proxy = ProxyProcess::start(&dir, w.id, origin, w.max_size_mib, &w.extra).await;
-            let (idle_rss, _) = proxy.memory();
-            let before = data.requests.load(Ordering::Relaxed);
-            eprintln!("== workload {}: {} (apicache pid {}, max_size {} MiB)", w.id, w.what, proxy.pid(), w.max_size_mib);
-            let t = Instant::now();
-            let tally = run_workload(w.id, &format!("http://{}", proxy.addr), &client, &s).await;
-            let secs = t.elapsed().as_secs_f64();
-            let (rss_end, _) = proxy.memory();
-            tokio::time::sleep(s.settle).await;
-            let stats = proxy.stats(&client).await;
-            let (rss, hwm) = proxy.memory();
-            let origin_requests = data.requests.load(Ordering::Relaxed) - before;
-            let bound = (1.3 * w.max_size_mib as f64 * MIB) as u64 + (32 << 20);
-            let verdict = if rss > bound {
-                "OVER"
-            } else if hwm > bound {
-                "OVER(peak)"
-            } else {
-                "PASS"
-            };
-            let n = |k: &str| stats.get(k).and_then(serde_json::Value::as_u64).map_or("?".into(), |v| v.to_string());
-            rows.push(format!(
-                "| {} | {} | {} MiB | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                w.id,
-                w.what,
-                w.max_size_mib,
-                tally.sent,
-                tally.statuses(),
-                mib(tally.received),
-                origin_requests,
-                n("objects"),
-                mib(stats.get("bytes").and_then(serde_json::Value::as_u64).unwrap_or(0)),
-                format!("{}/{}/{}", n("hits"), n("misses"), n("passes")),
-                mib(idle_rss),
-                mib(rss_end),
-                mib(rss),
-                mib(hwm),
-                mib(bound),
-                verdict
-            ));
-            eprintln!("   {:.1} s; {}", secs, rows.last().unwrap());
-            if let Some(e) = &tally.first_error {
-                notes.push(format!("{}: {} client errors, first: {}", w.id, tally.errors, e.chars().take(300).collect::<String>()));
-            }
-            if !proxy.alive() {
-                notes.push(format!("{}: the proxy process died", w.id));
-            }
-            let err = std::fs::read_to_string(&proxy.stderr).unwrap_or_default();
-            if !err.trim().is_empty() {
-                let first: Vec<&str> = err.lines().take(3).collect();
-                notes.push(format!(
-                    "{}: proxy stderr (RUST_LOG=warn), {} lines, first: {}",
-                    w.id,
-                    err.lines().count(),
-                    first.join(" | ").chars().take(400).collect::<String>()
-                ));
-            }
-            drop(proxy);
+            let (row, mut n) = measure(w, origin, &data, &client, &s, &dir).await;
+            rows.push(row);
+            notes.append(&mut n);
         }
     });
 
@@ -717,8 +765,8 @@ fn main() {
     );
     println!("bound = 1.3 × max_size + 32 MiB; verdict on VmRSS after the workload and on the peak VmHWM");
     println!();
-    println!("| id | workload | max_size | requests | answers | received MiB | origin requests | objects | stats.bytes MiB | hits/misses/passes | VmRSS idle MiB | VmRSS at end MiB | VmRSS settled MiB | VmHWM MiB | bound MiB | verdict |");
-    println!("|----|----------|----------|----------|---------|--------------|-----------------|---------|-----------------|--------------------|----------------|------------------|-------------------|-----------|-----------|---------|");
+    println!("| id | workload | max_size | requests | answers | received MiB | origin requests | objects | stats.bytes MiB | hits/misses/passes | VmRSS idle MiB | VmRSS at end MiB | VmRSS settled MiB | VmRSS purged MiB | VmHWM MiB | bound MiB | verdict |");
+    println!("|----|----------|----------|----------|---------|--------------|-----------------|---------|-----------------|--------------------|----------------|------------------|-------------------|------------------|-----------|-----------|---------|");
     for r in &rows {
         println!("{r}");
     }
