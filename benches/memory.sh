@@ -19,7 +19,13 @@
 # Misses are CPU-bound: the proxy stores gzip and br variants of every object it caches (about
 # 25 ms of CPU per 64 KiB object), so one round of 4096 takes about a minute on 2 cores.
 #
-# Env: OBJ_SIZE (bytes, default 65536), FILL_FACTOR (default 4), ROUNDS (default 1; 2+ shows
+# MODE=attacks runs the attack-sized workloads of benches/memory_attacks.rs instead (`cargo bench
+# --bench memory_attacks`: 50 surrogate keys per object, 30 KB URLs, 30 KB Vary values, the
+# hit-for-pass map, 200 concurrent 4 MiB fills, a 1 GiB gzip bomb; each against its own release
+# `apicache --config` child, bound 1.3 x max_size + 32 MiB; its own env is documented there, e.g.
+# WORKLOADS=1,5); MODE=all runs the fill and then those.
+#
+# Env: MODE (fill|attacks|all, default fill), OBJ_SIZE (bytes, default 65536), FILL_FACTOR (default 4), ROUNDS (default 1; 2+ shows
 #      whether RSS keeps growing), COMPRESSION (on|off, default on: off adds [compression]
 #      enabled = false),
 #      PARALLEL (default 8), PORT_BASE (default 18190; PORT_BASE..PORT_BASE+10 are scanned),
@@ -44,6 +50,17 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 for t in curl awk; do command -v "$t" >/dev/null 2>&1 || die "$t not found"; done
 
 build_release
+
+MODE=${MODE:-fill}
+run_attacks() {
+    log "cargo bench --bench memory_attacks (BIN=$BIN)"
+    (cd "$ROOT" && BIN="$BIN" cargo bench --bench memory_attacks) || die "cargo bench --bench memory_attacks failed"
+}
+case "$MODE" in
+    fill | all) ;;
+    attacks) run_attacks; exit 0 ;;
+    *) die "MODE must be fill, attacks or all" ;;
+esac
 
 TMP=$(mktemp -d /tmp/apicache-mem.XXXXXX)
 
@@ -168,4 +185,12 @@ if ((${#NOTES[@]})); then
     printf '  - %s\n' "${NOTES[@]}"
 else
     echo "notes: none (all 200, all MISS, no proxy warnings)"
+fi
+
+if [[ "$MODE" == all ]]; then
+    # the fill's demo and proxy are done: stop them so the attacks run on a quieter machine
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    echo
+    run_attacks
 fi

@@ -39,13 +39,16 @@ impl Origin {
         connector.set_connect_timeout(Some(cfg.connect_timeout));
         connector.set_nodelay(true);
         connector.set_keepalive(Some(Duration::from_secs(60)));
+        let buf = usize::try_from(cfg.max_header_size.as_u64()).unwrap_or(usize::MAX);
         let client = Client::builder(TokioExecutor::new())
+            .http1_max_buf_size(buf)
             .pool_idle_timeout(cfg.pool_idle_timeout)
             .pool_max_idle_per_host(cfg.pool_max_idle_per_host)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(connector.clone());
         let fresh = Client::builder(TokioExecutor::new())
+            .http1_max_buf_size(buf)
             .pool_max_idle_per_host(0)
             .timer(TokioTimer::new())
             .build(connector);

@@ -116,6 +116,10 @@ pub struct OriginConfig {
     pub pool_idle_timeout: Duration,
     /// Idle pooled connections kept for the origin.
     pub pool_max_idle_per_host: usize,
+    /// Largest origin response head (a larger one answers 502); also caps each origin
+    /// connection's read buffer.
+    #[serde(serialize_with = "binary_size")]
+    pub max_header_size: ByteSize,
 }
 
 /// `[cache]`: the in-memory store.
@@ -546,6 +550,7 @@ mod tests {
                 "[cache]\nmax_fill_memory = \"1MiB\"\n",
                 "cache.max_fill_memory",
             ),
+            ("max_header_size = \"1KiB\"\n", "origin.max_header_size"),
         ];
         for (extra, key) in rows {
             let e = err(&format!("{base}{extra}"));
