@@ -12,6 +12,15 @@ use http_body_util::BodyExt;
 /// Errors carried by streamed bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The length a message declares in `Content-Length`, if it is a valid number.
+pub fn declared_length(h: &http::HeaderMap) -> Option<u64> {
+    h.get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
 /// A client's request body failed while it was being forwarded: the client's fault, not the
 /// origin's (answered 400 or 413, never counted as an origin error).
 #[derive(Debug, thiserror::Error)]

@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, BodyStream, StreamBody};
 use hyper::body::Incoming;
 
 use super::{respond, Proxy};
-use crate::body::{IdleTimeout, ProxyBody};
+use crate::body::{declared_length, IdleTimeout, ProxyBody};
 use crate::cache::budget::Reservation;
 use crate::cache::pass::worth_remembering;
 use crate::cache::purges::Ticket;
@@ -352,10 +352,7 @@ async fn read_limited(
     budget: &mut Reservation,
 ) -> Result<Read, ProxyError> {
     let mut body = Box::pin(body);
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.parse::<usize>().ok());
+    let declared = declared_length(headers).and_then(|n| usize::try_from(n).ok());
     let mut chunks: Vec<Bytes> = Vec::new();
     let mut too_big = declared.is_some_and(|n| n > limit);
     let mut over_budget = !too_big && declared.is_some_and(|n| !budget.grow(n));

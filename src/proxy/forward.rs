@@ -9,7 +9,7 @@ use hyper::body::Incoming;
 
 use super::context::Ctx;
 use super::{respond, Proxy};
-use crate::body::{ClientBodyError, IdleTimeout, ProxyBody};
+use crate::body::{declared_length, ClientBodyError, IdleTimeout, ProxyBody};
 use crate::cache::tags;
 use crate::error::ProxyError;
 use crate::forwarding::{self, Client};
@@ -32,12 +32,7 @@ impl Proxy {
         body: Incoming,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let limit = self.cfg.server.max_body_size.as_u64();
-        let declared = ctx
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|s| s.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit) {
+        if declared_length(ctx.headers()).is_some_and(|n| n > limit) {
             return Err(ProxyError::PayloadTooLarge);
         }
         // A chunked body over the limit is cut off mid-stream: the origin sees an aborted request,
@@ -84,10 +79,7 @@ impl Proxy {
             ctx.route.policy,
             policy,
         );
-        let too_large = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        let too_large = declared_length(&parts.headers)
             .is_some_and(|n| n > self.cfg.cache.max_object_size.as_u64());
         if storable.is_ok() && !too_large {
             self.pass.forget(&ctx.key);

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 
-use crate::body::ProxyBody;
+use crate::body::{declared_length, ProxyBody};
 use crate::cache::CachedObject;
 use crate::compress::CompressBody;
 use crate::config::CompressionConfig;
@@ -174,11 +174,7 @@ pub fn compress_passed(
         return gunzip_for_client(resp);
     }
     let h = resp.headers();
-    let small = h
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.parse::<u64>().ok())
-        .is_some_and(|n| n < c.min_size.as_u64());
+    let small = declared_length(h).is_some_and(|n| n < c.min_size.as_u64());
     if !c.enabled
         || small
         || resp.status() == StatusCode::PARTIAL_CONTENT
