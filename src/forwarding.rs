@@ -277,10 +277,7 @@ fn trusted_view(
     }
     let extra = hasher.map(|d| {
         use sha2::Digest;
-        d.finalize()[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        crate::normalize::hex(&d.finalize()[..8])
     });
     Ok((proto, hosts.join(","), extra))
 }

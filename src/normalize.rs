@@ -230,8 +230,17 @@ fn merge_slashes(path: &str) -> String {
 
 /// Hex sha256 of a credential, so per-credential keys never hold the secret itself.
 pub fn credential_hash(credential: &HeaderValue) -> String {
-    let digest = Sha256::digest(credential.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(credential.as_bytes()))
+}
+
+/// Lowercase hex of `bytes`, for the hashes that go into keys.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
 }
 
 fn is_unreserved(b: u8) -> bool {

@@ -52,14 +52,7 @@ impl Vary {
             }
             h.update(b"\0");
         }
-        let digest = h.finalize();
-        let mut out = String::with_capacity(key.len() + 8 + 16);
-        out.push_str(key);
-        out.push_str(" #vary=");
-        for b in &digest[..8] {
-            out.push_str(&format!("{b:02x}"));
-        }
-        out
+        format!("{key} #vary={}", crate::normalize::hex(&h.finalize()[..8]))
     }
 
     /// Bytes held, for the cache's weigher.
