@@ -6,7 +6,7 @@ use support::*;
 use std::time::Duration;
 
 use bytesize::ByteSize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
 const BODY: usize = 400 * 1024;
@@ -19,13 +19,8 @@ async fn slow_body_origin() -> (String, tokio::task::JoinHandle<()>) {
     let task = tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if s.read(&mut byte).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    head.push(byte[0]);
+                if !read_request_head(&mut s).await {
+                    return;
                 }
                 let h = format!(
                     "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\n\

@@ -6,21 +6,8 @@ use support::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-
-/// Read one request head; `false` when the peer closed first.
-async fn read_head(s: &mut tokio::net::TcpStream) -> bool {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match s.read(&mut byte).await {
-            Ok(1) => head.push(byte[0]),
-            _ => return false,
-        }
-    }
-    true
-}
 
 /// An origin that answers the first request on each connection and, like a worker being recycled,
 /// closes the connection when the second one arrives, without answering it.
@@ -33,7 +20,7 @@ async fn recycling_origin() -> (String, Arc<AtomicUsize>, tokio::task::JoinHandl
         while let Ok((mut s, _)) = listener.accept().await {
             let counter = counter.clone();
             tokio::spawn(async move {
-                if !read_head(&mut s).await {
+                if !read_request_head(&mut s).await {
                     return;
                 }
                 let reply =
@@ -43,7 +30,7 @@ async fn recycling_origin() -> (String, Arc<AtomicUsize>, tokio::task::JoinHandl
                 }
                 counter.fetch_add(1, Ordering::SeqCst);
                 // The second request is read, then the connection dropped.
-                read_head(&mut s).await;
+                read_request_head(&mut s).await;
             });
         }
     });

@@ -62,6 +62,21 @@ pub async fn raw(addr: SocketAddr, request: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Read one request head from a raw connection (raw test origins); `false` when the peer closed
+/// before a whole head arrived. Byte by byte: a pipelined next request stays unread.
+pub async fn read_request_head(s: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte).await {
+            Ok(1) => head.push(byte[0]),
+            _ => return false,
+        }
+    }
+    true
+}
+
 /// `method path` with `headers` to the public port.
 pub async fn send(p: &Running, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
     request(p.addr, method, path, headers, b"").await
