@@ -68,6 +68,9 @@ pub struct Fetched {
     pub summary: Summary,
     /// The unstorable response, for the leader alone.
     pub response: Option<Response<ProxyBody>>,
+    /// Fields the origin sent that were not stored (`private="…"`, `no-cache="…"`): they were
+    /// meant for the leader's own request, so only its answer carries them.
+    pub withheld: HeaderMap,
 }
 
 impl Fetched {
@@ -75,6 +78,7 @@ impl Fetched {
         Fetched {
             summary,
             response: None,
+            withheld: HeaderMap::new(),
         }
     }
 
@@ -175,9 +179,13 @@ impl Proxy {
                 .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
             return self.pass(&job, parts, ProxyBody::full(raw), NoStore::FillMemory);
         }
+        let withheld = take_withheld(&mut parts.headers);
         let obj = self.build_object(&job, parts, (body, gzip), etag, freshness);
         self.store_object(&job.key, &obj, ticket).await;
-        Fetched::done(Summary::Stored(obj, false))
+        Fetched {
+            withheld,
+            ..Fetched::done(Summary::Stored(obj, false))
+        }
     }
 
     /// A background refresh that finds the object already replaced has nothing to do. This runs as
@@ -237,12 +245,16 @@ impl Proxy {
         facts: RequestFacts,
         ticket: Ticket,
     ) -> Fetched {
-        let headers = detach(&merge_304(&old.headers, update));
+        let mut headers = detach(&merge_304(&old.headers, update));
         match storable::evaluate(old.status, &headers, facts, job.policy, self.cache_policy()) {
             Ok(freshness) => {
+                let withheld = take_withheld(&mut headers);
                 let obj = Arc::new(old.refreshed(headers, freshness, self.clock.now()));
                 self.store_object(&job.key, &obj, ticket).await;
-                Fetched::done(Summary::Stored(obj, true))
+                Fetched {
+                    withheld,
+                    ..Fetched::done(Summary::Stored(obj, true))
+                }
             }
             Err(reason) => {
                 // The body is still valid but may no longer be kept: hand it to the leader once.
@@ -255,8 +267,8 @@ impl Proxy {
                 let response =
                     respond::compress_passed(resp, &job.vary_source, &self.cfg.compression);
                 Fetched {
-                    summary: Summary::Pass(reason),
                     response: Some(response),
+                    ..Fetched::done(Summary::Pass(reason))
                 }
             }
         }
@@ -270,12 +282,12 @@ impl Proxy {
         }
         let resp = respond::response(parts.status, parts.headers, body);
         Fetched {
-            summary: Summary::Pass(reason),
             response: Some(respond::compress_passed(
                 resp,
                 &job.vary_source,
                 &self.cfg.compression,
             )),
+            ..Fetched::done(Summary::Pass(reason))
         }
     }
 
@@ -454,6 +466,20 @@ fn merge_304(stored: &HeaderMap, update: &HeaderMap) -> HeaderMap {
         headers.append(name, value.clone());
     }
     headers
+}
+
+/// Remove the fields a shared cache may not store (qualified `private` / `no-cache`), returning them.
+fn take_withheld(headers: &mut HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for name in storable::withheld_fields(headers) {
+        if let header::Entry::Occupied(e) = headers.entry(name) {
+            let (name, values) = e.remove_entry_mult();
+            for v in values {
+                out.append(name.clone(), v);
+            }
+        }
+    }
+    out
 }
 
 /// A copy of a header value in its own allocation.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{header, HeaderValue, Method, Response};
+use http::{header, HeaderMap, HeaderValue, Method, Response};
 use hyper::body::Incoming;
 
 use super::context::Ctx;
@@ -38,10 +38,15 @@ impl Proxy {
             let fetch = || self.clone().fetch(self.fill_job(ctx, false), stale.take());
             let joined = self.fills.run(&flight, fetch, Fetched::summary).await;
             ctx.origin_ms = Some(t0.elapsed().as_millis());
-            let (summary, response, collapsed) = match joined {
-                Joined::Leader(f) => (f.summary, f.response, false),
-                Joined::Waiter(s) => (s, None, true),
-                Joined::Lost => (Summary::Failed(ProxyError::Origin), None, true),
+            let (summary, response, withheld, collapsed) = match joined {
+                Joined::Leader(f) => (f.summary, f.response, f.withheld, false),
+                Joined::Waiter(s) => (s, None, HeaderMap::new(), true),
+                Joined::Lost => (
+                    Summary::Failed(ProxyError::Origin),
+                    None,
+                    HeaderMap::new(),
+                    true,
+                ),
             };
             let now = self.clock.now();
             match summary {
@@ -56,7 +61,9 @@ impl Proxy {
                     } else {
                         status.stored()
                     };
-                    return (self.serve(&obj, ctx), status.collapsed(collapsed));
+                    let mut resp = self.serve(&obj, ctx);
+                    resp.headers_mut().extend(withheld);
+                    return (resp, status.collapsed(collapsed));
                 }
                 // The leader's stale variant is not this request's: never hand it over.
                 Summary::Stale(obj, e) if !obj.vary.matches(&ctx.vary) => {

@@ -164,7 +164,7 @@ pub fn none_match<'a>(
 }
 
 fn parse_date(value: &HeaderValue) -> Option<std::time::SystemTime> {
-    httpdate::parse_http_date(value.to_str().ok()?.trim()).ok()
+    super::date::parse(value.to_str().ok()?)
 }
 
 /// True when the representation is NOT modified since the If-Modified-Since date.

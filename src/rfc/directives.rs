@@ -11,10 +11,16 @@ pub struct Directives {
     pub s_maxage: Option<u64>,
     /// `no-store`.
     pub no_store: bool,
-    /// `no-cache` (qualified or not: both force revalidation here).
+    /// Unqualified `no-cache`.
     pub no_cache: bool,
-    /// `private` (qualified or not: a shared cache stores neither).
+    /// Fields named by a qualified `no-cache="…"` (lowercase): stored without them (§5.2.2.4).
+    pub no_cache_fields: Vec<String>,
+    /// Unqualified `private`.
     pub private: bool,
+    /// Fields named by a qualified `private="…"` (lowercase): stored without them (§5.2.2.7).
+    pub private_fields: Vec<String>,
+    /// `must-understand` (§5.2.2.3).
+    pub must_understand: bool,
     /// `public`.
     pub public: bool,
     /// `must-revalidate`.
@@ -49,89 +55,211 @@ impl Directives {
 
     /// Parse one header value, adding to what is already set (first occurrence wins).
     pub fn parse_into(&mut self, s: &str) {
-        for (name, value) in split_directives(s) {
-            let secs = || value.as_deref().map(parse_delta).unwrap_or(Some(0));
-            match name.to_ascii_lowercase().as_str() {
-                "max-age" => {
-                    self.max_age.get_or_insert(secs().unwrap_or(0));
-                }
-                "s-maxage" => {
-                    self.s_maxage.get_or_insert(secs().unwrap_or(0));
-                }
-                "no-store" => self.no_store = true,
-                "no-cache" => self.no_cache = true,
-                "private" => self.private = true,
-                "public" => self.public = true,
-                "must-revalidate" => self.must_revalidate = true,
-                "proxy-revalidate" => self.proxy_revalidate = true,
-                "no-transform" => self.no_transform = true,
-                "only-if-cached" => self.only_if_cached = true,
-                "stale-while-revalidate" => {
-                    if let Some(v) = secs() {
-                        self.stale_while_revalidate.get_or_insert(v);
-                    }
-                }
-                "stale-if-error" => {
-                    if let Some(v) = secs() {
-                        self.stale_if_error.get_or_insert(v);
-                    }
-                }
-                "max-stale" => {
-                    let v = match &value {
-                        None => u64::MAX,
-                        Some(v) => parse_delta(v).unwrap_or(0),
-                    };
-                    self.max_stale.get_or_insert(v);
-                }
-                "min-fresh" => {
-                    self.min_fresh.get_or_insert(secs().unwrap_or(0));
-                }
-                _ => {}
+        for d in split_directives(s) {
+            let name = d.name.to_ascii_lowercase();
+            // `max-age =5` is not a directive with a value (RFC 9111 §5.2 has no whitespace around
+            // `=`): freshness from it is invalid, which §4.2.1 asks to treat as stale.
+            let value = if d.malformed { Some("") } else { d.value };
+            self.set(&name, value.map(Value::Text));
+        }
+    }
+
+    /// Set one directive from its name and (unquoted) value.
+    fn set(&mut self, name: &str, value: Option<Value<'_>>) {
+        let secs = || value.as_ref().map_or(Some(0), Value::delta);
+        match name {
+            "max-age" => {
+                self.max_age.get_or_insert(secs().unwrap_or(0));
             }
+            "s-maxage" => {
+                self.s_maxage.get_or_insert(secs().unwrap_or(0));
+            }
+            "no-store" => self.no_store = true,
+            "no-cache" => match value.as_ref().and_then(Value::fields) {
+                Some(fields) => extend_fields(&mut self.no_cache_fields, fields),
+                None => self.no_cache = true,
+            },
+            "private" => match value.as_ref().and_then(Value::fields) {
+                Some(fields) => extend_fields(&mut self.private_fields, fields),
+                None => self.private = true,
+            },
+            "public" => self.public = true,
+            "must-revalidate" => self.must_revalidate = true,
+            "proxy-revalidate" => self.proxy_revalidate = true,
+            "must-understand" => self.must_understand = true,
+            "no-transform" => self.no_transform = true,
+            "only-if-cached" => self.only_if_cached = true,
+            "stale-while-revalidate" => {
+                if let Some(v) = secs() {
+                    self.stale_while_revalidate.get_or_insert(v);
+                }
+            }
+            "stale-if-error" => {
+                if let Some(v) = secs() {
+                    self.stale_if_error.get_or_insert(v);
+                }
+            }
+            "max-stale" => {
+                let v = match &value {
+                    None => u64::MAX,
+                    Some(v) => v.delta().unwrap_or(0),
+                };
+                self.max_stale.get_or_insert(v);
+            }
+            "min-fresh" => {
+                self.min_fresh.get_or_insert(secs().unwrap_or(0));
+            }
+            _ => {}
+        }
+    }
+
+    /// A targeted field (RFC 9213 §2.1: `CDN-Cache-Control`) parsed as a Structured Field
+    /// Dictionary over all its lines; `None` when absent or invalid, so it is ignored whole.
+    pub fn from_structured(headers: &HeaderMap, name: &str) -> Option<Directives> {
+        let mut joined = Vec::new();
+        for v in headers.get_all(name) {
+            if !joined.is_empty() {
+                joined.extend_from_slice(b", ");
+            }
+            joined.extend_from_slice(v.as_bytes());
+        }
+        if joined.is_empty() {
+            return None;
+        }
+        let dict: sfv::Dictionary = sfv::Parser::new(&joined).parse().ok()?;
+        let mut d = Directives::default();
+        for (key, member) in &dict {
+            let value = match member {
+                sfv::ListEntry::Item(i) => match &i.bare_item {
+                    sfv::BareItem::Boolean(true) => None,
+                    // `no-store=?0` says the directive is absent.
+                    sfv::BareItem::Boolean(false) => continue,
+                    sfv::BareItem::Integer(n) => Some(Value::Integer(i64::from(*n))),
+                    sfv::BareItem::String(s) => Some(Value::Text(s.as_str())),
+                    // Any other type is not a value a cache directive takes: invalid.
+                    _ => Some(Value::Invalid),
+                },
+                sfv::ListEntry::InnerList(l) => Some(Value::Strings(
+                    l.items
+                        .iter()
+                        .filter_map(|i| i.bare_item.as_string().map(|s| s.as_str()))
+                        .collect(),
+                )),
+            };
+            d.set(key.as_str(), value);
+        }
+        Some(d)
+    }
+}
+
+/// A directive's argument, from Cache-Control text or a Structured Field.
+enum Value<'a> {
+    Text(&'a str),
+    Integer(i64),
+    Strings(Vec<&'a str>),
+    Invalid,
+}
+
+impl Value<'_> {
+    /// Delta-seconds, or `None` when the argument is not one.
+    fn delta(&self) -> Option<u64> {
+        match self {
+            Value::Text(s) => parse_delta(s),
+            Value::Integer(n) => u64::try_from(*n).ok().map(|n| n.min(1 << 31)),
+            _ => None,
+        }
+    }
+
+    /// The field names of a qualified `no-cache` / `private`; `None` for an empty or invalid list
+    /// (which then counts as the unqualified directive: the stricter reading).
+    fn fields(&self) -> Option<Vec<String>> {
+        let names: Vec<String> = match self {
+            Value::Text(s) => s
+                .split(',')
+                .map(|f| f.trim().to_ascii_lowercase())
+                .collect(),
+            Value::Strings(v) => v.iter().map(|f| f.trim().to_ascii_lowercase()).collect(),
+            _ => return None,
+        };
+        let valid =
+            |f: &String| !f.is_empty() && http::HeaderName::from_bytes(f.as_bytes()).is_ok();
+        (!names.is_empty() && names.iter().all(valid)).then_some(names)
+    }
+}
+
+/// Fields named in qualified directives are bounded: a field name list this long is nonsense.
+const MAX_QUALIFIED_FIELDS: usize = 32;
+
+fn extend_fields(into: &mut Vec<String>, fields: Vec<String>) {
+    for f in fields {
+        if into.len() < MAX_QUALIFIED_FIELDS && !into.contains(&f) {
+            into.push(f);
         }
     }
 }
 
 /// Delta-seconds; values beyond 2^31 are capped as RFC 9111 §1.2.2 asks.
 pub(crate) fn parse_delta(s: &str) -> Option<u64> {
-    let s = s.trim();
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     Some(s.parse::<u64>().unwrap_or(u64::MAX).min(1 << 31))
 }
 
+/// One directive of a Cache-Control list.
+struct Split<'a> {
+    name: &'a str,
+    /// The argument, without quotes.
+    value: Option<&'a str>,
+    /// Whitespace around `=`: not the directive's syntax.
+    malformed: bool,
+}
+
 /// Split a directive list on commas outside quoted strings; values lose their quotes.
-fn split_directives(s: &str) -> Vec<(String, Option<String>)> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
+fn split_directives(s: &str) -> Vec<Split<'_>> {
+    let mut start = 0;
     let mut in_quote = false;
-    let mut push = |cur: &mut String| {
-        let item = cur.trim();
-        if !item.is_empty() {
-            let (n, v) = match item.find('=') {
-                Some(i) => (
-                    item[..i].trim().to_string(),
-                    Some(item[i + 1..].trim().trim_matches('"').to_string()),
-                ),
-                None => (item.to_string(), None),
-            };
-            out.push((n, v));
-        }
-        cur.clear();
-    };
-    for c in s.chars() {
-        match c {
-            '"' => {
-                in_quote = !in_quote;
-                cur.push(c);
+    let bytes = s.as_bytes();
+    let mut items = Vec::new();
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'"' => in_quote = !in_quote,
+            b',' if !in_quote => {
+                items.push(&s[start..i]);
+                start = i + 1;
             }
-            ',' if !in_quote => push(&mut cur),
-            _ => cur.push(c),
+            _ => {}
         }
     }
-    push(&mut cur);
+    items.push(&s[start..]);
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let item = item.trim_matches([' ', '\t']);
+        if item.is_empty() {
+            continue;
+        }
+        out.push(match item.split_once('=') {
+            Some((n, v)) => Split {
+                name: n.trim_end_matches([' ', '\t']),
+                malformed: n.ends_with([' ', '\t']) || v.starts_with([' ', '\t']),
+                value: Some(unquote(v)),
+            },
+            None => Split {
+                name: item,
+                value: None,
+                malformed: false,
+            },
+        });
+    }
     out
+}
+
+/// A quoted-string's content (escapes are not expanded: no directive value needs them).
+fn unquote(v: &str) -> &str {
+    let v = v.trim_matches([' ', '\t']);
+    v.strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(v)
 }
 
 /// Surrogate-Control directives addressed to this proxy (untargeted or `;apicache`); `max-age=N+M` keeps N.
@@ -188,13 +316,150 @@ mod tests {
     #[test]
     fn parses_directives() {
         let mut d = Directives::default();
-        d.parse_into("Max-Age=60, private=\"a, b\", no-cache, s-maxage=x, max-stale");
+        d.parse_into("Max-Age=60, private=\"a, B\", no-cache, s-maxage=x, max-stale");
         assert_eq!(d.max_age, Some(60));
-        assert!(d.private && d.no_cache);
+        assert!(!d.private && d.no_cache);
+        assert_eq!(d.private_fields, ["a", "b"]);
         assert_eq!(d.s_maxage, Some(0));
         assert_eq!(d.max_stale, Some(u64::MAX));
         d.parse_into("max-age=5");
         assert_eq!(d.max_age, Some(60), "first occurrence wins");
+    }
+
+    fn strs(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+
+    fn cc(s: &str) -> Directives {
+        let mut d = Directives::default();
+        d.parse_into(s);
+        d
+    }
+
+    #[test]
+    fn directive_syntax_table() {
+        // (Cache-Control, max-age, s-maxage, stale-while-revalidate)
+        type Row<'a> = (&'a str, Option<u64>, Option<u64>, Option<u64>);
+        let rows: &[Row] = &[
+            ("max-age=3600", Some(3600), None, None),
+            ("max-age=\"3600\"", Some(3600), None, None),
+            ("  max-age=3600  ,", Some(3600), None, None),
+            // Whitespace around `=` is not the syntax: invalid freshness is stale, not absent.
+            ("max-age =3600", Some(0), None, None),
+            ("max-age= 3600", Some(0), None, None),
+            ("max-age = 3600", Some(0), None, None),
+            ("s-maxage =60, max-age=5", Some(5), Some(0), None),
+            ("max-age=-1", Some(0), None, None),
+            ("max-age=1.5", Some(0), None, None),
+            ("max-age", Some(0), None, None),
+            ("max-age=99999999999", Some(1 << 31), None, None),
+            // A malformed stale window grants nothing.
+            ("max-age=5, stale-while-revalidate =30", Some(5), None, None),
+            (
+                "max-age=5, stale-while-revalidate=30",
+                Some(5),
+                None,
+                Some(30),
+            ),
+            ("no-cache=\"a,b\", max-age=7", Some(7), None, None),
+        ];
+        for (s, max_age, s_maxage, swr) in rows {
+            let d = cc(s);
+            assert_eq!(
+                (d.max_age, d.s_maxage, d.stale_while_revalidate),
+                (*max_age, *s_maxage, *swr),
+                "{s:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn qualified_directives_table() {
+        // (Cache-Control, no-cache, no-cache fields, private, private fields)
+        type Row<'a> = (&'a str, bool, &'a [&'a str], bool, &'a [&'a str]);
+        let rows: &[Row] = &[
+            ("no-cache", true, &[], false, &[]),
+            (
+                "no-cache=\"Set-Cookie\"",
+                false,
+                &["set-cookie"],
+                false,
+                &[],
+            ),
+            ("no-cache=\"a, b\", private", false, &["a", "b"], true, &[]),
+            ("private=\"X-User\"", false, &[], false, &["x-user"]),
+            ("private=X-User", false, &[], false, &["x-user"]),
+            // An empty or invalid field list is read as the unqualified directive.
+            ("private=\"\"", false, &[], true, &[]),
+            ("no-cache=\"bad field\"", true, &[], false, &[]),
+            ("private=\"a\", private", false, &[], true, &["a"]),
+        ];
+        for (s, nc, ncf, p, pf) in rows {
+            let d = cc(s);
+            assert_eq!(
+                (
+                    d.no_cache,
+                    strs(&d.no_cache_fields),
+                    d.private,
+                    strs(&d.private_fields)
+                ),
+                (*nc, ncf.to_vec(), *p, pf.to_vec()),
+                "{s:?}"
+            );
+        }
+        let many: Vec<String> = (0..100).map(|i| format!("f{i}")).collect();
+        let d = cc(&format!("private=\"{}\"", many.join(",")));
+        assert_eq!(d.private_fields.len(), MAX_QUALIFIED_FIELDS);
+    }
+
+    #[test]
+    fn structured_targeted_field_table() {
+        // (CDN-Cache-Control lines, valid, max-age, no-store, private, private fields)
+        type Row<'a> = (&'a [&'a str], bool, Option<u64>, bool, bool, &'a [&'a str]);
+        let rows: &[Row] = &[
+            (&["max-age=60"], true, Some(60), false, false, &[]),
+            (&["max-age=60, no-store"], true, Some(60), true, false, &[]),
+            (&["max-age=60", "private"], true, Some(60), false, true, &[]),
+            (
+                &["no-store=?0, max-age=5"],
+                true,
+                Some(5),
+                false,
+                false,
+                &[],
+            ),
+            (
+                &["private=(\"set-cookie\")"],
+                true,
+                None,
+                false,
+                false,
+                &["set-cookie"],
+            ),
+            (&["max-age=-5"], true, Some(0), false, false, &[]),
+            (&["max-age=1.5"], true, Some(0), false, false, &[]),
+            (&["max-age=\"60\""], true, Some(60), false, false, &[]),
+            // Not Structured Field Dictionaries: ignored whole.
+            (&["max-age=60,"], false, None, false, false, &[]),
+            (&["Max-Age=60"], false, None, false, false, &[]),
+            (&["max-age = 60"], false, None, false, false, &[]),
+            (&["max-age=60", ""], false, None, false, false, &[]),
+            (&[], false, None, false, false, &[]),
+        ];
+        for (lines, valid, max_age, no_store, private, pf) in rows {
+            let mut h = HeaderMap::new();
+            for l in *lines {
+                h.append("cdn-cache-control", HeaderValue::from_str(l).unwrap());
+            }
+            let d = Directives::from_structured(&h, "cdn-cache-control");
+            assert_eq!(d.is_some(), *valid, "{lines:?}");
+            let d = d.unwrap_or_default();
+            assert_eq!(
+                (d.max_age, d.no_store, d.private, strs(&d.private_fields)),
+                (*max_age, *no_store, *private, pf.to_vec()),
+                "{lines:?}"
+            );
+        }
     }
 
     #[test]

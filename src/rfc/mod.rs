@@ -1,5 +1,6 @@
 //! HTTP caching decisions as pure functions: no I/O, no tokio, no moka; time is an argument.
 //!
+//! - [`date`]: HTTP-dates in all three formats
 //! - [`directives`]: Cache-Control / Surrogate-Control / CDN-Cache-Control parsing
 //! - [`storable`]: may a response be stored, and with what freshness (RFC 9111 §3, §4.2)
 //! - [`usage`]: may a stored object answer a request now, stale or not (RFC 9111 §4, RFC 5861)
@@ -11,6 +12,7 @@
 pub mod cache_status;
 pub mod coding;
 pub mod conditional;
+pub mod date;
 pub mod directives;
 pub mod storable;
 pub mod usage;

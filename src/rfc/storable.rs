@@ -155,24 +155,19 @@ pub fn evaluate(
     if matches!(status.as_u16(), 100..=199 | 206 | 304) {
         return Err(NoStore::Status);
     }
-    let cc = Directives::from_headers(headers, &header::CACHE_CONTROL);
-    let cdn = headers.contains_key("cdn-cache-control").then(|| {
-        Directives::from_headers(
-            headers,
-            &header::HeaderName::from_static("cdn-cache-control"),
-        )
-    });
-    let sc = surrogate_control(headers);
-    // Targeted fields speak to this proxy and replace Cache-Control for it (RFC 9213 §2.1).
-    let targeted = sc.as_ref().or(cdn.as_ref());
-    let effective = targeted.unwrap_or(&cc);
-
-    if effective.no_store || cc.no_store {
+    let (effective, targeted) = response_directives(headers);
+    let effective = &effective;
+    // RFC 9111 §5.2.2.3: must-understand lets a cache that knows the status ignore no-store, and
+    // forbids storing for one that does not.
+    if effective.must_understand && !understood(status) {
+        return Err(NoStore::Status);
+    }
+    if effective.no_store && !effective.must_understand {
         return Err(NoStore::NoStore);
     }
     // A per-credential entry is only ever served to the same credential: it acts as that user's private cache.
     let own_cache = route.per_credential && req.authorized;
-    if (cc.private || effective.private) && !own_cache {
+    if effective.private && !own_cache {
         return Err(NoStore::Private);
     }
     if headers.get_all(header::VARY).iter().any(|v| {
@@ -181,12 +176,14 @@ pub fn evaluate(
     }) {
         return Err(NoStore::VaryStar);
     }
-    if !cache.store_set_cookie && headers.contains_key(header::SET_COOKIE) {
+    // `private="Set-Cookie"` (or no-cache=) stores the response without its cookies.
+    let cookies_withheld = withheld(effective).any(|f| f == "set-cookie");
+    if !cache.store_set_cookie && headers.contains_key(header::SET_COOKIE) && !cookies_withheld {
         return Err(NoStore::SetCookie);
     }
     if req.authorized
         && !route.per_credential
-        && !(cc.public || cc.s_maxage.is_some() || cc.must_revalidate)
+        && !(effective.public || effective.s_maxage.is_some() || effective.must_revalidate)
     {
         return Err(NoStore::Authorization);
     }
@@ -194,14 +191,14 @@ pub fn evaluate(
     let date = headers
         .get(header::DATE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|s| httpdate::parse_http_date(s).ok());
+        .and_then(super::date::parse);
     let date_value = date.unwrap_or(req.response_time);
-    let explicit = explicit_lifetime(effective, headers, date_value, targeted.is_some());
+    let explicit = explicit_lifetime(effective, headers, date_value, targeted);
     let lifetime = if let Some(ttl) = route.ttl.filter(|_| heuristically_cacheable(status)) {
         Some(ttl.as_secs())
     } else if let Some(l) = explicit {
         Some(l)
-    } else if heuristically_cacheable(status) || cc.public {
+    } else if heuristically_cacheable(status) || effective.public {
         heuristic_lifetime(headers, date_value, cache.heuristic_max)
     } else {
         None
@@ -215,11 +212,7 @@ pub fn evaluate(
         None => return Err(NoStore::NoFreshness),
     };
 
-    let age_value = headers
-        .get(header::AGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_delta)
-        .unwrap_or(0);
+    let age_value = age_value(headers);
     let apparent_age = req
         .response_time
         .duration_since(date_value)
@@ -240,20 +233,71 @@ pub fn evaluate(
             .stale_while_revalidate
             .map(|d| d.as_secs())
             .or(effective.stale_while_revalidate)
-            .or(cc.stale_while_revalidate)
             .unwrap_or(0),
         sie: route
             .stale_if_error
             .map(|d| d.as_secs())
             .or(effective.stale_if_error)
-            .or(cc.stale_if_error)
             .unwrap_or(0),
         no_cache: !route_overrides && effective.no_cache,
         must_revalidate: !route_overrides
             && (effective.must_revalidate
                 || effective.proxy_revalidate
-                || (targeted.is_none() && cc.s_maxage.is_some())),
+                || effective.s_maxage.is_some()),
     })
+}
+
+/// The directives this proxy obeys for a response, and whether they came from a targeted field:
+/// Surrogate-Control addressed to it, else a valid `CDN-Cache-Control`, each replacing
+/// Cache-Control entirely (RFC 9213 §2.2), else Cache-Control. An invalid CDN-Cache-Control is
+/// ignored as if absent.
+pub fn response_directives(headers: &HeaderMap) -> (Directives, bool) {
+    if let Some(d) = surrogate_control(headers) {
+        return (d, true);
+    }
+    if let Some(d) = Directives::from_structured(headers, "cdn-cache-control") {
+        return (d, true);
+    }
+    (
+        Directives::from_headers(headers, &header::CACHE_CONTROL),
+        false,
+    )
+}
+
+/// Response fields a shared cache must not store or reuse unvalidated: those named by qualified
+/// `private="…"` and `no-cache="…"` (RFC 9111 §5.2.2.4, §5.2.2.7). The response is stored without them.
+pub fn withheld_fields(headers: &HeaderMap) -> Vec<header::HeaderName> {
+    let (d, _) = response_directives(headers);
+    withheld(&d)
+        .filter_map(|f| header::HeaderName::from_bytes(f.as_bytes()).ok())
+        .collect()
+}
+
+fn withheld(d: &Directives) -> impl Iterator<Item = &str> {
+    d.private_fields
+        .iter()
+        .chain(&d.no_cache_fields)
+        .map(String::as_str)
+}
+
+/// Status codes whose caching rules this cache implements (for `must-understand`): every final
+/// status RFC 9110 defines, except 206, which is never stored.
+pub fn understood(status: StatusCode) -> bool {
+    matches!(
+        status.as_u16(),
+        200..=205 | 300..=305 | 307 | 308 | 400..=417 | 421 | 422 | 426 | 500..=505
+    )
+}
+
+/// The `Age` field's value: the first member of the first line (RFC 9111 §5.1 asks a cache to use
+/// the first when it is a list); an invalid value counts as absent.
+fn age_value(headers: &HeaderMap) -> u64 {
+    headers
+        .get(header::AGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.split(',').next())
+        .and_then(|s| parse_delta(s.trim()))
+        .unwrap_or(0)
 }
 
 /// Lifetime from s-maxage, max-age or Expires, in that order (RFC 9111 §4.2.1).
@@ -274,11 +318,7 @@ fn explicit_lifetime(
     }
     let expires = headers.get(header::EXPIRES)?;
     // An invalid Expires (e.g. "0") means already expired (RFC 9111 §5.3).
-    let Some(exp) = expires
-        .to_str()
-        .ok()
-        .and_then(|s| httpdate::parse_http_date(s).ok())
-    else {
+    let Some(exp) = expires.to_str().ok().and_then(super::date::parse) else {
         return Some(0);
     };
     Some(
@@ -294,229 +334,10 @@ fn heuristic_lifetime(headers: &HeaderMap, date_value: SystemTime, cap: Duration
         .get(header::LAST_MODIFIED)?
         .to_str()
         .ok()
-        .and_then(|s| httpdate::parse_http_date(s).ok())?;
+        .and_then(super::date::parse)?;
     let since = date_value.duration_since(lm).ok()?;
     Some((since.as_secs() / 10).min(cap.as_secs()))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use http::HeaderValue;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
-    }
-
-    fn facts(authorized: bool) -> RequestFacts {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        RequestFacts {
-            authorized,
-            no_store: false,
-            request_time: now,
-            response_time: now,
-        }
-    }
-
-    const CACHE: CachePolicy = CachePolicy {
-        heuristic_max: Duration::from_secs(86400),
-        store_set_cookie: false,
-    };
-
-    fn eval(status: u16, h: &[(&str, &str)]) -> Result<Freshness, NoStore> {
-        evaluate(
-            StatusCode::from_u16(status).unwrap(),
-            &headers(h),
-            facts(false),
-            RoutePolicy::default(),
-            CACHE,
-        )
-    }
-
-    #[test]
-    fn precedence_of_lifetimes() {
-        assert_eq!(
-            eval(200, &[("cache-control", "max-age=10, s-maxage=20")])
-                .unwrap()
-                .lifetime,
-            20
-        );
-        assert_eq!(
-            eval(200, &[("cache-control", "max-age=10")])
-                .unwrap()
-                .lifetime,
-            10
-        );
-        let f = eval(
-            200,
-            &[
-                ("cache-control", "max-age=10"),
-                ("cdn-cache-control", "max-age=99"),
-            ],
-        )
-        .unwrap();
-        assert_eq!(f.lifetime, 99);
-        let f = eval(
-            200,
-            &[
-                ("cache-control", "max-age=10"),
-                ("cdn-cache-control", "max-age=99"),
-                ("surrogate-control", "max-age=300+60, no-store;other"),
-            ],
-        )
-        .unwrap();
-        assert_eq!(f.lifetime, 300);
-        assert_eq!(
-            eval(
-                200,
-                &[
-                    ("cache-control", "max-age=10"),
-                    ("surrogate-control", "no-store")
-                ]
-            ),
-            Err(NoStore::NoStore)
-        );
-    }
-
-    #[test]
-    fn expires_and_heuristics() {
-        let f = eval(
-            200,
-            &[
-                ("date", "Tue, 14 Nov 2023 22:13:20 GMT"),
-                ("expires", "Tue, 14 Nov 2023 22:14:20 GMT"),
-            ],
-        )
-        .unwrap();
-        assert_eq!(f.lifetime, 60);
-        assert_eq!(eval(200, &[("expires", "0")]).unwrap().lifetime, 0);
-        let f = eval(
-            200,
-            &[
-                ("date", "Tue, 14 Nov 2023 22:13:20 GMT"),
-                ("last-modified", "Tue, 14 Nov 2023 22:11:40 GMT"),
-            ],
-        )
-        .unwrap();
-        assert_eq!(f.lifetime, 10);
-        assert_eq!(eval(200, &[]), Err(NoStore::NoFreshness));
-        assert_eq!(
-            eval(500, &[("last-modified", "Tue, 14 Nov 2023 22:11:40 GMT")]),
-            Err(NoStore::NoFreshness)
-        );
-        assert_eq!(
-            eval(500, &[("cache-control", "max-age=5")])
-                .unwrap()
-                .lifetime,
-            5
-        );
-        assert_eq!(
-            eval(206, &[("cache-control", "max-age=5")]),
-            Err(NoStore::Status)
-        );
-    }
-
-    #[test]
-    fn unstorable_responses() {
-        assert_eq!(
-            eval(200, &[("cache-control", "no-store, max-age=5")]),
-            Err(NoStore::NoStore)
-        );
-        assert_eq!(
-            eval(200, &[("cache-control", "private, max-age=5")]),
-            Err(NoStore::Private)
-        );
-        assert_eq!(
-            eval(200, &[("cache-control", "max-age=5"), ("vary", "*")]),
-            Err(NoStore::VaryStar)
-        );
-        assert_eq!(
-            eval(
-                200,
-                &[("cache-control", "max-age=5"), ("set-cookie", "a=b")]
-            ),
-            Err(NoStore::SetCookie)
-        );
-    }
-
-    #[test]
-    fn authorization_rules() {
-        let h = headers(&[("cache-control", "max-age=5")]);
-        let ok = StatusCode::OK;
-        assert_eq!(
-            evaluate(ok, &h, facts(true), RoutePolicy::default(), CACHE),
-            Err(NoStore::Authorization)
-        );
-        let per = RoutePolicy {
-            per_credential: true,
-            ..Default::default()
-        };
-        assert!(evaluate(ok, &h, facts(true), per, CACHE).is_ok());
-        for cc in [
-            "public, max-age=5",
-            "s-maxage=5",
-            "max-age=5, must-revalidate",
-        ] {
-            let h = headers(&[("cache-control", cc)]);
-            assert!(
-                evaluate(ok, &h, facts(true), RoutePolicy::default(), CACHE).is_ok(),
-                "{cc}"
-            );
-        }
-    }
-
-    #[test]
-    fn route_ttl_overrides_lifetime_not_privacy() {
-        let route = RoutePolicy {
-            ttl: Some(Duration::from_secs(300)),
-            ..Default::default()
-        };
-        let h = headers(&[("cache-control", "no-cache, max-age=0")]);
-        let f = evaluate(StatusCode::OK, &h, facts(false), route, CACHE).unwrap();
-        assert_eq!(f.lifetime, 300);
-        assert!(!f.no_cache);
-        let h = headers(&[("cache-control", "private")]);
-        assert_eq!(
-            evaluate(StatusCode::OK, &h, facts(false), route, CACHE),
-            Err(NoStore::Private)
-        );
-        // Errors are not given the route's lifetime.
-        assert_eq!(
-            evaluate(
-                StatusCode::BAD_GATEWAY,
-                &HeaderMap::new(),
-                facts(false),
-                route,
-                CACHE
-            ),
-            Err(NoStore::NoFreshness)
-        );
-    }
-
-    #[test]
-    fn age_is_corrected() {
-        let f = eval(200, &[("cache-control", "max-age=60"), ("age", "15")]).unwrap();
-        assert_eq!(f.initial_age, 15);
-        let f = eval(
-            200,
-            &[(
-                "cache-control",
-                "max-age=60, stale-while-revalidate=5, stale-if-error=9",
-            )],
-        )
-        .unwrap();
-        assert_eq!((f.swr, f.sie), (5, 9));
-        assert!(
-            eval(200, &[("cache-control", "s-maxage=60")])
-                .unwrap()
-                .must_revalidate
-        );
-    }
-}
+mod tests;
