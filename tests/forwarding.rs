@@ -1,4 +1,5 @@
-//! Forwarding: HEAD from the GET entry, unsafe methods invalidate, origin errors, hop-by-hop headers.
+//! Forwarding: HEAD from the GET entry, unsafe methods invalidate, POST answers for later GETs,
+//! origin errors, hop-by-hop headers.
 
 mod support;
 use support::*;
@@ -23,6 +24,85 @@ async fn head_is_served_from_the_get_entry() {
     assert_eq!(hdr(&h, "content-length"), body.len().to_string());
     assert!(head_body.is_empty());
     assert_eq!(origin.count(), 1);
+    p.shutdown().await;
+}
+
+/// What the POST origin answers for each target: (Content-Location, Cache-Control).
+fn post_reply(path: &str) -> (&'static str, &'static str) {
+    match path {
+        "/items/9" => ("/items/9", "max-age=60"),
+        "/abs" => ("http://{host}/abs", "max-age=60"),
+        "/other-host" => ("http://elsewhere.example/other-host", "max-age=60"),
+        "/elsewhere" => ("/items/10", "max-age=60"),
+        "/no-freshness" => ("/no-freshness", "public"),
+        "/no-store" => ("/no-store", "max-age=60, no-store"),
+        _ => ("", "max-age=60"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_answer_naming_its_own_target_answers_later_gets() {
+    let origin = Origin::start(|s| {
+        if s.method != "POST" {
+            return Reply::ok(format!("{{\"got\":\"{}\"}}", s.path_and_query))
+                .header("cache-control", CACHEABLE);
+        }
+        let (location, cc) = post_reply(&s.path_and_query);
+        // The host the client asked for, as apicache tells the origin.
+        let location = location.replace("{host}", &s.header("x-forwarded-host"));
+        let mut r = Reply::ok(format!("{{\"posted\":\"{}\"}}", s.path_and_query))
+            .header("cache-control", cc);
+        if !location.is_empty() {
+            r = r.header("content-location", &location);
+        }
+        r
+    })
+    .await;
+    let p = proxy(&origin).await;
+    let paths = [
+        "/items/9",
+        "/abs",
+        "/other-host",
+        "/elsewhere",
+        "/no-freshness",
+        "/no-store",
+        "/plain",
+    ];
+    for path in paths {
+        get(&p, path).await;
+        let (s, h, b) = post(&p, path, b"{}").await;
+        assert_eq!(
+            (s, text(&b)),
+            (200, format!("{{\"posted\":\"{path}\"}}")),
+            "{path}"
+        );
+        let stored = hdr(&h, "cache-status").contains("stored");
+        assert_eq!(
+            stored,
+            ["/items/9", "/abs"].contains(&path),
+            "{path}: {}",
+            hdr(&h, "cache-status")
+        );
+    }
+    // Stored under the GET key: the next GET is a hit on the POST's answer.
+    for path in ["/items/9", "/abs"] {
+        let (_, h, b) = get(&p, path).await;
+        assert_eq!(hdr(&h, "x-cache"), "HIT", "{path}");
+        assert_eq!(text(&b), format!("{{\"posted\":\"{path}\"}}"));
+    }
+    // Otherwise the POST only invalidated: the GET goes to the origin.
+    for path in [
+        "/other-host",
+        "/elsewhere",
+        "/no-freshness",
+        "/no-store",
+        "/plain",
+    ] {
+        let (_, h, b) = get(&p, path).await;
+        assert_eq!(hdr(&h, "x-cache"), "MISS", "{path}");
+        assert_eq!(text(&b), format!("{{\"got\":\"{path}\"}}"));
+    }
+    assert_eq!(origin.count_for("/items/9"), 2, "one GET, one POST");
     p.shutdown().await;
 }
 

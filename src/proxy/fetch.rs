@@ -89,7 +89,7 @@ impl Fetched {
 }
 
 /// A response body read up to the object limit.
-enum Read {
+pub(super) enum Read {
     Complete(Bytes),
     /// Over the limit: what was read, then the rest of the stream.
     TooLarge(ProxyBody),
@@ -292,7 +292,7 @@ impl Proxy {
     }
 
     /// The stored object for a fetched response. Encoded variants come later, from the encoder.
-    fn build_object(
+    pub(super) fn build_object(
         &self,
         job: &FillJob,
         parts: Parts,
@@ -330,10 +330,17 @@ impl Proxy {
 
     /// Store an object (unless a purge since `ticket` covers it), then let the encoder add its
     /// compressed variants.
-    async fn store_object(&self, key: &str, obj: &Arc<CachedObject>, ticket: Ticket) {
-        if self.store.insert_fill(key, obj, ticket).await {
+    pub(super) async fn store_object(
+        &self,
+        key: &str,
+        obj: &Arc<CachedObject>,
+        ticket: Ticket,
+    ) -> bool {
+        let stored = self.store.insert_fill(key, obj, ticket).await;
+        if stored {
             self.encoder.schedule(key, obj);
         }
+        stored
     }
 
     /// The `[cache]` settings storability depends on.
@@ -357,7 +364,7 @@ fn stale_or_failed(stale: Option<&Arc<CachedObject>>, e: ProxyError) -> Summary 
 /// A declared length over the limit streams through at once instead of after `limit` bytes.
 /// The bytes read are reserved in `budget` as they arrive (a declared length all at once); a
 /// reservation that fails stops buffering the same way.
-async fn read_limited(
+pub(super) async fn read_limited(
     body: IdleTimeout<Incoming>,
     headers: &HeaderMap,
     limit: usize,
@@ -422,7 +429,7 @@ async fn read_limited(
 /// The identity body to store, the origin's gzip bytes if it sent gzip, and the ETag: a gzip body
 /// is decoded (bounded by `limit`) and an origin ETag naming the gzip bytes becomes weak; without
 /// an origin ETag one is generated. On failure the raw body comes back for streaming.
-fn decode_for_storing(
+pub(super) fn decode_for_storing(
     body: Bytes,
     encoding: Coding,
     headers: &mut HeaderMap,
@@ -469,7 +476,7 @@ fn merge_304(stored: &HeaderMap, update: &HeaderMap) -> HeaderMap {
 }
 
 /// Remove the fields a shared cache may not store (qualified `private` / `no-cache`), returning them.
-fn take_withheld(headers: &mut HeaderMap) -> HeaderMap {
+pub(super) fn take_withheld(headers: &mut HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::new();
     for name in storable::withheld_fields(headers) {
         if let header::Entry::Occupied(e) = headers.entry(name) {

@@ -115,7 +115,7 @@ impl Proxy {
     }
 
     /// The origin request for a fill, detached from the client's.
-    fn fill_job(&self, ctx: &Ctx<'_>, background: bool) -> FillJob {
+    pub(super) fn fill_job(&self, ctx: &Ctx<'_>, background: bool) -> FillJob {
         let mut headers = ctx.origin_headers(self);
         // The cache stores complete identity representations: the client's preconditions are
         // evaluated against the stored object, not forwarded.

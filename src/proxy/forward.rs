@@ -3,11 +3,13 @@
 
 use std::time::{Instant, SystemTime};
 
+use http::response::Parts;
 use http::{header, Method, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::context::Ctx;
+use super::post::PostAnswer;
 use super::{respond, Proxy};
 use crate::body::{declared_length, ClientBodyError, IdleTimeout, ProxyBody};
 use crate::cache::tags;
@@ -21,16 +23,20 @@ impl Proxy {
     /// Pass a request through unchanged but for normalization; errors become their responses.
     pub(super) async fn forward(&self, ctx: &mut Ctx<'_>, body: Incoming) -> Response<ProxyBody> {
         let t0 = Instant::now();
-        let resp = self.forward_raw(ctx, body).await;
+        let sent = self.send_forward(ctx, body).await;
         ctx.origin_ms = Some(t0.elapsed().as_millis());
-        resp.unwrap_or_else(ProxyError::into_response)
+        match sent {
+            Ok((parts, body)) => self.relay(ctx, parts, ProxyBody::stream(body)),
+            Err(e) => e.into_response(),
+        }
     }
 
-    async fn forward_raw(
+    /// Send the client's request to the origin, body streamed; the answer's head and body.
+    pub(super) async fn send_forward(
         &self,
         ctx: &Ctx<'_>,
         body: Incoming,
-    ) -> Result<Response<ProxyBody>, ProxyError> {
+    ) -> Result<(Parts, IdleTimeout<Incoming>), ProxyError> {
         let limit = self.cfg.server.max_body_size.as_u64();
         if declared_length(ctx.headers()).is_some_and(|n| n > limit) {
             return Err(ProxyError::PayloadTooLarge);
@@ -49,13 +55,18 @@ impl Proxy {
         if !ctx.key.is_empty() {
             self.clear_pass_if_cacheable(ctx, &parts);
         }
-        let body = IdleTimeout::new(rbody, self.origin.body_timeout());
-        let resp = respond::response(parts.status, parts.headers, ProxyBody::stream(body));
-        Ok(respond::compress_passed(
-            resp,
-            ctx.headers(),
-            &self.cfg.compression,
-        ))
+        Ok((parts, IdleTimeout::new(rbody, self.origin.body_timeout())))
+    }
+
+    /// The origin's answer as the client gets it (compressed on the fly if it asked for that).
+    pub(super) fn relay(
+        &self,
+        ctx: &Ctx<'_>,
+        parts: Parts,
+        body: ProxyBody,
+    ) -> Response<ProxyBody> {
+        let resp = respond::response(parts.status, parts.headers, body);
+        respond::compress_passed(resp, ctx.headers(), &self.cfg.compression)
     }
 
     /// A key marked hit-for-pass whose origin answer is cacheable again is unmarked at once, so
@@ -87,35 +98,68 @@ impl Proxy {
     }
 
     /// Unsafe methods pass through; a non-error answer invalidates the URI and same-origin
-    /// Location / Content-Location (RFC 9111 §4.4).
+    /// Location / Content-Location (RFC 9111 §4.4). A POST answer that names its own target as
+    /// Content-Location, with explicit freshness, is then stored for later GETs (RFC 9111 §4).
     pub(super) async fn unsafe_method(
         &self,
         ctx: &mut Ctx<'_>,
         body: Incoming,
     ) -> (Response<ProxyBody>, CacheStatus) {
-        let status = CacheStatus::forward(Fwd::Method).detail(Detail::Unsafe);
-        let resp = self.forward(ctx, body).await;
+        let mut status = CacheStatus::forward(Fwd::Method).detail(Detail::Unsafe);
+        let t0 = Instant::now();
+        let sent = self.send_forward(ctx, body).await;
+        ctx.origin_ms = Some(t0.elapsed().as_millis());
+        let (parts, body) = match sent {
+            Ok(answer) => answer,
+            Err(e) => return (e.into_response(), status),
+        };
         let safe = matches!(ctx.head.method, Method::OPTIONS | Method::TRACE);
-        if safe || resp.status().is_client_error() || resp.status().is_server_error() {
-            return (resp, status);
+        if safe || parts.status.is_client_error() || parts.status.is_server_error() {
+            return (self.relay(ctx, parts, ProxyBody::stream(body)), status);
         }
+        self.invalidate_after_unsafe(ctx, &parts).await;
+        let Some(key) = self.post_for_reuse(ctx, &parts) else {
+            return (self.relay(ctx, parts, ProxyBody::stream(body)), status);
+        };
+        match self.read_post_answer(&parts.headers, body).await {
+            Ok(PostAnswer::Buffered(bytes, budget)) => {
+                if self
+                    .store_post_answer(ctx, key, &parts, bytes.clone(), budget)
+                    .await
+                {
+                    status = status.stored();
+                }
+                (self.relay(ctx, parts, ProxyBody::full(bytes)), status)
+            }
+            Ok(PostAnswer::Streamed(rest)) => (self.relay(ctx, parts, rest), status),
+            Err(e) => (e.into_response(), status),
+        }
+    }
+
+    /// RFC 9111 §4.4: the target URI and same-origin Location / Content-Location are invalidated.
+    async fn invalidate_after_unsafe(&self, ctx: &Ctx<'_>, parts: &Parts) {
         let mut urls = vec![ctx.norm.path_and_query.clone()];
         for name in [header::LOCATION, header::CONTENT_LOCATION] {
-            if let Some(target) = resp
-                .headers()
-                .get(&name)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| same_origin_path(v, &ctx.client))
-            {
-                if let Ok(n) = self.normalizer.normalize(&target) {
-                    urls.push(n.path_and_query);
-                }
+            if let Some(n) = self.same_origin_target(ctx, parts.headers.get(&name)) {
+                urls.push(n);
             }
         }
         for url in urls {
             self.store.purge_tag(&tags::url_tag(&url), false).await;
         }
-        (resp, status)
+    }
+
+    /// The normalized target of a Location-style value that points at the host the request was for.
+    pub(super) fn same_origin_target(
+        &self,
+        ctx: &Ctx<'_>,
+        value: Option<&http::HeaderValue>,
+    ) -> Option<String> {
+        let target = same_origin_path(value?.to_str().ok()?, &ctx.client)?;
+        self.normalizer
+            .normalize(&target)
+            .ok()
+            .map(|n| n.path_and_query)
     }
 }
 

@@ -5,7 +5,7 @@
 //! - [`context`]: the per-request facts
 //! - [`lookup`]: the decision, serving nothing itself
 //! - [`fill`]: collapsed fills and what each waiter gets; [`fetch`]: the leader's origin fetch
-//! - [`forward`]: pass-through and unsafe methods
+//! - [`forward`]: pass-through and unsafe methods; [`post`]: POST answers stored for later GETs
 //! - [`respond`]: answers built from stored objects, on-the-fly compression of passed responses
 
 mod context;
@@ -13,6 +13,7 @@ mod fetch;
 mod fill;
 mod forward;
 mod lookup;
+mod post;
 pub mod respond;
 
 use std::net::SocketAddr;

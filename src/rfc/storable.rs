@@ -280,6 +280,19 @@ fn withheld(d: &Directives) -> impl Iterator<Item = &str> {
         .map(String::as_str)
 }
 
+/// Whether a POST response may answer later GETs for its target (RFC 9111 §4, RFC 9110 §9.3.3):
+/// a representation (200/203) whose `Content-Location` is the target URI and which carries
+/// explicit freshness from the origin (a route `ttl` or a heuristic does not count).
+pub fn post_reusable(status: StatusCode, headers: &HeaderMap, location_is_target: bool) -> bool {
+    if !location_is_target || !matches!(status.as_u16(), 200 | 203) {
+        return false;
+    }
+    let (d, targeted) = response_directives(headers);
+    d.s_maxage.is_some()
+        || d.max_age.is_some()
+        || (!targeted && headers.contains_key(header::EXPIRES))
+}
+
 /// Status codes whose caching rules this cache implements (for `must-understand`): every final
 /// status RFC 9110 defines, except 206, which is never stored.
 pub fn understood(status: StatusCode) -> bool {

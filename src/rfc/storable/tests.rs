@@ -402,3 +402,38 @@ fn age_list_uses_the_first_member() {
         assert_eq!(eval(200, &h).unwrap().initial_age, *want, "{ages:?}");
     }
 }
+
+#[test]
+fn post_reuse_table() {
+    // (status, headers, Content-Location is the target, reusable for GET)
+    type Row<'a> = (u16, &'a [(&'a str, &'a str)], bool, bool);
+    let rows: &[Row] = &[
+        (200, &[("cache-control", "max-age=60")], true, true),
+        (203, &[("cache-control", "s-maxage=60")], true, true),
+        (
+            200,
+            &[("expires", "Tue, 14 Nov 2023 22:14:20 GMT")],
+            true,
+            true,
+        ),
+        (200, &[("cdn-cache-control", "max-age=60")], true, true),
+        (200, &[("cache-control", "max-age=60")], false, false),
+        (201, &[("cache-control", "max-age=60")], true, false),
+        (
+            200,
+            &[("last-modified", "Tue, 14 Nov 2023 22:11:40 GMT")],
+            true,
+            false,
+        ),
+        (200, &[("cache-control", "public")], true, false),
+        (200, &[], true, false),
+    ];
+    for (status, h, same, want) in rows {
+        let status = StatusCode::from_u16(*status).unwrap();
+        assert_eq!(
+            post_reusable(status, &headers(h), *same),
+            *want,
+            "{status} {h:?}"
+        );
+    }
+}

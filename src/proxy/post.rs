@@ -1,0 +1,118 @@
+//! POST answers that may serve later GETs (RFC 9111 §4, RFC 9110 §9.3.3): a 200/203 whose
+//! `Content-Location` is the POST's own target, with explicit freshness, is stored under the GET
+//! key of that target, after the POST has invalidated what was stored there.
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::response::Parts;
+use http::{header, HeaderMap, Method, Response};
+use hyper::body::Incoming;
+
+use super::context::Ctx;
+use super::fetch::{decode_for_storing, read_limited, take_withheld, Read};
+use super::Proxy;
+use crate::body::{IdleTimeout, ProxyBody};
+use crate::cache::budget::Reservation;
+use crate::error::ProxyError;
+use crate::normalize;
+use crate::rfc::coding;
+use crate::rfc::directives::Directives;
+use crate::rfc::storable::{self, RequestFacts};
+
+/// A POST answer read for storing.
+pub(super) enum PostAnswer {
+    /// The whole body, its bytes reserved in the fills' budget until stored.
+    Buffered(Bytes, Reservation),
+    /// Over the object size or the fills' budget: what was read, then the rest, streamed.
+    Streamed(ProxyBody),
+}
+
+impl Proxy {
+    /// The GET key a POST's answer may be stored under, when it names its own target.
+    pub(super) fn post_for_reuse(&self, ctx: &Ctx<'_>, parts: &Parts) -> Option<String> {
+        if ctx.head.method != Method::POST || ctx.bypass.is_some() {
+            return None;
+        }
+        let location = parts.headers.get(header::CONTENT_LOCATION);
+        let is_target = self
+            .same_origin_target(ctx, location)
+            .is_some_and(|t| t == ctx.norm.path_and_query);
+        if !storable::post_reusable(parts.status, &parts.headers, is_target) {
+            return None;
+        }
+        let per_credential = ctx.route.policy.per_credential;
+        Some(normalize::cache_key(
+            &ctx.client.origin(),
+            &ctx.norm.path_and_query,
+            ctx.credential.as_ref().filter(|_| per_credential),
+        ))
+    }
+
+    /// Read a POST answer up to `cache.max_object_size`, within the fills' byte budget.
+    pub(super) async fn read_post_answer(
+        &self,
+        headers: &HeaderMap,
+        body: IdleTimeout<Incoming>,
+    ) -> Result<PostAnswer, ProxyError> {
+        let limit = self.cfg.cache.max_object_size.as_u64() as usize;
+        let mut budget = self.fill_budget.reservation();
+        Ok(
+            match read_limited(body, headers, limit, &mut budget).await? {
+                Read::Complete(b) => PostAnswer::Buffered(b, budget),
+                Read::TooLarge(rest) | Read::OverBudget(rest) => PostAnswer::Streamed(rest),
+            },
+        )
+    }
+
+    /// Store a POST answer under `key` as a GET fill would; false when it may not be stored.
+    pub(super) async fn store_post_answer(
+        &self,
+        ctx: &Ctx<'_>,
+        key: String,
+        parts: &Parts,
+        body: Bytes,
+        mut budget: Reservation,
+    ) -> bool {
+        // Taken after this POST's own invalidation: a purge from now on wins over this answer.
+        let ticket = self.store.purge_ticket();
+        let now = SystemTime::now();
+        let facts = RequestFacts {
+            authorized: ctx.credential.is_some(),
+            no_store: Directives::from_request(ctx.headers()).no_store,
+            request_time: now,
+            response_time: now,
+        };
+        let policy = ctx.route.policy;
+        let Ok(freshness) = storable::evaluate(
+            parts.status,
+            &parts.headers,
+            facts,
+            policy,
+            self.cache_policy(),
+        ) else {
+            return false;
+        };
+        let Ok(encoding) = coding::stored_encoding(&parts.headers) else {
+            return false;
+        };
+        let limit = self.cfg.cache.max_object_size.as_u64() as usize;
+        let mut headers = parts.headers.clone();
+        let Ok((body, gzip, etag)) = decode_for_storing(body, encoding, &mut headers, limit) else {
+            return false;
+        };
+        if gzip.is_some() && !budget.grow(body.len()) {
+            return false;
+        }
+        take_withheld(&mut headers);
+        let (mut stored, ()) = Response::new(()).into_parts();
+        stored.status = parts.status;
+        stored.headers = headers;
+        let mut job = self.fill_job(ctx, false);
+        job.key = key;
+        let obj = self.build_object(&job, stored, (body, gzip), etag, freshness);
+        let stored = self.store_object(&job.key, &obj, ticket).await;
+        drop(budget);
+        stored
+    }
+}
