@@ -287,3 +287,58 @@ async fn must_understand_overrides_no_store_for_understood_statuses() {
     assert_eq!(second(&p, "/299/plain").await, "HIT");
     p.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn surrogate_control_keeps_cache_controls_privacy() {
+    static TABLE: &[(&str, &[(&str, &str)])] = &[
+        // ESI's marker says nothing about caching: Cache-Control's private applies.
+        (
+            "/esi",
+            &[
+                ("cache-control", "private"),
+                ("surrogate-control", "content=\"ESI/1.0\""),
+                ("last-modified", "Tue, 14 Nov 2023 22:11:40 GMT"),
+            ],
+        ),
+        (
+            "/private",
+            &[
+                ("cache-control", "private"),
+                ("surrogate-control", "max-age=60"),
+            ],
+        ),
+        (
+            "/lifetime",
+            &[
+                ("cache-control", "max-age=0"),
+                ("surrogate-control", "max-age=60"),
+            ],
+        ),
+    ];
+    let origin = origin_with(TABLE).await;
+    let p = proxy(&origin).await;
+    assert_ne!(second(&p, "/esi").await, "HIT");
+    assert_ne!(second(&p, "/private").await, "HIT");
+    assert_eq!(second(&p, "/lifetime").await, "HIT");
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_targeted_grant_does_not_share_a_private_credentialed_answer() {
+    let origin = Origin::start(|s| {
+        Reply::ok(format!("{{\"for\":\"{}\"}}", s.header("authorization")))
+            .header("cache-control", "private")
+            .header("cdn-cache-control", "max-age=60, must-revalidate")
+    })
+    .await;
+    let p = proxy(&origin).await;
+    let (_, _, a) = get_with(&p, "/me", &[("authorization", "Bearer alice")]).await;
+    let (_, h, b) = get_with(&p, "/me", &[("authorization", "Bearer bob")]).await;
+    assert_ne!(hdr(&h, "x-cache"), "HIT");
+    assert_eq!(
+        (text(&a).as_str(), text(&b).as_str()),
+        ("{\"for\":\"Bearer alice\"}", "{\"for\":\"Bearer bob\"}")
+    );
+    assert_eq!(origin.count(), 2);
+    p.shutdown().await;
+}

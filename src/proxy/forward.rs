@@ -118,13 +118,13 @@ impl Proxy {
             return (self.relay(ctx, parts, ProxyBody::stream(body)), status);
         }
         self.invalidate_after_unsafe(ctx, &parts).await;
-        let Some(key) = self.post_for_reuse(ctx, &parts) else {
+        let Some(reuse) = self.post_for_reuse(ctx, &parts) else {
             return (self.relay(ctx, parts, ProxyBody::stream(body)), status);
         };
         match self.read_post_answer(&parts.headers, body).await {
             Ok(PostAnswer::Buffered(bytes, budget)) => {
                 if self
-                    .store_post_answer(ctx, key, &parts, bytes.clone(), budget)
+                    .store_post_answer(ctx, reuse, &parts, bytes.clone(), budget)
                     .await
                 {
                     status = status.stored();

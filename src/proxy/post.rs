@@ -14,11 +14,22 @@ use super::fetch::{decode_for_storing, read_limited, take_withheld, Read};
 use super::Proxy;
 use crate::body::{IdleTimeout, ProxyBody};
 use crate::cache::budget::Reservation;
+use crate::cache::purges::Ticket;
 use crate::error::ProxyError;
 use crate::normalize;
 use crate::rfc::coding;
 use crate::rfc::directives::Directives;
-use crate::rfc::storable::{self, RequestFacts};
+use crate::rfc::storable::{self, Freshness, RequestFacts, RoutePolicy};
+
+/// What storing a POST answer for GETs needs, decided before its body is read.
+pub(super) struct PostReuse {
+    /// The GET key of the POST's target.
+    key: String,
+    /// Its lifetime, from the origin's own fields.
+    freshness: Freshness,
+    /// Purges after this point win over the answer.
+    ticket: Ticket,
+}
 
 /// A POST answer read for storing.
 pub(super) enum PostAnswer {
@@ -29,8 +40,10 @@ pub(super) enum PostAnswer {
 }
 
 impl Proxy {
-    /// The GET key a POST's answer may be stored under, when it names its own target.
-    pub(super) fn post_for_reuse(&self, ctx: &Ctx<'_>, parts: &Parts) -> Option<String> {
+    /// Where and how long a POST's answer may be stored for GETs, decided from its head alone
+    /// (before any body is buffered): it names its own target and is storable with a lifetime of
+    /// its own. A route `ttl` does not apply: only the origin can say a POST answer is reusable.
+    pub(super) fn post_for_reuse(&self, ctx: &Ctx<'_>, parts: &Parts) -> Option<PostReuse> {
         if ctx.head.method != Method::POST || ctx.bypass.is_some() {
             return None;
         }
@@ -41,12 +54,39 @@ impl Proxy {
         if !storable::post_reusable(parts.status, &parts.headers, is_target) {
             return None;
         }
+        let now = SystemTime::now();
+        let facts = RequestFacts {
+            authorized: ctx.credential.is_some(),
+            no_store: Directives::from_request(ctx.headers()).no_store,
+            request_time: now,
+            response_time: now,
+        };
+        let policy = RoutePolicy {
+            ttl: None,
+            ..ctx.route.policy
+        };
+        let freshness = storable::evaluate(
+            parts.status,
+            &parts.headers,
+            facts,
+            policy,
+            self.cache_policy(),
+        )
+        .ok()
+        .filter(|f| f.lifetime > f.initial_age)?;
+        coding::stored_encoding(&parts.headers).ok()?;
         let per_credential = ctx.route.policy.per_credential;
-        Some(normalize::cache_key(
-            &ctx.client.origin(),
-            &ctx.norm.path_and_query,
-            ctx.credential.as_ref().filter(|_| per_credential),
-        ))
+        Some(PostReuse {
+            key: normalize::cache_key(
+                &ctx.client.origin(),
+                &ctx.norm.path_and_query,
+                ctx.credential.as_ref().filter(|_| per_credential),
+            ),
+            freshness,
+            // Taken right after this POST's own invalidation, before its body is read: a purge
+            // (or a later POST's invalidation) from now on wins over this answer.
+            ticket: self.store.purge_ticket(),
+        })
     }
 
     /// Read a POST answer up to `cache.max_object_size`, within the fills' byte budget.
@@ -65,34 +105,15 @@ impl Proxy {
         )
     }
 
-    /// Store a POST answer under `key` as a GET fill would; false when it may not be stored.
+    /// Store a POST answer as a GET fill would; false when it was not stored.
     pub(super) async fn store_post_answer(
         &self,
         ctx: &Ctx<'_>,
-        key: String,
+        reuse: PostReuse,
         parts: &Parts,
         body: Bytes,
         mut budget: Reservation,
     ) -> bool {
-        // Taken after this POST's own invalidation: a purge from now on wins over this answer.
-        let ticket = self.store.purge_ticket();
-        let now = SystemTime::now();
-        let facts = RequestFacts {
-            authorized: ctx.credential.is_some(),
-            no_store: Directives::from_request(ctx.headers()).no_store,
-            request_time: now,
-            response_time: now,
-        };
-        let policy = ctx.route.policy;
-        let Ok(freshness) = storable::evaluate(
-            parts.status,
-            &parts.headers,
-            facts,
-            policy,
-            self.cache_policy(),
-        ) else {
-            return false;
-        };
         let Ok(encoding) = coding::stored_encoding(&parts.headers) else {
             return false;
         };
@@ -109,9 +130,9 @@ impl Proxy {
         stored.status = parts.status;
         stored.headers = headers;
         let mut job = self.fill_job(ctx, false);
-        job.key = key;
-        let obj = self.build_object(&job, stored, (body, gzip), etag, freshness);
-        let stored = self.store_object(&job.key, &obj, ticket).await;
+        job.key = reuse.key;
+        let obj = self.build_object(&job, stored, (body, gzip), etag, reuse.freshness);
+        let stored = self.store_object(&job.key, &obj, reuse.ticket).await;
         drop(budget);
         stored
     }

@@ -46,9 +46,9 @@ impl Directives {
     pub fn from_headers(headers: &HeaderMap, name: &header::HeaderName) -> Directives {
         let mut d = Directives::default();
         for v in headers.get_all(name) {
-            if let Ok(s) = v.to_str() {
-                d.parse_into(s);
-            }
+            // A line with obs-text (Latin-1 bytes in a quoted value) still carries its ASCII
+            // directives: skipping it would lose a `private` or `no-store` next to the odd byte.
+            d.parse_into(&String::from_utf8_lossy(v.as_bytes()));
         }
         d
     }
@@ -75,14 +75,19 @@ impl Directives {
                 self.s_maxage.get_or_insert(secs().unwrap_or(0));
             }
             "no-store" => self.no_store = true,
-            "no-cache" => match value.as_ref().and_then(Value::fields) {
-                Some(fields) => extend_fields(&mut self.no_cache_fields, fields),
-                None => self.no_cache = true,
-            },
-            "private" => match value.as_ref().and_then(Value::fields) {
-                Some(fields) => extend_fields(&mut self.private_fields, fields),
-                None => self.private = true,
-            },
+            // Several qualified lists add up; too many names in all is read as unqualified.
+            "no-cache" => {
+                let fields = value.as_ref().and_then(Value::fields);
+                if !fields.is_some_and(|f| extend_fields(&mut self.no_cache_fields, f)) {
+                    self.no_cache = true;
+                }
+            }
+            "private" => {
+                let fields = value.as_ref().and_then(Value::fields);
+                if !fields.is_some_and(|f| extend_fields(&mut self.private_fields, f)) {
+                    self.private = true;
+                }
+            }
             "public" => self.public = true,
             "must-revalidate" => self.must_revalidate = true,
             "proxy-revalidate" => self.proxy_revalidate = true,
@@ -135,16 +140,18 @@ impl Directives {
                     // `no-store=?0` says the directive is absent.
                     sfv::BareItem::Boolean(false) => continue,
                     sfv::BareItem::Integer(n) => Some(Value::Integer(i64::from(*n))),
-                    sfv::BareItem::String(s) => Some(Value::Text(s.as_str())),
-                    // Any other type is not a value a cache directive takes: invalid.
+                    // Any other type is not one a cache directive takes (RFC 9213 §2.1: such a
+                    // value is not consumed): a lifetime from it is stale, a field list unqualified.
                     _ => Some(Value::Invalid),
                 },
-                sfv::ListEntry::InnerList(l) => Some(Value::Strings(
-                    l.items
+                sfv::ListEntry::InnerList(l) => {
+                    let names: Option<Vec<&str>> = l
+                        .items
                         .iter()
-                        .filter_map(|i| i.bare_item.as_string().map(|s| s.as_str()))
-                        .collect(),
-                )),
+                        .map(|i| i.bare_item.as_string().map(|s| s.as_str()))
+                        .collect();
+                    Some(names.map_or(Value::Invalid, Value::Strings))
+                }
             };
             d.set(key.as_str(), value);
         }
@@ -181,21 +188,51 @@ impl Value<'_> {
             Value::Strings(v) => v.iter().map(|f| f.trim().to_ascii_lowercase()).collect(),
             _ => return None,
         };
-        let valid =
-            |f: &String| !f.is_empty() && http::HeaderName::from_bytes(f.as_bytes()).is_ok();
-        (!names.is_empty() && names.iter().all(valid)).then_some(names)
+        let valid = |f: &String| {
+            !f.is_empty()
+                && http::HeaderName::from_bytes(f.as_bytes()).is_ok()
+                && !REPRESENTATION_FIELDS.contains(&f.as_str())
+        };
+        let ok =
+            !names.is_empty() && names.len() <= MAX_QUALIFIED_FIELDS && names.iter().all(valid);
+        ok.then_some(names)
     }
 }
 
-/// Fields named in qualified directives are bounded: a field name list this long is nonsense.
-const MAX_QUALIFIED_FIELDS: usize = 32;
+/// A qualified list longer than this is read as the unqualified directive, so no named field is
+/// ever dropped from the list and shared.
+pub const MAX_QUALIFIED_FIELDS: usize = 32;
 
-fn extend_fields(into: &mut Vec<String>, fields: Vec<String>) {
+/// Fields that frame or select the stored representation: a response cannot be stored without
+/// them, so a qualified directive naming one is read as unqualified.
+const REPRESENTATION_FIELDS: &[&str] = &[
+    "content-length",
+    "content-encoding",
+    "content-type",
+    "content-range",
+    "transfer-encoding",
+    "etag",
+    "last-modified",
+    "vary",
+    "date",
+    "cache-control",
+    "cdn-cache-control",
+    "surrogate-control",
+    "expires",
+    "age",
+];
+
+/// Add a qualified list's names; false once the names in all exceed the bound.
+fn extend_fields(into: &mut Vec<String>, fields: Vec<String>) -> bool {
     for f in fields {
-        if into.len() < MAX_QUALIFIED_FIELDS && !into.contains(&f) {
+        if into.len() > MAX_QUALIFIED_FIELDS {
+            break;
+        }
+        if !into.contains(&f) {
             into.push(f);
         }
     }
+    into.len() <= MAX_QUALIFIED_FIELDS
 }
 
 /// Delta-seconds; values beyond 2^31 are capped as RFC 9111 §1.2.2 asks.
@@ -262,6 +299,19 @@ fn unquote(v: &str) -> &str {
         .unwrap_or(v)
 }
 
+/// The Surrogate-Control directives that speak about caching (Edge Architecture 1.0, Fastly).
+const SURROGATE_DIRECTIVES: &[&str] = &[
+    "max-age",
+    "no-store",
+    "no-cache",
+    "must-revalidate",
+    "proxy-revalidate",
+    "stale-while-revalidate",
+    "stale-if-error",
+    "s-maxage",
+    "public",
+];
+
 /// Surrogate-Control directives addressed to this proxy (untargeted or `;apicache`); `max-age=N+M` keeps N.
 pub fn surrogate_control(headers: &HeaderMap) -> Option<Directives> {
     let mut found = false;
@@ -280,8 +330,16 @@ pub fn surrogate_control(headers: &HeaderMap) -> Option<Directives> {
                 Some(i) => &directive[..i],
                 None => directive,
             };
-            found = true;
-            d.parse_into(directive);
+            // Only caching directives make it a field for this proxy: an empty line or ESI's
+            // `content="ESI/1.0"` says nothing about storing.
+            let name = directive.split('=').next().unwrap_or("").trim();
+            if SURROGATE_DIRECTIVES
+                .iter()
+                .any(|d| name.eq_ignore_ascii_case(d))
+            {
+                found = true;
+                d.parse_into(directive);
+            }
         }
     }
     found.then_some(d)
@@ -297,6 +355,10 @@ impl Directives {
                     .is_ok_and(|s| s.to_ascii_lowercase().contains("no-cache"))
             })
         {
+            d.no_cache = true;
+        }
+        // A request has no qualified no-cache; `no-cache="x"` still asks for revalidation.
+        if !d.no_cache_fields.is_empty() {
             d.no_cache = true;
         }
         d
@@ -393,6 +455,9 @@ mod tests {
             ("private=\"\"", false, &[], true, &[]),
             ("no-cache=\"bad field\"", true, &[], false, &[]),
             ("private=\"a\", private", false, &[], true, &["a"]),
+            // Fields that frame or select the representation cannot be withheld: unqualified.
+            ("no-cache=\"Vary\"", true, &[], false, &[]),
+            ("private=\"x-a, Content-Length\"", false, &[], true, &[]),
         ];
         for (s, nc, ncf, p, pf) in rows {
             let d = cc(s);
@@ -407,9 +472,36 @@ mod tests {
                 "{s:?}"
             );
         }
-        let many: Vec<String> = (0..100).map(|i| format!("f{i}")).collect();
-        let d = cc(&format!("private=\"{}\"", many.join(",")));
-        assert_eq!(d.private_fields.len(), MAX_QUALIFIED_FIELDS);
+        // A list too long to keep whole is read as unqualified: no named field is ever shared.
+        let names = |n: usize| {
+            (0..n)
+                .map(|i| format!("f{i}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let d = cc(&format!("private=\"{}\"", names(MAX_QUALIFIED_FIELDS)));
+        assert!(!d.private && d.private_fields.len() == MAX_QUALIFIED_FIELDS);
+        let d = cc(&format!("private=\"{}\"", names(MAX_QUALIFIED_FIELDS + 1)));
+        assert!(d.private);
+        let d = cc(&format!(
+            "private=\"{}\", private=\"x-last\"",
+            names(MAX_QUALIFIED_FIELDS)
+        ));
+        assert!(d.private, "lists add up");
+        // A request's no-cache has no qualified form: any no-cache revalidates.
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache=\"x\""),
+        );
+        assert!(Directives::from_request(&h).no_cache);
+        // A line with obs-text keeps its ASCII directives.
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_bytes(b"private, x=\"caf\xe9\"").unwrap(),
+        );
+        assert!(Directives::from_headers(&h, &header::CACHE_CONTROL).private);
     }
 
     #[test]
@@ -438,7 +530,10 @@ mod tests {
             ),
             (&["max-age=-5"], true, Some(0), false, false, &[]),
             (&["max-age=1.5"], true, Some(0), false, false, &[]),
-            (&["max-age=\"60\""], true, Some(60), false, false, &[]),
+            // Values of the wrong type are not consumed: no lifetime, an unqualified private.
+            (&["max-age=\"60\""], true, Some(0), false, false, &[]),
+            (&["private=(\"x-a\" x-b)"], true, None, false, true, &[]),
+            (&["private=\"x-a\""], true, None, false, true, &[]),
             // Not Structured Field Dictionaries: ignored whole.
             (&["max-age=60,"], false, None, false, false, &[]),
             (&["Max-Age=60"], false, None, false, false, &[]),

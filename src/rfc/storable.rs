@@ -155,19 +155,20 @@ pub fn evaluate(
     if matches!(status.as_u16(), 100..=199 | 206 | 304) {
         return Err(NoStore::Status);
     }
-    let (effective, targeted) = response_directives(headers);
-    let effective = &effective;
+    let fields = ResponseDirectives::of(headers);
+    let effective = &fields.effective;
+    let targeted = fields.source != Source::CacheControl;
     // RFC 9111 §5.2.2.3: must-understand lets a cache that knows the status ignore no-store, and
     // forbids storing for one that does not.
     if effective.must_understand && !understood(status) {
         return Err(NoStore::Status);
     }
-    if effective.no_store && !effective.must_understand {
+    if fields.no_store() {
         return Err(NoStore::NoStore);
     }
     // A per-credential entry is only ever served to the same credential: it acts as that user's private cache.
     let own_cache = route.per_credential && req.authorized;
-    if effective.private && !own_cache {
+    if fields.private() && !own_cache {
         return Err(NoStore::Private);
     }
     if headers.get_all(header::VARY).iter().any(|v| {
@@ -177,15 +178,19 @@ pub fn evaluate(
         return Err(NoStore::VaryStar);
     }
     // `private="Set-Cookie"` (or no-cache=) stores the response without its cookies.
-    let cookies_withheld = withheld(effective).any(|f| f == "set-cookie");
+    let cookies_withheld = fields.withheld().any(|f| f == "set-cookie");
     if !cache.store_set_cookie && headers.contains_key(header::SET_COOKIE) && !cookies_withheld {
         return Err(NoStore::SetCookie);
     }
-    if req.authorized
-        && !route.per_credential
-        && !(effective.public || effective.s_maxage.is_some() || effective.must_revalidate)
-    {
-        return Err(NoStore::Authorization);
+    if req.authorized && !route.per_credential {
+        // RFC 9111 §3.5, read strictly across both fields: a credentialed answer is shared only
+        // when one field grants it and Cache-Control does not call it private.
+        if fields.cache_control().private {
+            return Err(NoStore::Private);
+        }
+        if !fields.grants_credentialed() {
+            return Err(NoStore::Authorization);
+        }
     }
 
     let date = headers
@@ -247,37 +252,102 @@ pub fn evaluate(
     })
 }
 
-/// The directives this proxy obeys for a response, and whether they came from a targeted field:
-/// Surrogate-Control addressed to it, else a valid `CDN-Cache-Control`, each replacing
-/// Cache-Control entirely (RFC 9213 §2.2), else Cache-Control. An invalid CDN-Cache-Control is
-/// ignored as if absent.
-pub fn response_directives(headers: &HeaderMap) -> (Directives, bool) {
-    if let Some(d) = surrogate_control(headers) {
-        return (d, true);
+/// Which field the directives this proxy obeys came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// `Cache-Control`: no targeted field applies.
+    CacheControl,
+    /// `Surrogate-Control` addressed to this proxy.
+    Surrogate,
+    /// A valid `CDN-Cache-Control` (RFC 9213).
+    Cdn,
+}
+
+/// A response's caching fields as this proxy reads them.
+#[derive(Debug, Clone)]
+pub struct ResponseDirectives {
+    /// What this proxy obeys: Surrogate-Control addressed to it, else a valid CDN-Cache-Control,
+    /// else Cache-Control. An invalid CDN-Cache-Control is ignored as if absent.
+    pub effective: Directives,
+    /// Where `effective` came from.
+    pub source: Source,
+    /// Cache-Control, when a targeted field replaced it.
+    replaced: Option<Directives>,
+}
+
+impl ResponseDirectives {
+    /// Read a response's Surrogate-Control, CDN-Cache-Control and Cache-Control.
+    pub fn of(headers: &HeaderMap) -> Self {
+        let targeted = surrogate_control(headers)
+            .map(|d| (d, Source::Surrogate))
+            .or_else(|| {
+                Directives::from_structured(headers, "cdn-cache-control").map(|d| (d, Source::Cdn))
+            });
+        let cc = || Directives::from_headers(headers, &header::CACHE_CONTROL);
+        match targeted {
+            Some((effective, source)) => ResponseDirectives {
+                effective,
+                source,
+                replaced: Some(cc()),
+            },
+            None => ResponseDirectives {
+                effective: cc(),
+                source: Source::CacheControl,
+                replaced: None,
+            },
+        }
     }
-    if let Some(d) = Directives::from_structured(headers, "cdn-cache-control") {
-        return (d, true);
+
+    /// The response's own Cache-Control.
+    pub fn cache_control(&self) -> &Directives {
+        self.replaced.as_ref().unwrap_or(&self.effective)
     }
-    (
-        Directives::from_headers(headers, &header::CACHE_CONTROL),
-        false,
-    )
+
+    /// Cache-Control's privacy directives that still bind: a valid CDN-Cache-Control replaces
+    /// Cache-Control whole (RFC 9213 §2.2), but Surrogate-Control, as at Fastly, only its lifetime.
+    fn binding_cache_control(&self) -> Option<&Directives> {
+        self.replaced
+            .as_ref()
+            .filter(|_| self.source == Source::Surrogate)
+    }
+
+    /// `no-store` applies (and `must-understand` does not lift it).
+    pub fn no_store(&self) -> bool {
+        let cc = self.binding_cache_control();
+        (self.effective.no_store && !self.effective.must_understand)
+            || cc.is_some_and(|c| c.no_store && !c.must_understand)
+    }
+
+    /// Unqualified `private` applies.
+    pub fn private(&self) -> bool {
+        self.effective.private || self.binding_cache_control().is_some_and(|c| c.private)
+    }
+
+    /// Names of the fields qualified `private="…"` / `no-cache="…"` keep out of the cache.
+    pub fn withheld(&self) -> impl Iterator<Item = &str> {
+        fn lists(d: &Directives) -> impl Iterator<Item = &String> {
+            d.private_fields.iter().chain(&d.no_cache_fields)
+        }
+        lists(&self.effective)
+            .chain(self.binding_cache_control().into_iter().flat_map(lists))
+            .map(String::as_str)
+    }
+
+    /// `public`, `s-maxage` or `must-revalidate` in either field: a shared cache may store the
+    /// answer to a credentialed request (RFC 9111 §3.5).
+    pub fn grants_credentialed(&self) -> bool {
+        let grants = |d: &Directives| d.public || d.s_maxage.is_some() || d.must_revalidate;
+        grants(&self.effective) || self.replaced.as_ref().is_some_and(grants)
+    }
 }
 
 /// Response fields a shared cache must not store or reuse unvalidated: those named by qualified
 /// `private="…"` and `no-cache="…"` (RFC 9111 §5.2.2.4, §5.2.2.7). The response is stored without them.
 pub fn withheld_fields(headers: &HeaderMap) -> Vec<header::HeaderName> {
-    let (d, _) = response_directives(headers);
-    withheld(&d)
+    ResponseDirectives::of(headers)
+        .withheld()
         .filter_map(|f| header::HeaderName::from_bytes(f.as_bytes()).ok())
         .collect()
-}
-
-fn withheld(d: &Directives) -> impl Iterator<Item = &str> {
-    d.private_fields
-        .iter()
-        .chain(&d.no_cache_fields)
-        .map(String::as_str)
 }
 
 /// Whether a POST response may answer later GETs for its target (RFC 9111 §4, RFC 9110 §9.3.3):
@@ -287,10 +357,11 @@ pub fn post_reusable(status: StatusCode, headers: &HeaderMap, location_is_target
     if !location_is_target || !matches!(status.as_u16(), 200 | 203) {
         return false;
     }
-    let (d, targeted) = response_directives(headers);
-    d.s_maxage.is_some()
-        || d.max_age.is_some()
-        || (!targeted && headers.contains_key(header::EXPIRES))
+    let fields = ResponseDirectives::of(headers);
+    let d = &fields.effective;
+    d.s_maxage.is_some_and(|l| l > 0)
+        || d.max_age.is_some_and(|l| l > 0)
+        || (fields.source == Source::CacheControl && headers.contains_key(header::EXPIRES))
 }
 
 /// Status codes whose caching rules this cache implements (for `must-understand`): every final

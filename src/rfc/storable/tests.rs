@@ -283,14 +283,42 @@ fn targeted_fields_replace_cache_control_table() {
             ],
             Err(NoStore::NoFreshness),
         ),
-        // Surrogate-Control addressed to this proxy wins over both.
+        // Surrogate-Control addressed to this proxy wins over both for the lifetime...
         (
             &[
-                ("cache-control", "private"),
+                ("cache-control", "max-age=5"),
                 ("surrogate-control", "max-age=30"),
                 ("cdn-cache-control", "no-store"),
             ],
             Ok(30),
+        ),
+        // ...but, as at Fastly, Cache-Control's private and no-store still bind under it.
+        (
+            &[
+                ("cache-control", "private"),
+                ("surrogate-control", "max-age=30"),
+            ],
+            Err(NoStore::Private),
+        ),
+        (
+            &[
+                ("cache-control", "no-store"),
+                ("surrogate-control", "max-age=30"),
+            ],
+            Err(NoStore::NoStore),
+        ),
+        // A Surrogate-Control with no caching directive is not a targeted field at all.
+        (
+            &[
+                ("cache-control", "private"),
+                ("surrogate-control", "content=\"ESI/1.0\""),
+                ("last-modified", "Tue, 14 Nov 2023 22:11:40 GMT"),
+            ],
+            Err(NoStore::Private),
+        ),
+        (
+            &[("cdn-cache-control", "no-store"), ("surrogate-control", "")],
+            Err(NoStore::NoStore),
         ),
     ];
     for (h, want) in rows {
@@ -435,5 +463,52 @@ fn post_reuse_table() {
             *want,
             "{status} {h:?}"
         );
+    }
+}
+
+#[test]
+fn credentialed_answers_need_a_grant_and_no_private_in_either_field() {
+    // (headers, stored for a credentialed request on a shared route)
+    type Row<'a> = (&'a [(&'a str, &'a str)], Result<u64, NoStore>);
+    let rows: &[Row] = &[
+        (
+            &[
+                ("cache-control", "private"),
+                ("cdn-cache-control", "max-age=60, must-revalidate"),
+            ],
+            Err(NoStore::Private),
+        ),
+        (
+            &[
+                ("cache-control", "private"),
+                ("surrogate-control", "max-age=60, must-revalidate"),
+            ],
+            Err(NoStore::Private),
+        ),
+        (
+            &[
+                ("cache-control", "public"),
+                ("cdn-cache-control", "max-age=60"),
+            ],
+            Ok(60),
+        ),
+        (
+            &[
+                ("cache-control", "max-age=5"),
+                ("cdn-cache-control", "max-age=60"),
+            ],
+            Err(NoStore::Authorization),
+        ),
+        (&[("cdn-cache-control", "max-age=60, public")], Ok(60)),
+    ];
+    for (h, want) in rows {
+        let got = evaluate(
+            StatusCode::OK,
+            &headers(h),
+            facts(true),
+            RoutePolicy::default(),
+            CACHE,
+        );
+        assert_eq!(got.map(|f| f.lifetime), *want, "{h:?}");
     }
 }
