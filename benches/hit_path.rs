@@ -30,7 +30,7 @@ fn object(body: Vec<u8>) -> CachedObject {
         "date",
         HeaderValue::from_static("Tue, 14 Nov 2023 22:13:20 GMT"),
     );
-    let etag = apicache::rfc::conditional::generate_etag(&body);
+    let etag = HeaderValue::try_from(apicache::rfc::conditional::generate_etag(&body)).unwrap();
     let o = CachedObject::new(
         NewObject {
             status: StatusCode::OK,

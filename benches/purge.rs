@@ -18,7 +18,7 @@ fn obj(tags: Vec<String>) -> Arc<CachedObject> {
             headers: HeaderMap::new(),
             body: Bytes::from_static(b"{\"ok\":true}"),
             gzip: None,
-            etag: "\"e\"".into(),
+            etag: http::HeaderValue::from_static("\"e\""),
             origin_etag: None,
             freshness: Freshness::for_lifetime(3600),
             vary: Default::default(),

@@ -134,7 +134,7 @@ mod tests {
                 headers: HeaderMap::new(),
                 body: Bytes::from(body),
                 gzip: None,
-                etag: format!("\"{seed}\""),
+                etag: http::HeaderValue::try_from(format!("\"{seed}\"")).unwrap(),
                 origin_etag: None,
                 freshness: Freshness::for_lifetime(60),
                 vary: Default::default(),

@@ -11,6 +11,7 @@ use http::{header, HeaderMap, HeaderValue, StatusCode};
 use crate::rfc::coding::Coding;
 use crate::rfc::conditional::variant_etag;
 use crate::rfc::storable::Freshness;
+use crate::rfc::update::Validators;
 use crate::rfc::usage::Stored;
 use crate::rfc::vary::Vary;
 
@@ -25,8 +26,8 @@ pub struct NewObject {
     pub body: Bytes,
     /// The origin's own gzip bytes, when it sent gzip: kept as the gzip variant.
     pub gzip: Option<Bytes>,
-    /// The identity representation's ETag as clients see it (origin's or generated).
-    pub etag: String,
+    /// The identity representation's ETag as clients see it (origin's or generated), as bytes.
+    pub etag: HeaderValue,
     /// The origin's own ETag, for conditional refreshes.
     pub origin_etag: Option<HeaderValue>,
     /// Lifetime and stale windows.
@@ -66,10 +67,10 @@ pub struct CachedObject {
     encoded: bool,
     /// An encoding of this object is queued or running.
     encoding: AtomicBool,
-    /// The identity representation's ETag, as clients see it (origin's or generated).
-    pub etag: String,
+    /// The identity representation's ETag, as clients see it (origin's or generated), as bytes.
+    pub etag: HeaderValue,
     /// Header values of the identity, gzip and br ETags, built once instead of on every hit.
-    etag_values: [Option<HeaderValue>; 3],
+    etag_values: [HeaderValue; 3],
     /// The origin's own ETag, used to revalidate upstream.
     pub origin_etag: Option<HeaderValue>,
     /// Last-Modified, for If-Modified-Since both ways.
@@ -104,7 +105,7 @@ impl CachedObject {
             encoded: false,
             encoding: AtomicBool::new(false),
             etag_values: [Coding::Identity, Coding::Gzip, Coding::Br]
-                .map(|c| HeaderValue::from_str(&variant_etag(&o.etag, c)).ok()),
+                .map(|c| variant_etag(&o.etag, c)),
             etag: o.etag,
             origin_etag: o.origin_etag,
             last_modified,
@@ -130,18 +131,22 @@ impl CachedObject {
         }
     }
 
-    /// RFC 9111 §4.3.4: the stored response updated by a 304, stored anew at `stored_at`.
-    pub fn refreshed(&self, headers: HeaderMap, freshness: Freshness, stored_at: Instant) -> Self {
-        let origin_etag = headers
-            .get(header::ETAG)
-            .cloned()
-            .or_else(|| self.origin_etag.clone());
+    /// RFC 9111 §4.3.4 / §4.3.5: the stored response updated by a 304 (or a HEAD response) that
+    /// selected it, stored anew at `stored_at` as the variant `vary`. Its ETags stay as they were:
+    /// the update selected this representation, so clients and the origin keep agreeing on them.
+    pub fn refreshed(
+        &self,
+        headers: HeaderMap,
+        freshness: Freshness,
+        vary: Vary,
+        stored_at: Instant,
+    ) -> Self {
         let headers = per_response_removed(headers);
         Self {
             last_modified: headers.get(header::LAST_MODIFIED).cloned(),
             headers,
-            origin_etag,
             freshness,
+            vary,
             stored_at,
             marks: Arc::default(),
             ..self.copy()
@@ -204,8 +209,8 @@ impl CachedObject {
     }
 
     /// The ETag header value of one coding's representation.
-    pub fn etag_value(&self, coding: Coding) -> Option<&HeaderValue> {
-        self.etag_values[coding as usize].as_ref()
+    pub fn etag_value(&self, coding: Coding) -> &HeaderValue {
+        &self.etag_values[coding as usize]
     }
 
     /// What the use-time decision needs to know about this object at `now`.
@@ -249,6 +254,14 @@ impl CachedObject {
     /// Hard-purged.
     pub fn is_dead(&self) -> bool {
         self.marks.dead.load(Ordering::Relaxed)
+    }
+
+    /// The validators the origin knows this response by (its own ETag, Last-Modified).
+    pub fn validators(&self) -> Validators<'_> {
+        Validators {
+            etag: self.origin_etag.as_ref().map(|v| v.as_bytes()),
+            last_modified: self.last_modified.as_ref().map(|v| v.as_bytes()),
+        }
     }
 
     /// Whether the object has validators the origin can check.
@@ -307,7 +320,7 @@ mod tests {
                 headers: HeaderMap::new(),
                 body: Bytes::from_static(b"{\"a\":1}"),
                 gzip: None,
-                etag: "\"e\"".into(),
+                etag: HeaderValue::from_static("\"e\""),
                 origin_etag: None,
                 freshness: Freshness::for_lifetime(lifetime),
                 vary: Vary::default(),
@@ -346,7 +359,7 @@ mod tests {
             e.codings().collect::<Vec<_>>(),
             [Coding::Identity, Coding::Gzip]
         );
-        assert_eq!(e.etag_value(Coding::Gzip).unwrap(), "\"e-gz\"");
+        assert_eq!(e.etag_value(Coding::Gzip), "\"e-gz\"");
         o.kill();
         assert!(
             e.is_dead(),

@@ -51,8 +51,9 @@ impl Entry {
 pub enum Lookup {
     /// A variant matching the request.
     Hit(Arc<CachedObject>),
-    /// The URL is stored, but not for this request's Vary values (the newest variant's Vary).
-    VaryMiss(Vary),
+    /// The URL is stored, but not for this request's Vary values: the newest variant's Vary, and
+    /// the live variants (newest first), which a 304 may still select (RFC 9111 §4.3.1).
+    VaryMiss(Vary, Vec<Arc<CachedObject>>),
     /// Nothing stored.
     Miss,
 }
@@ -124,15 +125,15 @@ impl Store {
         let Some(entry) = self.cache.get(key).await else {
             return Lookup::Miss;
         };
-        let mut newest = None;
+        let mut others = Vec::new();
         for obj in entry.objects.iter().filter(|o| !o.is_dead()) {
             if obj.vary.matches(req_headers) {
                 return Lookup::Hit(obj.clone());
             }
-            newest.get_or_insert(obj);
+            others.push(obj.clone());
         }
-        match newest {
-            Some(o) => Lookup::VaryMiss(o.vary.clone()),
+        match others.first() {
+            Some(o) => Lookup::VaryMiss(o.vary.clone(), others),
             None => Lookup::Miss,
         }
     }
@@ -231,6 +232,33 @@ impl Store {
             })
             .await;
         swapped
+    }
+
+    /// Remove one stored variant of `key` (the others stay), if it is still stored.
+    pub async fn remove_variant(&self, key: &str, obj: &Arc<CachedObject>) {
+        self.cache
+            .entry_by_ref(key)
+            .and_compute_with(|cur| {
+                let op = match cur {
+                    Some(e) if e.value().objects.iter().any(|o| Arc::ptr_eq(o, obj)) => {
+                        let rest: Vec<_> = e
+                            .value()
+                            .objects
+                            .iter()
+                            .filter(|o| !Arc::ptr_eq(o, obj))
+                            .cloned()
+                            .collect();
+                        if rest.is_empty() {
+                            moka::ops::compute::Op::Remove
+                        } else {
+                            moka::ops::compute::Op::Put(self.entry(key, rest))
+                        }
+                    }
+                    _ => moka::ops::compute::Op::Nop,
+                };
+                std::future::ready(op)
+            })
+            .await;
     }
 
     /// Remove one key.
@@ -364,7 +392,7 @@ mod tests {
                 headers: HeaderMap::new(),
                 body: Bytes::from_static(body.as_bytes()),
                 gzip: None,
-                etag: "\"e\"".into(),
+                etag: http::HeaderValue::from_static("\"e\""),
                 origin_etag: None,
                 freshness: Freshness::for_lifetime(60),
                 vary: Default::default(),

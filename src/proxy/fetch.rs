@@ -10,6 +10,7 @@ use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, BodyStream, StreamBody};
 use hyper::body::Incoming;
 
+use super::refresh::detach;
 use super::{respond, Proxy};
 use crate::body::{declared_length, IdleTimeout, ProxyBody};
 use crate::cache::budget::Reservation;
@@ -20,9 +21,10 @@ use crate::compress::{self, DecodeError};
 use crate::error::ProxyError;
 use crate::origin::{self, OriginBody};
 use crate::rfc::coding::{self, Coding};
-use crate::rfc::conditional;
 use crate::rfc::directives::no_transform;
+use crate::rfc::etag::{if_none_match_list, stored_etags};
 use crate::rfc::storable::{self, CachePolicy, Freshness, NoStore, RequestFacts, RoutePolicy};
+use crate::rfc::update::{select_304, Validators};
 use crate::rfc::vary::Vary;
 
 /// A fill's request, detached from the client's so the fetch outlives it.
@@ -74,7 +76,7 @@ pub struct Fetched {
 }
 
 impl Fetched {
-    fn done(summary: Summary) -> Self {
+    pub(super) fn done(summary: Summary) -> Self {
         Fetched {
             summary,
             response: None,
@@ -88,6 +90,22 @@ impl Fetched {
     }
 }
 
+/// What a fill may reuse instead of fetching a whole body.
+#[derive(Default)]
+pub enum Basis {
+    /// Nothing stored for this request.
+    #[default]
+    Fresh,
+    /// This request's stored response, stale or to be revalidated: its validators go upstream.
+    Stale(Arc<CachedObject>),
+    /// Other Vary variants of the URL with origin ETags (newest first): a 304 naming one makes
+    /// it this request's variant too (RFC 9111 §4.3.1).
+    Variants(Vec<Arc<CachedObject>>),
+}
+
+/// Bytes of ETags one If-None-Match sent upstream may list.
+const MAX_INM_BYTES: usize = 4096;
+
 /// A response body read up to the object limit.
 pub(super) enum Read {
     Complete(Bytes),
@@ -98,12 +116,12 @@ pub(super) enum Read {
 }
 
 impl Proxy {
-    /// The fill itself: one origin request, conditional when a stale object has validators.
-    pub(super) async fn fetch(
-        self: Arc<Self>,
-        job: FillJob,
-        stale: Option<Arc<CachedObject>>,
-    ) -> Fetched {
+    /// The fill itself: one origin request, conditional when something stored may be reused.
+    pub(super) async fn fetch(self: Arc<Self>, job: FillJob, basis: Basis) -> Fetched {
+        let stale = match &basis {
+            Basis::Stale(o) => Some(o.clone()),
+            _ => None,
+        };
         if let Some(current) = self.refreshed_meanwhile(&job, stale.as_ref()).await {
             return Fetched::done(Summary::Stored(current, true));
         }
@@ -111,8 +129,34 @@ impl Proxy {
         // and one before it has killed the stale object (whose body a 304 must not revive).
         let ticket = self.store.purge_ticket();
         let stale = stale.filter(|o| !o.is_dead());
-        let request_time = SystemTime::now();
-        let sent = self.send_conditional(&job, stale.as_deref()).await;
+        let candidates: Vec<Arc<CachedObject>> = match basis {
+            Basis::Fresh => Vec::new(),
+            Basis::Stale(o) => vec![o],
+            Basis::Variants(v) => v,
+        };
+        let candidates: Vec<_> = candidates.into_iter().filter(|o| !o.is_dead()).collect();
+        let mut request_time = SystemTime::now();
+        let mut sent = self
+            .send_conditional(&job, &candidates, stale.is_some())
+            .await;
+        if let Ok(r) = &sent {
+            if r.status() == StatusCode::NOT_MODIFIED && !candidates.is_empty() {
+                let response_time = SystemTime::now();
+                let stored: Vec<Validators> = candidates.iter().map(|o| o.validators()).collect();
+                if let Some(i) = select_304(&stored, Validators::of(r.headers())) {
+                    self.metrics.revalidated();
+                    let facts = self.facts(&job, request_time, response_time);
+                    let update = r.headers().clone();
+                    return self
+                        .refresh(&job, &candidates[i], &update, facts, ticket)
+                        .await;
+                }
+                // RFC 9111 §4.3.4: it selects nothing stored, so it updates nothing; the answer
+                // comes from one unconditional request.
+                request_time = SystemTime::now();
+                sent = self.send_conditional(&job, &[], false).await;
+            }
+        }
         let response_time = SystemTime::now();
         let usable_stale = stale
             .as_ref()
@@ -127,16 +171,7 @@ impl Proxy {
             }
             Ok(r) => r,
         };
-        let facts = RequestFacts {
-            authorized: job.authorized,
-            no_store: false,
-            request_time,
-            response_time,
-        };
-        if let (StatusCode::NOT_MODIFIED, Some(old)) = (resp.status(), &stale) {
-            self.metrics.revalidated();
-            return self.refresh(&job, old, resp.headers(), facts, ticket).await;
-        }
+        let facts = self.facts(&job, request_time, response_time);
         let (mut parts, body) = resp.into_parts();
         origin::strip_hop_by_hop(&mut parts.headers);
         let body = IdleTimeout::new(body, self.origin.body_timeout());
@@ -161,16 +196,16 @@ impl Proxy {
             Ok(Read::OverBudget(rest)) => return self.pass(&job, parts, rest, NoStore::FillMemory),
             Err(e) => return Fetched::done(Summary::Failed(e)),
         };
-        let (body, gzip, etag) = match decode_for_storing(body, encoding, &mut parts.headers, limit)
-        {
-            Ok(decoded) => decoded,
-            Err((DecodeError::TooLarge, raw)) => {
-                return self.pass(&job, parts, ProxyBody::full(raw), NoStore::TooLarge)
-            }
-            Err((DecodeError::Corrupt, _)) => {
-                return Fetched::done(Summary::Failed(ProxyError::Origin))
-            }
-        };
+        let (body, gzip, etags) =
+            match decode_for_storing(body, encoding, &mut parts.headers, limit) {
+                Ok(decoded) => decoded,
+                Err((DecodeError::TooLarge, raw)) => {
+                    return self.pass(&job, parts, ProxyBody::full(raw), NoStore::TooLarge)
+                }
+                Err((DecodeError::Corrupt, _)) => {
+                    return Fetched::done(Summary::Failed(ProxyError::Origin))
+                }
+            };
         if gzip.is_some() && !budget.grow(body.len()) {
             // The decoded copy is over the budget: the origin's bytes go to the client as they are.
             let raw = gzip.unwrap_or_default();
@@ -180,7 +215,7 @@ impl Proxy {
             return self.pass(&job, parts, ProxyBody::full(raw), NoStore::FillMemory);
         }
         let withheld = take_withheld(&mut parts.headers);
-        let obj = self.build_object(&job, parts, (body, gzip), etag, freshness);
+        let obj = self.build_object(&job, parts, (body, gzip), etags, freshness);
         self.store_object(&job.key, &obj, ticket).await;
         Fetched {
             withheld,
@@ -202,17 +237,20 @@ impl Proxy {
         }
     }
 
-    /// Send the job's request, with the stale object's validators when it has them.
+    /// Send the job's request, conditional on what is stored: the stale object's validators
+    /// (`ims`: its Last-Modified too), or an If-None-Match listing other variants' ETags.
     async fn send_conditional(
         &self,
         job: &FillJob,
-        stale: Option<&CachedObject>,
+        candidates: &[Arc<CachedObject>],
+        ims: bool,
     ) -> Result<Response<Incoming>, ProxyError> {
         let mut headers = job.headers.clone();
-        if let Some(s) = stale {
-            if let Some(e) = &s.origin_etag {
-                headers.insert(header::IF_NONE_MATCH, e.clone());
-            }
+        let etags = candidates.iter().filter_map(|o| o.origin_etag.as_ref());
+        if let Some(inm) = if_none_match_list(etags, self.cfg.cache.max_variants, MAX_INM_BYTES) {
+            headers.insert(header::IF_NONE_MATCH, inm);
+        }
+        if let (true, [s]) = (ims, candidates) {
             if let Some(lm) = &s.last_modified {
                 headers.insert(header::IF_MODIFIED_SINCE, lm.clone());
             }
@@ -221,6 +259,21 @@ impl Proxy {
         *req.uri_mut() = self.origin.uri(&job.path_and_query)?;
         *req.headers_mut() = headers;
         self.send_origin(job.route, req).await
+    }
+
+    /// What storability needs to know about the fill's request.
+    fn facts(
+        &self,
+        job: &FillJob,
+        request_time: SystemTime,
+        response_time: SystemTime,
+    ) -> RequestFacts {
+        RequestFacts {
+            authorized: job.authorized,
+            no_store: false,
+            request_time,
+            response_time,
+        }
     }
 
     /// One origin round trip, counted per route.
@@ -234,44 +287,6 @@ impl Proxy {
         let failed = r.as_ref().err().is_some_and(ProxyError::is_origin_failure);
         self.metrics.origin(route, t0.elapsed(), failed);
         r
-    }
-
-    /// RFC 9111 §4.3.4: a 304 updates the stored headers and freshness; the body stays.
-    async fn refresh(
-        &self,
-        job: &FillJob,
-        old: &CachedObject,
-        update: &HeaderMap,
-        facts: RequestFacts,
-        ticket: Ticket,
-    ) -> Fetched {
-        let mut headers = detach(&merge_304(&old.headers, update));
-        match storable::evaluate(old.status, &headers, facts, job.policy, self.cache_policy()) {
-            Ok(freshness) => {
-                let withheld = take_withheld(&mut headers);
-                let obj = Arc::new(old.refreshed(headers, freshness, self.clock.now()));
-                self.store_object(&job.key, &obj, ticket).await;
-                Fetched {
-                    withheld,
-                    ..Fetched::done(Summary::Stored(obj, true))
-                }
-            }
-            Err(reason) => {
-                // The body is still valid but may no longer be kept: hand it to the leader once.
-                self.store.remove(&job.key).await;
-                let mut resp =
-                    respond::response(old.status, headers, ProxyBody::full(old.body.clone()));
-                if let Some(e) = old.etag_value(Coding::Identity) {
-                    resp.headers_mut().insert(header::ETAG, e.clone());
-                }
-                let response =
-                    respond::compress_passed(resp, &job.vary_source, &self.cfg.compression);
-                Fetched {
-                    response: Some(response),
-                    ..Fetched::done(Summary::Pass(reason))
-                }
-            }
-        }
     }
 
     /// An unstorable response: remembered as pass when it speaks for everyone, and handed to the
@@ -297,7 +312,7 @@ impl Proxy {
         job: &FillJob,
         parts: Parts,
         (body, gzip): (Bytes, Option<Bytes>),
-        etag: String,
+        (etag, origin_etag): Etags,
         freshness: Freshness,
     ) -> Arc<CachedObject> {
         let headers = detach(&parts.headers);
@@ -311,7 +326,6 @@ impl Proxy {
         let compressible = c.enabled
             && body.len() as u64 >= c.min_size.as_u64()
             && coding::is_compressible(headers.get(header::CONTENT_TYPE), &c.types);
-        let origin_etag = headers.get(header::ETAG).cloned();
         let new = NewObject {
             status: parts.status,
             vary: Vary::of(&headers, &job.vary_source),
@@ -426,23 +440,23 @@ pub(super) async fn read_limited(
     }))
 }
 
-/// The identity body to store, the origin's gzip bytes if it sent gzip, and the ETag: a gzip body
-/// is decoded (bounded by `limit`) and an origin ETag naming the gzip bytes becomes weak; without
-/// an origin ETag one is generated. On failure the raw body comes back for streaming.
+/// The ETag clients see and the origin's own, kept for revalidating upstream.
+pub(super) type Etags = (HeaderValue, Option<HeaderValue>);
+
+/// The identity body to store, the origin's gzip bytes if it sent gzip, and the ETags
+/// ([`stored_etags`]): a gzip body is decoded (bounded by `limit`) and an origin ETag naming the
+/// gzip bytes becomes weak for clients. On failure the raw body comes back for streaming.
 pub(super) fn decode_for_storing(
     body: Bytes,
     encoding: Coding,
     headers: &mut HeaderMap,
     limit: usize,
-) -> Result<(Bytes, Option<Bytes>, String), (DecodeError, Bytes)> {
-    let origin_etag = headers
-        .get(header::ETAG)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+) -> Result<(Bytes, Option<Bytes>, Etags), (DecodeError, Bytes)> {
+    let origin_etag = headers.get(header::ETAG).cloned();
     if encoding == Coding::Identity {
         headers.remove(header::CONTENT_ENCODING);
-        let etag = origin_etag.unwrap_or_else(|| conditional::generate_etag(&body));
-        return Ok((body, None, etag));
+        let etags = stored_etags(origin_etag.as_ref(), false, &body);
+        return Ok((body, None, etags));
     }
     let mut plain = match compress::gunzip_limited(&body, limit) {
         Ok(plain) => plain,
@@ -451,28 +465,8 @@ pub(super) fn decode_for_storing(
     plain.shrink_to_fit();
     let plain = Bytes::from(plain);
     headers.remove(header::CONTENT_ENCODING);
-    // The origin's tag named its gzip bytes; what is stored now is a different representation.
-    let etag = match origin_etag {
-        Some(e) => conditional::weaken(&e),
-        None => conditional::generate_etag(&plain),
-    };
-    Ok((plain, Some(body), etag))
-}
-
-/// RFC 9111 §4.3.4: the 304's end-to-end fields replace the stored ones of the same name.
-fn merge_304(stored: &HeaderMap, update: &HeaderMap) -> HeaderMap {
-    let mut update = update.clone();
-    origin::strip_hop_by_hop(&mut update);
-    update.remove(header::CONTENT_LENGTH);
-    update.remove(header::CONTENT_ENCODING);
-    let mut headers = stored.clone();
-    for name in update.keys() {
-        headers.remove(name);
-    }
-    for (name, value) in update.iter() {
-        headers.append(name, value.clone());
-    }
-    headers
+    let etags = stored_etags(origin_etag.as_ref(), true, &plain);
+    Ok((plain, Some(body), etags))
 }
 
 /// Remove the fields a shared cache may not store (qualified `private` / `no-cache`), returning them.
@@ -485,23 +479,6 @@ pub(super) fn take_withheld(headers: &mut HeaderMap) -> HeaderMap {
                 out.append(name.clone(), v);
             }
         }
-    }
-    out
-}
-
-/// A copy of a header value in its own allocation.
-fn copy_value(v: &HeaderValue) -> HeaderValue {
-    let mut c = HeaderValue::from_bytes(v.as_bytes()).unwrap_or_else(|_| v.clone());
-    c.set_sensitive(v.is_sensitive());
-    c
-}
-
-/// Copy every value: hyper's parsed values are slices of the connection's read buffer, which often
-/// holds the whole body too, so a stored header would otherwise pin that buffer for the object's life.
-fn detach(h: &HeaderMap) -> HeaderMap {
-    let mut out = HeaderMap::with_capacity(h.len());
-    for (k, v) in h {
-        out.append(k.clone(), copy_value(v));
     }
     out
 }
@@ -537,12 +514,13 @@ mod tests {
             } else {
                 plain.clone()
             };
-            let (body, gzip, etag) =
+            let (body, gzip, (etag, upstream)) =
                 decode_for_storing(input.clone(), *enc, &mut h, 1 << 20).unwrap();
+            assert_eq!(upstream.as_ref().map(|u| u.to_str().unwrap()), *origin);
             assert_eq!(body, plain);
             assert_eq!(gzip, (*enc == Coding::Gzip).then_some(input));
             assert!(!h.contains_key(header::CONTENT_ENCODING));
-            let want = want.map_or_else(|| conditional::generate_etag(&plain), str::to_string);
+            let want = want.map_or_else(|| crate::rfc::etag::generate_etag(&plain), str::to_string);
             assert_eq!(etag, want, "{enc:?} {origin:?}");
         }
         let mut h = HeaderMap::new();
@@ -550,30 +528,5 @@ mod tests {
         assert_eq!((e.0, e.1), (DecodeError::TooLarge, gz));
         let e = decode_for_storing(plain.clone(), Coding::Gzip, &mut h, 1 << 20).unwrap_err();
         assert_eq!(e.0, DecodeError::Corrupt);
-    }
-
-    #[test]
-    fn a_304_replaces_fields_of_the_same_name() {
-        let mut stored = HeaderMap::new();
-        stored.insert(header::CACHE_CONTROL, hv("max-age=5"));
-        stored.append(header::LINK, hv("<a>"));
-        stored.append(header::LINK, hv("<b>"));
-        stored.insert(header::CONTENT_TYPE, hv("application/json"));
-        let mut update = HeaderMap::new();
-        update.insert(header::CACHE_CONTROL, hv("max-age=60"));
-        update.insert(header::LINK, hv("<c>"));
-        update.insert(header::CONTENT_LENGTH, hv("0"));
-        update.insert(header::CONNECTION, hv("close"));
-        let merged = merge_304(&stored, &update);
-        assert_eq!(merged[header::CACHE_CONTROL], "max-age=60");
-        assert_eq!(
-            merged.get_all(header::LINK).iter().collect::<Vec<_>>(),
-            [&hv("<c>")]
-        );
-        assert_eq!(merged[header::CONTENT_TYPE], "application/json");
-        assert!(
-            !merged.contains_key(header::CONTENT_LENGTH)
-                && !merged.contains_key(header::CONNECTION)
-        );
     }
 }

@@ -8,7 +8,8 @@ use http::{header, HeaderMap, HeaderValue, Method, Response};
 use hyper::body::Incoming;
 
 use super::context::Ctx;
-use super::fetch::{Fetched, FillJob, Summary};
+use super::fetch::{Basis, Fetched, FillJob, Summary};
+use super::refresh::PRECONDITIONS;
 use super::Proxy;
 use crate::body::ProxyBody;
 use crate::cache::collapse::Joined;
@@ -27,15 +28,22 @@ impl Proxy {
         self: &Arc<Self>,
         ctx: &mut Ctx<'_>,
         body: Incoming,
-        mut stale: Option<Arc<CachedObject>>,
+        mut basis: Basis,
         fwd: Fwd,
         mut flight: String,
     ) -> (Response<ProxyBody>, CacheStatus) {
+        if let (true, Basis::Stale(obj)) = (ctx.head.method == Method::HEAD, &basis) {
+            // RFC 9111 §4.3.5: a HEAD costs no body either way and updates what is stored.
+            return self.head_through(ctx, obj.clone(), fwd).await;
+        }
         let status = CacheStatus::forward(fwd);
         for _ in 0..VARY_ROUNDS {
             let t0 = Instant::now();
             // Only a leader builds the origin request; a waiter just waits.
-            let fetch = || self.clone().fetch(self.fill_job(ctx, false), stale.take());
+            let fetch = || {
+                let basis = std::mem::take(&mut basis);
+                self.clone().fetch(self.fill_job(ctx, false), basis)
+            };
             let joined = self.fills.run(&flight, fetch, Fetched::summary).await;
             ctx.origin_ms = Some(t0.elapsed().as_millis());
             let (summary, response, withheld, collapsed) = match joined {
@@ -79,12 +87,15 @@ impl Proxy {
                 Summary::Failed(e) => return (e.into_response(), status),
                 Summary::Pass(reason) => {
                     let status = status.detail(Detail::NotStored(reason));
-                    let Some(mut resp) = response else {
-                        // Waiters were not given the leader's response: they ask the origin themselves.
+                    let Some(resp) = response else {
+                        // Waiters were not given the leader's response: they ask the origin
+                        // themselves, with their own preconditions.
                         let status =
                             CacheStatus::forward(Fwd::Bypass).detail(Detail::NotStored(reason));
                         return (self.forward(ctx, body).await, status);
                     };
+                    // The fill sent none of the client's preconditions: evaluated here instead.
+                    let mut resp = self.passed(resp, ctx.headers());
                     if ctx.head.method == Method::HEAD {
                         *resp.body_mut() = ProxyBody::empty();
                     }
@@ -109,7 +120,7 @@ impl Proxy {
         let job = self.fill_job(ctx, true);
         let (me, stale) = (self.clone(), stale.clone());
         tokio::spawn(async move {
-            let fetch = || me.clone().fetch(job, Some(stale));
+            let fetch = || me.clone().fetch(job, Basis::Stale(stale));
             let _ = me.fills.run(&flight, fetch, Fetched::summary).await;
         });
     }
@@ -118,18 +129,11 @@ impl Proxy {
     pub(super) fn fill_job(&self, ctx: &Ctx<'_>, background: bool) -> FillJob {
         let mut headers = ctx.origin_headers(self);
         // The cache stores complete identity representations: the client's preconditions are
-        // evaluated against the stored object, not forwarded.
-        for h in [
-            header::IF_NONE_MATCH,
-            header::IF_MODIFIED_SINCE,
-            header::IF_MATCH,
-            header::IF_UNMODIFIED_SINCE,
-            header::RANGE,
-            header::IF_RANGE,
-            header::CONTENT_LENGTH,
-        ] {
+        // evaluated against the stored object (or the unstorable answer), not forwarded.
+        for h in PRECONDITIONS {
             headers.remove(h);
         }
+        headers.remove(header::CONTENT_LENGTH);
         // Asking for gzip lets the origin save bandwidth (the body is decoded before storing), but
         // an unstorable answer goes to this client as is, so only ask when the client takes gzip.
         let gzip = coding::accepts(ctx.headers(), Coding::Gzip);

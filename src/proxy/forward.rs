@@ -50,10 +50,16 @@ impl Proxy {
         *oreq.method_mut() = ctx.head.method.clone();
         *oreq.uri_mut() = self.origin.uri(&ctx.norm.path_and_query)?;
         *oreq.headers_mut() = headers;
+        let ticket = self.store.purge_ticket();
         let (mut parts, rbody) = self.send_origin(ctx.route.id, oreq).await?.into_parts();
         origin::strip_hop_by_hop(&mut parts.headers);
         if !ctx.key.is_empty() {
             self.clear_pass_if_cacheable(ctx, &parts);
+            if ctx.head.method == Method::HEAD {
+                // RFC 9111 §4.3.5; a request no-store keeps nothing of the answer, not even headers.
+                let may_update = !ctx.directives.no_store;
+                self.head_update(ctx, &parts, may_update, ticket).await;
+            }
         }
         Ok((parts, IdleTimeout::new(rbody, self.origin.body_timeout())))
     }

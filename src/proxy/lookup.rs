@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::context::Ctx;
+use super::fetch::Basis;
 use super::Proxy;
 use crate::cache::{CachedObject, Lookup};
 use crate::error::ProxyError;
@@ -18,10 +19,10 @@ pub enum Decision {
     Serve(Arc<CachedObject>, CacheStatus),
     /// Answer from this stale object and refresh it in the background.
     ServeAndRefresh(Arc<CachedObject>, CacheStatus),
-    /// Fetch from the origin (collapsed), revalidating `stale` when it has validators.
+    /// Fetch from the origin (collapsed), revalidating what is stored when it has validators.
     Fill {
-        /// The stored object being replaced, if any.
-        stale: Option<Arc<CachedObject>>,
+        /// The stored object being replaced, or other variants a 304 may select.
+        basis: Basis,
         /// Why the origin is asked.
         fwd: Fwd,
         /// What concurrent requests collapse on: the key, plus the request's values for the
@@ -45,13 +46,14 @@ impl Proxy {
         if let Some(why) = ctx.bypass {
             return Decision::Forward(CacheStatus::forward(Fwd::Bypass).detail(why));
         }
-        let (stored, miss, vary) = match self.store.lookup(&ctx.key, &ctx.vary).await {
+        let (stored, miss, vary, mut variants) = match self.store.lookup(&ctx.key, &ctx.vary).await
+        {
             Lookup::Hit(obj) => {
                 let vary = obj.vary.clone();
-                (Some(obj), Fwd::Stale, vary)
+                (Some(obj), Fwd::Stale, vary, Vec::new())
             }
-            Lookup::VaryMiss(vary) => (None, Fwd::VaryMiss, vary),
-            Lookup::Miss => (None, Fwd::UriMiss, Vary::default()),
+            Lookup::VaryMiss(vary, others) => (None, Fwd::VaryMiss, vary, others),
+            Lookup::Miss => (None, Fwd::UriMiss, Vary::default(), Vec::new()),
         };
         let facts = stored.as_ref().map(|o| o.stored(self.clock.now()));
         let ttl = facts.map_or(0, |f| f.ttl());
@@ -90,6 +92,14 @@ impl Proxy {
             return Decision::Forward(status);
         }
         let flight = vary.flight_key(&ctx.key, &ctx.vary);
-        Decision::Fill { stale, fwd, flight }
+        // Only variants the origin can name: a 304 selects one by its ETag.
+        variants.retain(|o| o.origin_etag.is_some());
+        variants.truncate(self.cfg.cache.max_variants);
+        let basis = match (stale, variants.is_empty()) {
+            (Some(obj), _) => Basis::Stale(obj),
+            (None, false) => Basis::Variants(variants),
+            (None, true) => Basis::Fresh,
+        };
+        Decision::Fill { basis, fwd, flight }
     }
 }

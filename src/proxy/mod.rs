@@ -5,6 +5,7 @@
 //! - [`context`]: the per-request facts
 //! - [`lookup`]: the decision, serving nothing itself
 //! - [`fill`]: collapsed fills and what each waiter gets; [`fetch`]: the leader's origin fetch
+//! - [`refresh`]: stored responses updated by a 304 or a HEAD response
 //! - [`forward`]: pass-through and unsafe methods; [`post`]: POST answers stored for later GETs
 //! - [`respond`]: answers built from stored objects, on-the-fly compression of passed responses
 
@@ -14,6 +15,7 @@ mod fill;
 mod forward;
 mod lookup;
 mod post;
+mod refresh;
 pub mod respond;
 
 use std::net::SocketAddr;
@@ -109,8 +111,8 @@ impl Proxy {
                 self.refresh_in_background(&ctx, &obj);
                 (self.serve(&obj, &ctx), status)
             }
-            Decision::Fill { stale, fwd, flight } => {
-                self.fill(&mut ctx, body, stale, fwd, flight).await
+            Decision::Fill { basis, fwd, flight } => {
+                self.fill(&mut ctx, body, basis, fwd, flight).await
             }
             Decision::Forward(status) => (self.forward(&mut ctx, body).await, status),
             Decision::Unsafe => self.unsafe_method(&mut ctx, body).await,

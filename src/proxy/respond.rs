@@ -50,43 +50,17 @@ pub fn from_object(
         merge_vary(&mut headers, "Accept-Encoding");
     }
     headers.insert("age", HeaderValue::from(obj.age(now)));
-    let etag_value = obj.etag_value(coding).cloned();
+    let etag_value = obj.etag_value(coding).clone();
 
     if obj.status.is_success() {
-        let inm = req.get_all(header::IF_NONE_MATCH);
-        let not_modified = if inm.iter().next().is_some() {
-            let all: Vec<&str> = codings
-                .iter()
-                .filter_map(|c| obj.etag_value(*c).and_then(|v| v.to_str().ok()))
-                .collect();
-            let refs = all;
-            conditional::none_match(inm.iter(), &refs)
-        } else {
-            req.get(header::IF_MODIFIED_SINCE)
-                .is_some_and(|ims| conditional::not_modified_since(ims, obj.last_modified.as_ref()))
-        };
-        if not_modified {
+        let mut etags: [&[u8]; 3] = [b""; 3];
+        for (slot, c) in etags.iter_mut().zip(codings) {
+            *slot = obj.etag_value(*c).as_bytes();
+        }
+        let etags = &etags[..codings.len()];
+        if conditional::not_modified(req, etags, obj.last_modified.as_ref()) {
             metrics.not_modified();
-            let mut out = HeaderMap::new();
-            for name in [
-                header::CACHE_CONTROL,
-                header::EXPIRES,
-                header::VARY,
-                header::DATE,
-                header::CONTENT_LOCATION,
-                header::AGE,
-            ] {
-                for v in headers.get_all(&name) {
-                    out.append(name.clone(), v.clone());
-                }
-            }
-            if let Some(e) = etag_value {
-                out.insert(header::ETAG, e);
-            }
-            let mut resp = Response::new(ProxyBody::empty());
-            *resp.status_mut() = StatusCode::NOT_MODIFIED;
-            *resp.headers_mut() = out;
-            return resp;
+            return not_modified(&headers, Some(etag_value));
         }
     }
 
@@ -97,16 +71,14 @@ pub fn from_object(
                 range,
                 req.get(header::IF_RANGE),
                 len,
-                Some(&obj.etag),
+                Some(obj.etag.as_bytes()),
                 obj.last_modified.as_ref(),
             );
             match outcome {
                 RangeOutcome::Full => {}
                 RangeOutcome::Partial { start, end } => {
                     let part = obj.body.slice(start as usize..=end as usize);
-                    if let Ok(e) = HeaderValue::from_str(&obj.etag) {
-                        headers.insert(header::ETAG, e);
-                    }
+                    headers.insert(header::ETAG, obj.etag.clone());
                     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(part.len()));
                     if let Ok(v) =
                         HeaderValue::from_str(&conditional::content_range(start, end, len))
@@ -149,9 +121,7 @@ pub fn from_object(
         let saved = obj.body.len().saturating_sub(bytes.len()) as u64;
         metrics.compression_saved(saved);
     }
-    if let Some(e) = etag_value {
-        headers.insert(header::ETAG, e);
-    }
+    headers.insert(header::ETAG, etag_value);
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
     let body = if head {
         ProxyBody::empty()
@@ -162,6 +132,48 @@ pub fn from_object(
     *resp.status_mut() = obj.status;
     *resp.headers_mut() = headers;
     resp
+}
+
+/// A 304 for a representation with these headers and ETag (RFC 9110 §15.4.5): the fields a
+/// 200 would have carried that a cache needs, and no body.
+fn not_modified(headers: &HeaderMap, etag: Option<HeaderValue>) -> Response<ProxyBody> {
+    let mut out = HeaderMap::new();
+    for name in [
+        header::CACHE_CONTROL,
+        header::EXPIRES,
+        header::VARY,
+        header::DATE,
+        header::CONTENT_LOCATION,
+        header::AGE,
+    ] {
+        for v in headers.get_all(&name) {
+            out.append(name.clone(), v.clone());
+        }
+    }
+    if let Some(e) = etag {
+        out.insert(header::ETAG, e);
+    }
+    response(StatusCode::NOT_MODIFIED, out, ProxyBody::empty())
+}
+
+/// An origin answer relayed uncached, with the client's own If-None-Match / If-Modified-Since
+/// evaluated against it (the fill sent none): a match becomes a bodiless 304 and the origin's
+/// body is dropped. Only a 2xx other than 206 is a representation preconditions apply to.
+pub fn preconditions_on_passed(resp: Response<ProxyBody>, req: &HeaderMap) -> Response<ProxyBody> {
+    let s = resp.status();
+    if !s.is_success() || s == StatusCode::PARTIAL_CONTENT {
+        return resp;
+    }
+    let h = resp.headers();
+    let etag = h.get(header::ETAG);
+    let etags: &[&[u8]] = match etag {
+        Some(e) => &[e.as_bytes()],
+        None => &[],
+    };
+    if !conditional::not_modified(req, etags, h.get(header::LAST_MODIFIED)) {
+        return resp;
+    }
+    not_modified(h, etag.cloned())
 }
 
 /// Compress an uncached response on the fly (fast level) when the client wants it and it is worth it.
@@ -202,14 +214,9 @@ pub fn compress_passed(
         header::CONTENT_ENCODING,
         HeaderValue::from_static(coding.as_str()),
     );
-    if let Some(e) = parts
-        .headers
-        .get(header::ETAG)
-        .and_then(|v| v.to_str().ok())
-    {
-        if let Ok(v) = HeaderValue::from_str(&conditional::variant_etag(e, coding)) {
-            parts.headers.insert(header::ETAG, v);
-        }
+    if let Some(e) = parts.headers.get(header::ETAG) {
+        let v = conditional::variant_etag(e, coding);
+        parts.headers.insert(header::ETAG, v);
     }
     merge_vary(&mut parts.headers, "Accept-Encoding");
     Response::from_parts(
@@ -234,14 +241,9 @@ fn gunzip_for_client(resp: Response<ProxyBody>) -> Response<ProxyBody> {
     parts.headers.remove(header::CONTENT_ENCODING);
     parts.headers.remove(header::CONTENT_LENGTH);
     // The origin's tag named the gzip bytes; the decoded representation differs.
-    if let Some(e) = parts
-        .headers
-        .get(header::ETAG)
-        .and_then(|v| v.to_str().ok())
-    {
-        if let Ok(v) = HeaderValue::from_str(&conditional::weaken(e)) {
-            parts.headers.insert(header::ETAG, v);
-        }
+    if let Some(e) = parts.headers.get(header::ETAG) {
+        let v = conditional::weaken(e);
+        parts.headers.insert(header::ETAG, v);
     }
     merge_vary(&mut parts.headers, "Accept-Encoding");
     Response::from_parts(parts, ProxyBody::stream(CompressBody::gunzip(body)))

@@ -1,154 +1,17 @@
 //! Validators (ETag, Last-Modified) and conditional/range request evaluation (RFC 9110 §8.8, §13, §14).
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-use http::HeaderValue;
-use sha2::{Digest, Sha256};
+use http::{header, HeaderMap, HeaderValue};
 
-use super::coding::Coding;
+use super::etag::{parse_list, parse_single_tag, trim, ListItem};
+// Where they were first defined; the entity-tag code lives in `etag`.
+pub use super::etag::{generate_etag, variant_etag, weaken};
 
-/// A strong ETag derived from the sha256 of the identity body.
-pub fn generate_etag(body: &[u8]) -> String {
-    let digest = Sha256::digest(body);
-    // 18 bytes = 144 bits: collision-safe and encodes to 24 chars with no padding.
-    format!("\"{}\"", URL_SAFE_NO_PAD.encode(&digest[..18]))
-}
-
-/// The ETag of an encoded variant: the coding's suffix inserted before the closing quote.
-pub fn variant_etag(etag: &str, coding: Coding) -> String {
-    let suffix = coding.etag_suffix();
-    if suffix.is_empty() {
-        return etag.to_string();
-    }
-    match etag.strip_suffix('"') {
-        Some(head) if head.contains('"') => format!("{head}{suffix}\""),
-        // Not a quoted tag; appending still yields a distinct validator per coding.
-        _ => format!("{etag}{suffix}"),
-    }
-}
-
-/// The weak form of an ETag (unchanged if already weak): for a representation apicache decoded,
-/// which is no longer byte-identical to what the origin's tag named.
-pub fn weaken(etag: &str) -> String {
-    if etag.starts_with("W/") {
-        etag.to_string()
-    } else {
-        format!("W/{etag}")
-    }
-}
-
-/// A parsed entity-tag borrowed from its source bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct EntityTag<'a> {
-    weak: bool,
-    opaque: &'a [u8],
-}
-
-/// One member of an If-None-Match style list.
-#[derive(Debug, PartialEq, Eq)]
-enum ListItem<'a> {
-    Star,
-    Tag(EntityTag<'a>),
-    Malformed,
-}
-
-fn is_ows(b: u8) -> bool {
-    b == b' ' || b == b'\t'
-}
-
-/// etagc = %x21 / %x23-7E / obs-text (RFC 9110 §8.8.3).
-fn is_etagc(b: u8) -> bool {
-    b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80
-}
-
-/// Parse an entity-tag at the start of `s`, returning it and the remaining bytes.
-fn parse_tag_prefix(s: &[u8]) -> Option<(EntityTag<'_>, &[u8])> {
-    let (weak, rest) = match s.strip_prefix(b"W/") {
-        Some(rest) => (true, rest),
-        None => (false, s),
-    };
-    let rest = rest.strip_prefix(b"\"")?;
-    let close = rest.iter().position(|&b| b == b'"')?;
-    let opaque = &rest[..close];
-    if !opaque.iter().all(|&b| is_etagc(b)) {
-        return None;
-    }
-    Some((EntityTag { weak, opaque }, &rest[close + 1..]))
-}
-
-/// Parse a whole value that must be exactly one entity-tag (surrounding whitespace allowed).
-fn parse_single_tag(s: &[u8]) -> Option<EntityTag<'_>> {
-    let s = trim(s);
-    match parse_tag_prefix(s) {
-        Some((tag, [])) => Some(tag),
-        _ => None,
-    }
-}
-
-fn trim(mut s: &[u8]) -> &[u8] {
-    while let [first, rest @ ..] = s {
-        if !is_ows(*first) {
-            break;
-        }
-        s = rest;
-    }
-    while let [rest @ .., last] = s {
-        if !is_ows(*last) {
-            break;
-        }
-        s = rest;
-    }
-    s
-}
-
-/// Parse a comma list of entity-tags; commas are legal inside opaque tags, so no naive split.
-fn parse_list(mut s: &[u8]) -> Vec<ListItem<'_>> {
-    let mut items = Vec::new();
-    loop {
-        while let [b, rest @ ..] = s {
-            if !(is_ows(*b) || *b == b',') {
-                break;
-            }
-            s = rest;
-        }
-        if s.is_empty() {
-            return items;
-        }
-        let parsed = if let Some(rest) = s.strip_prefix(b"*") {
-            Some((ListItem::Star, rest))
-        } else {
-            parse_tag_prefix(s).map(|(tag, rest)| (ListItem::Tag(tag), rest))
-        };
-        let after = parsed.and_then(|(item, rest)| {
-            let rest = trim(rest);
-            (rest.is_empty() || rest[0] == b',').then_some((item, rest))
-        });
-        match after {
-            Some((item, rest)) => {
-                items.push(item);
-                s = rest;
-            }
-            None => {
-                // Resynchronise at the next comma so one bad member doesn't hide the rest.
-                items.push(ListItem::Malformed);
-                match s.iter().position(|&b| b == b',') {
-                    Some(i) => s = &s[i..],
-                    None => return items,
-                }
-            }
-        }
-    }
-}
-
-/// Weak comparison of If-None-Match against the current ETags.
+/// Weak comparison of If-None-Match against the current ETags (bytes, obs-text included).
 pub fn none_match<'a>(
     if_none_match: impl Iterator<Item = &'a HeaderValue>,
-    etags: &[&str],
+    etags: &[&[u8]],
 ) -> bool {
-    let current: Vec<EntityTag<'_>> = etags
-        .iter()
-        .filter_map(|e| parse_single_tag(e.as_bytes()))
-        .collect();
+    let current: Vec<_> = etags.iter().filter_map(|e| parse_single_tag(e)).collect();
     for value in if_none_match {
         for item in parse_list(value.as_bytes()) {
             match item {
@@ -161,6 +24,18 @@ pub fn none_match<'a>(
         }
     }
     false
+}
+
+/// Whether a GET/HEAD's preconditions make a 2xx answer a `304` (RFC 9110 §13.2.2):
+/// If-None-Match against `etags` (the representation's ETags) when present, otherwise
+/// If-Modified-Since against `last_modified`.
+pub fn not_modified(req: &HeaderMap, etags: &[&[u8]], last_modified: Option<&HeaderValue>) -> bool {
+    let inm = req.get_all(header::IF_NONE_MATCH);
+    if inm.iter().next().is_some() {
+        return none_match(inm.iter(), etags);
+    }
+    req.get(header::IF_MODIFIED_SINCE)
+        .is_some_and(|ims| not_modified_since(ims, last_modified))
 }
 
 fn parse_date(value: &HeaderValue) -> Option<std::time::SystemTime> {
@@ -244,15 +119,13 @@ fn parse_single_byte_range(range: &HeaderValue) -> Option<ByteRange> {
 /// Whether If-Range allows the Range to be honoured (RFC 9110 §13.1.5).
 fn if_range_matches(
     if_range: &HeaderValue,
-    etag: Option<&str>,
+    etag: Option<&[u8]>,
     last_modified: Option<&HeaderValue>,
 ) -> bool {
     let bytes = trim(if_range.as_bytes());
     if bytes.starts_with(b"\"") || bytes.starts_with(b"W/") {
-        let (Some(req), Some(cur)) = (
-            parse_single_tag(bytes),
-            etag.and_then(|e| parse_single_tag(e.as_bytes())),
-        ) else {
+        let (Some(req), Some(cur)) = (parse_single_tag(bytes), etag.and_then(parse_single_tag))
+        else {
             return false;
         };
         // Strong comparison: both tags strong and opaque parts identical.
@@ -269,7 +142,7 @@ pub fn evaluate_range(
     range: &HeaderValue,
     if_range: Option<&HeaderValue>,
     len: u64,
-    etag: Option<&str>,
+    etag: Option<&[u8]>,
     last_modified: Option<&HeaderValue>,
 ) -> RangeOutcome {
     if let Some(ir) = if_range {
@@ -321,42 +194,11 @@ mod tests {
 
     fn inm(lines: &[&str], etags: &[&str]) -> bool {
         let values: Vec<HeaderValue> = lines.iter().map(|s| hv(s)).collect();
-        none_match(values.iter(), etags)
+        let etags: Vec<&[u8]> = etags.iter().map(|e| e.as_bytes()).collect();
+        none_match(values.iter(), &etags)
     }
 
     const LM: &str = "Wed, 21 Oct 2015 07:28:00 GMT";
-
-    #[test]
-    fn etag_generation_is_deterministic_and_strong() {
-        let a = generate_etag(b"{\"a\":1}");
-        assert_eq!(a, generate_etag(b"{\"a\":1}"));
-        assert_ne!(a, generate_etag(b"{\"a\":2}"));
-        assert_eq!(a.len(), 26);
-        assert!(a.starts_with('"') && a.ends_with('"'));
-        assert!(a[1..25]
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
-        // sha256("") = e3b0c442 98fc1c14 9afbf4c8 996fb924 27ae...; first 18 bytes, base64url.
-        assert_eq!(generate_etag(b""), "\"47DEQpj8HBSa-_TImW-5JCeu\"");
-        assert!(HeaderValue::from_str(&a).is_ok());
-        assert!(parse_single_tag(a.as_bytes()).is_some_and(|t| !t.weak));
-    }
-
-    #[test]
-    fn variant_etags() {
-        assert_eq!(variant_etag("\"abc\"", Coding::Gzip), "\"abc-gz\"");
-        assert_eq!(variant_etag("\"abc\"", Coding::Br), "\"abc-br\"");
-        assert_eq!(variant_etag("\"abc\"", Coding::Identity), "\"abc\"");
-        assert_eq!(variant_etag("W/\"abc\"", Coding::Br), "W/\"abc-br\"");
-        assert_eq!(weaken("\"abc\""), "W/\"abc\"");
-        assert_eq!(weaken("W/\"abc\""), "W/\"abc\"");
-        assert_eq!(variant_etag("W/\"abc\"", Coding::Gzip), "W/\"abc-gz\"");
-        assert_eq!(variant_etag("W/\"abc\"", Coding::Identity), "W/\"abc\"");
-        assert_eq!(variant_etag("\"\"", Coding::Gzip), "\"-gz\"");
-        assert_eq!(variant_etag("abc", Coding::Gzip), "abc-gz");
-        assert_eq!(variant_etag("\"", Coding::Br), "\"-br");
-        assert_eq!(variant_etag("", Coding::Br), "-br");
-    }
 
     #[test]
     fn none_match_basic() {
@@ -419,29 +261,11 @@ mod tests {
         assert!(inm(&["garbage, \"x\""], &["\"x\""]));
         assert!(inm(&["\"y\"junk, \"x\""], &["\"x\""]));
         let obs = HeaderValue::from_bytes(b"\"caf\xe9\"").expect("obs-text allowed");
-        assert!(!none_match([&obs].into_iter(), &["\"cafe\""]));
-    }
-
-    #[test]
-    fn list_parser_shapes() {
-        let t = |weak, o: &'static str| {
-            ListItem::Tag(EntityTag {
-                weak,
-                opaque: o.as_bytes(),
-            })
-        };
-        assert_eq!(
-            parse_list(b"\"a\", W/\"b\" ,*,,bad,\"\""),
-            vec![
-                t(false, "a"),
-                t(true, "b"),
-                ListItem::Star,
-                ListItem::Malformed,
-                t(false, "")
-            ]
+        assert!(!none_match([&obs].into_iter(), &[b"\"cafe\""]));
+        assert!(
+            none_match([&obs].into_iter(), &[b"W/\"caf\xe9\""]),
+            "obs-text compared as bytes"
         );
-        assert_eq!(parse_list(b" , ,"), vec![]);
-        assert_eq!(parse_list(b"\"unterminated"), vec![ListItem::Malformed]);
     }
 
     #[test]
@@ -546,8 +370,9 @@ mod tests {
     fn if_range_etag() {
         use RangeOutcome::*;
         let r = hv("bytes=0-9");
-        let eval =
-            |ir: &str, etag: Option<&str>| evaluate_range(&r, Some(&hv(ir)), 100, etag, None);
+        let eval = |ir: &str, etag: Option<&str>| {
+            evaluate_range(&r, Some(&hv(ir)), 100, etag.map(str::as_bytes), None)
+        };
         assert_eq!(eval("\"abc\"", Some("\"abc\"")), p(0, 9));
         assert_eq!(eval(" \"abc\" ", Some("\"abc\"")), p(0, 9));
         assert_eq!(eval("\"abc\"", Some("\"xyz\"")), Full);
@@ -564,11 +389,11 @@ mod tests {
         // If-Range failing beats an unsatisfiable range: send the full representation.
         let far = hv("bytes=500-");
         assert_eq!(
-            evaluate_range(&far, Some(&hv("\"x\"")), 100, Some("\"y\""), None),
+            evaluate_range(&far, Some(&hv("\"x\"")), 100, Some(b"\"y\""), None),
             Full
         );
         assert_eq!(
-            evaluate_range(&far, Some(&hv("\"x\"")), 100, Some("\"x\""), None),
+            evaluate_range(&far, Some(&hv("\"x\"")), 100, Some(b"\"x\""), None),
             Unsatisfiable
         );
     }
@@ -579,7 +404,7 @@ mod tests {
         let r = hv("bytes=10-19");
         let lm = hv(LM);
         let eval = |ir: &str, lm: Option<&HeaderValue>| {
-            evaluate_range(&r, Some(&hv(ir)), 100, Some("\"abc\""), lm)
+            evaluate_range(&r, Some(&hv(ir)), 100, Some(b"\"abc\""), lm)
         };
         assert_eq!(eval(LM, Some(&lm)), p(10, 19));
         assert_eq!(eval("Wed, 21 Oct 2015 07:28:01 GMT", Some(&lm)), Full);

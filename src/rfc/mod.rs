@@ -6,7 +6,9 @@
 //! - [`usage`]: may a stored object answer a request now, stale or not (RFC 9111 §4, RFC 5861)
 //! - [`vary`]: which stored variant a request selects
 //! - [`coding`]: content-coding negotiation and compressible types
-//! - [`conditional`]: ETags, If-None-Match / If-Modified-Since, ranges
+//! - [`etag`]: entity-tags as bytes: parsing, comparison, generated and per-coding tags
+//! - [`conditional`]: If-None-Match / If-Modified-Since, ranges
+//! - [`update`]: which stored response a 304 or a HEAD response updates
 //! - [`cache_status`]: the typed Cache-Status, X-Cache and metrics result
 
 pub mod cache_status;
@@ -14,6 +16,8 @@ pub mod coding;
 pub mod conditional;
 pub mod date;
 pub mod directives;
+pub mod etag;
 pub mod storable;
+pub mod update;
 pub mod usage;
 pub mod vary;

@@ -1,0 +1,267 @@
+//! Updating stored responses from answers without a body: a 304 that selected one (RFC 9111
+//! §4.3.4), and a HEAD response (§4.3.5), which updates or invalidates the stored GET response.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use http::response::Parts;
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response};
+
+use super::context::Ctx;
+use super::fetch::{take_withheld, Fetched, FillJob, Summary};
+use super::{respond, Proxy};
+use crate::body::{declared_length, ProxyBody};
+use crate::cache::purges::Ticket;
+use crate::cache::{CachedObject, Lookup};
+use crate::origin;
+use crate::rfc::cache_status::{CacheStatus, Detail, Fwd};
+use crate::rfc::coding::{self, Coding};
+use crate::rfc::storable::{self, RequestFacts};
+use crate::rfc::update::{head_effect, HeadEffect, Validators};
+use crate::rfc::vary::Vary;
+
+/// The request fields a fill or a HEAD write-through never forwards: the client's preconditions
+/// are evaluated here, against what the origin answers or what is stored.
+pub(super) const PRECONDITIONS: [header::HeaderName; 6] = [
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::IF_MATCH,
+    header::IF_UNMODIFIED_SINCE,
+    header::RANGE,
+    header::IF_RANGE,
+];
+
+impl Proxy {
+    /// RFC 9111 §4.3.4: a 304 that selected `old` updates its headers and freshness; the body
+    /// stays. The result is stored as the variant this request selects: `old` itself, or, when
+    /// the 304 named another variant's ETag (§4.3.1), a copy under this request's Vary values.
+    pub(super) async fn refresh(
+        &self,
+        job: &FillJob,
+        old: &CachedObject,
+        update: &HeaderMap,
+        facts: RequestFacts,
+        ticket: Ticket,
+    ) -> Fetched {
+        let mut headers = detach(&merge_304(&old.headers, update));
+        match storable::evaluate(old.status, &headers, facts, job.policy, self.cache_policy()) {
+            Ok(freshness) => {
+                let withheld = take_withheld(&mut headers);
+                let vary = Vary::of(&headers, &job.vary_source);
+                let obj = Arc::new(old.refreshed(headers, freshness, vary, self.clock.now()));
+                self.store_object(&job.key, &obj, ticket).await;
+                Fetched {
+                    withheld,
+                    ..Fetched::done(Summary::Stored(obj, true))
+                }
+            }
+            Err(reason) => {
+                // The body is still valid but may no longer be kept: hand it to the leader once.
+                self.store.remove(&job.key).await;
+                let mut resp =
+                    respond::response(old.status, headers, ProxyBody::full(old.body.clone()));
+                resp.headers_mut()
+                    .insert(header::ETAG, old.etag_value(Coding::Identity).clone());
+                let response =
+                    respond::compress_passed(resp, &job.vary_source, &self.cfg.compression);
+                Fetched {
+                    response: Some(response),
+                    ..Fetched::done(Summary::Pass(reason))
+                }
+            }
+        }
+    }
+
+    /// A HEAD while a stale (or revalidated-on-request) GET response is stored: forwarded as
+    /// HEAD, no body either way, and its answer updates or invalidates the stored response.
+    pub(super) async fn head_through(
+        &self,
+        ctx: &mut Ctx<'_>,
+        stale: Arc<CachedObject>,
+        fwd: Fwd,
+    ) -> (Response<ProxyBody>, CacheStatus) {
+        let ticket = self.store.purge_ticket();
+        let mut headers = ctx.origin_headers(self);
+        for h in PRECONDITIONS {
+            headers.remove(h);
+        }
+        let t0 = Instant::now();
+        let sent = match self.origin.uri(&ctx.norm.path_and_query) {
+            Ok(uri) => {
+                let mut req = Request::new(origin::empty_body());
+                *req.method_mut() = Method::HEAD;
+                *req.uri_mut() = uri;
+                *req.headers_mut() = headers;
+                self.send_origin(ctx.route.id, req).await
+            }
+            Err(e) => Err(e),
+        };
+        ctx.origin_ms = Some(t0.elapsed().as_millis());
+        let now = self.clock.now();
+        let usable = stale.stored(now).usable_on_error();
+        let status = CacheStatus::forward(fwd);
+        let parts = match sent {
+            Ok(r) if !(r.status().is_server_error() && usable) => r.into_parts().0,
+            failed => {
+                let e = match failed {
+                    Ok(r) => crate::error::ProxyError::OriginStatus(r.status()),
+                    Err(e) => e,
+                };
+                if !usable {
+                    return (e.into_response(), status);
+                }
+                let status = CacheStatus::forward(Fwd::Stale)
+                    .fwd_status(e.fwd_status())
+                    .ttl(stale.ttl(now))
+                    .detail(Detail::StaleIfError);
+                return (self.serve(&stale, ctx), status);
+            }
+        };
+        let mut parts = parts;
+        origin::strip_hop_by_hop(&mut parts.headers);
+        let status = status.fwd_status(parts.status.as_u16());
+        if let Some(obj) = self.head_update(ctx, &parts, true, ticket).await {
+            let status = status.ttl(obj.ttl(self.clock.now())).stored();
+            return (self.serve(&obj, ctx), status);
+        }
+        let resp = respond::response(parts.status, parts.headers, ProxyBody::empty());
+        (self.passed(resp, ctx.headers()), status)
+    }
+
+    /// RFC 9111 §4.3.5 for a HEAD answer on this request's key: the stored GET response it could
+    /// have been chosen for is updated (returned) when the validators match and `may_update`
+    /// (not for a request `no-store`: nothing of its answer may be kept), and removed when they
+    /// differ or the updated response may not be stored.
+    pub(super) async fn head_update(
+        &self,
+        ctx: &Ctx<'_>,
+        parts: &Parts,
+        may_update: bool,
+        ticket: Ticket,
+    ) -> Option<Arc<CachedObject>> {
+        let Lookup::Hit(old) = self.store.lookup(&ctx.key, &ctx.vary).await else {
+            return None;
+        };
+        // A Content-Length of encoded bytes says nothing about the stored identity body.
+        let identity = coding::stored_encoding(&parts.headers) == Ok(Coding::Identity);
+        let resp_len = declared_length(&parts.headers).filter(|_| identity);
+        let effect = head_effect(
+            parts.status,
+            old.validators(),
+            old.body.len() as u64,
+            Validators::of(&parts.headers),
+            resp_len,
+        );
+        match effect {
+            HeadEffect::Nothing => None,
+            HeadEffect::Update if !may_update => None,
+            HeadEffect::Invalidate => {
+                self.store.remove_variant(&ctx.key, &old).await;
+                None
+            }
+            HeadEffect::Update => {
+                let mut headers = detach(&merge_304(&old.headers, &parts.headers));
+                take_withheld(&mut headers);
+                let now = SystemTime::now();
+                let facts = RequestFacts {
+                    authorized: ctx.credential.is_some(),
+                    no_store: false,
+                    request_time: now,
+                    response_time: now,
+                };
+                let policy = self.cache_policy();
+                match storable::evaluate(old.status, &headers, facts, ctx.route.policy, policy) {
+                    Ok(freshness) => {
+                        let vary = Vary::of(&headers, &ctx.vary);
+                        let obj = old.refreshed(headers, freshness, vary, self.clock.now());
+                        let obj = Arc::new(obj);
+                        self.store_object(&ctx.key, &obj, ticket).await;
+                        self.metrics.revalidated();
+                        Some(obj)
+                    }
+                    Err(_) => {
+                        self.store.remove_variant(&ctx.key, &old).await;
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    /// An uncached answer to this client, with its own preconditions evaluated against it.
+    pub(super) fn passed(&self, resp: Response<ProxyBody>, req: &HeaderMap) -> Response<ProxyBody> {
+        let before = resp.status();
+        let resp = respond::preconditions_on_passed(resp, req);
+        if resp.status() != before {
+            self.metrics.not_modified();
+        }
+        resp
+    }
+}
+
+/// RFC 9111 §4.3.4: the 304's end-to-end fields replace the stored ones of the same name.
+pub(super) fn merge_304(stored: &HeaderMap, update: &HeaderMap) -> HeaderMap {
+    let mut update = update.clone();
+    origin::strip_hop_by_hop(&mut update);
+    update.remove(header::CONTENT_LENGTH);
+    update.remove(header::CONTENT_ENCODING);
+    let mut headers = stored.clone();
+    for name in update.keys() {
+        headers.remove(name);
+    }
+    for (name, value) in update.iter() {
+        headers.append(name, value.clone());
+    }
+    headers
+}
+
+/// A copy of a header value in its own allocation.
+fn copy_value(v: &HeaderValue) -> HeaderValue {
+    let mut c = HeaderValue::from_bytes(v.as_bytes()).unwrap_or_else(|_| v.clone());
+    c.set_sensitive(v.is_sensitive());
+    c
+}
+
+/// Copy every value: hyper's parsed values are slices of the connection's read buffer, which often
+/// holds the whole body too, so a stored header would otherwise pin that buffer for the object's life.
+pub(super) fn detach(h: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(h.len());
+    for (k, v) in h {
+        out.append(k.clone(), copy_value(v));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hv(s: &'static str) -> HeaderValue {
+        HeaderValue::from_static(s)
+    }
+
+    #[test]
+    fn a_304_replaces_fields_of_the_same_name() {
+        let mut stored = HeaderMap::new();
+        stored.insert(header::CACHE_CONTROL, hv("max-age=5"));
+        stored.append(header::LINK, hv("<a>"));
+        stored.append(header::LINK, hv("<b>"));
+        stored.insert(header::CONTENT_TYPE, hv("application/json"));
+        let mut update = HeaderMap::new();
+        update.insert(header::CACHE_CONTROL, hv("max-age=60"));
+        update.insert(header::LINK, hv("<c>"));
+        update.insert(header::CONTENT_LENGTH, hv("0"));
+        update.insert(header::CONNECTION, hv("close"));
+        let merged = merge_304(&stored, &update);
+        assert_eq!(merged[header::CACHE_CONTROL], "max-age=60");
+        assert_eq!(
+            merged.get_all(header::LINK).iter().collect::<Vec<_>>(),
+            [&hv("<c>")]
+        );
+        assert_eq!(merged[header::CONTENT_TYPE], "application/json");
+        assert!(
+            !merged.contains_key(header::CONTENT_LENGTH)
+                && !merged.contains_key(header::CONNECTION)
+        );
+    }
+}
