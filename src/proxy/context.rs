@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::time::SystemTime;
 
 use http::request::Parts;
 use http::{header, HeaderMap, HeaderValue, Method};
@@ -14,6 +15,7 @@ use crate::forwarding::{Client, Forwarding};
 use crate::normalize::{self, NormalizeError, Normalized};
 use crate::rfc::cache_status::Detail;
 use crate::rfc::directives::Directives;
+use crate::rfc::storable::RequestFacts;
 use crate::routes::Matched;
 
 /// One request, as the cache sees it.
@@ -114,6 +116,18 @@ impl<'a> Ctx<'a> {
             self.peer,
             self.credential.as_ref(),
         )
+    }
+
+    /// What storability needs to know about this request, for an answer that just arrived
+    /// (a pass-through, a HEAD, a POST: their send time is not tracked, so no response delay).
+    pub fn facts_now(&self, no_store: bool) -> RequestFacts {
+        let now = SystemTime::now();
+        RequestFacts {
+            authorized: self.credential.is_some(),
+            no_store,
+            request_time: now,
+            response_time: now,
+        }
     }
 
     /// GET or HEAD: the methods the cache answers.

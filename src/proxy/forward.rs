@@ -1,7 +1,7 @@
 //! Pass-through: requests the cache does not answer (bypassed routes, request no-store,
 //! hit-for-pass, unsafe methods), streamed both ways; unsafe methods then invalidate.
 
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use http::response::Parts;
 use http::{header, Method, Request, Response};
@@ -17,7 +17,7 @@ use crate::error::ProxyError;
 use crate::forwarding::{self, Client};
 use crate::origin;
 use crate::rfc::cache_status::{CacheStatus, Detail, Fwd};
-use crate::rfc::storable::{self, RequestFacts};
+use crate::rfc::storable;
 
 impl Proxy {
     /// Pass a request through unchanged but for normalization; errors become their responses.
@@ -81,13 +81,7 @@ impl Proxy {
         if self.pass.get(&ctx.key).is_none() {
             return;
         }
-        let now = SystemTime::now();
-        let facts = RequestFacts {
-            authorized: ctx.credential.is_some(),
-            no_store: false,
-            request_time: now,
-            response_time: now,
-        };
+        let facts = ctx.facts_now(false);
         let policy = self.cache_policy();
         let storable = storable::evaluate(
             parts.status,

@@ -2,8 +2,6 @@
 //! `Content-Location` is the POST's own target, with explicit freshness, is stored under the GET
 //! key of that target, after the POST has invalidated what was stored there.
 
-use std::time::SystemTime;
-
 use bytes::Bytes;
 use http::response::Parts;
 use http::{header, HeaderMap, Method, Response};
@@ -19,7 +17,7 @@ use crate::error::ProxyError;
 use crate::normalize;
 use crate::rfc::coding;
 use crate::rfc::directives::Directives;
-use crate::rfc::storable::{self, Freshness, RequestFacts, RoutePolicy};
+use crate::rfc::storable::{self, Freshness, RoutePolicy};
 
 /// What storing a POST answer for GETs needs, decided before its body is read.
 pub(super) struct PostReuse {
@@ -54,13 +52,7 @@ impl Proxy {
         if !storable::post_reusable(parts.status, &parts.headers, is_target) {
             return None;
         }
-        let now = SystemTime::now();
-        let facts = RequestFacts {
-            authorized: ctx.credential.is_some(),
-            no_store: Directives::from_request(ctx.headers()).no_store,
-            request_time: now,
-            response_time: now,
-        };
+        let facts = ctx.facts_now(Directives::from_request(ctx.headers()).no_store);
         let policy = RoutePolicy {
             ttl: None,
             ..ctx.route.policy

@@ -2,7 +2,7 @@
 //! §4.3.4), and a HEAD response (§4.3.5), which updates or invalidates the stored GET response.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use http::response::Parts;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response};
@@ -162,13 +162,7 @@ impl Proxy {
             HeadEffect::Update => {
                 let mut headers = detach(&merge_304(&old.headers, &parts.headers));
                 take_withheld(&mut headers);
-                let now = SystemTime::now();
-                let facts = RequestFacts {
-                    authorized: ctx.credential.is_some(),
-                    no_store: false,
-                    request_time: now,
-                    response_time: now,
-                };
+                let facts = ctx.facts_now(false);
                 let policy = self.cache_policy();
                 match storable::evaluate(old.status, &headers, facts, ctx.route.policy, policy) {
                     Ok(freshness) => {
