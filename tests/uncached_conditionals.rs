@@ -94,3 +94,22 @@ async fn bypassed_and_per_credential_routes_forward_the_clients_conditionals() {
     assert_eq!(origin.count(), 2);
     p.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_304_made_from_an_unstored_answer_keeps_the_origins_own_fields() {
+    const ROLLING: &[(&str, &str)] = &[
+        ("etag", "\"p1\""),
+        ("cache-control", "private"),
+        ("set-cookie", "session=renewed"),
+        ("link", "</next>; rel=next"),
+    ];
+    let origin = Origin::start(|_| Reply::ok(json_body(4096, "private")).headers(ROLLING)).await;
+    let p = proxy(&origin).await;
+    let auth = ("authorization", "Bearer user-1");
+    let (s, h, b) = get_with(&p, "/me", &[auth, ("if-none-match", "\"p1\"")]).await;
+    assert_eq!((s, b.is_empty()), (304, true));
+    assert_eq!(hdr(&h, "set-cookie"), "session=renewed");
+    assert_eq!(hdr(&h, "link"), "</next>; rel=next");
+    assert!(!h.contains_key("content-type"));
+    p.shutdown().await;
+}

@@ -88,3 +88,33 @@ async fn a_304_with_another_last_modified_refreshes_nothing() {
     assert!(!origin.last().headers.contains_key("if-modified-since"));
     p.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_304_with_a_malformed_etag_is_selected_by_last_modified() {
+    // An origin whose ETags are not entity-tags: stored without one, revalidated by date.
+    let origin = Origin::start(|seen| {
+        let headers = [
+            ("etag", "abc"),
+            ("last-modified", LAST_MODIFIED),
+            ("cache-control", "max-age=1"),
+        ];
+        if seen.header("if-modified-since") == LAST_MODIFIED {
+            Reply::not_modified(&headers)
+        } else {
+            Reply::ok(json_body(2048, "dated")).headers(&headers)
+        }
+    })
+    .await;
+    let p = proxy(&origin).await;
+    get(&p, "/d").await;
+    p.clock().advance(std::time::Duration::from_secs(5));
+    let (s, h, b) = get(&p, "/d").await;
+    assert_eq!((s, b.len() > 2000), (200, true));
+    assert!(hdr(&h, "cache-status").contains("fwd-status=304"), "{h:?}");
+    assert_eq!(
+        origin.count(),
+        2,
+        "one conditional request, no unconditional refetch"
+    );
+    p.shutdown().await;
+}

@@ -58,3 +58,46 @@ async fn a_304_over_the_stored_variants_etags_reuses_one() {
     assert_eq!(origin.count(), 3);
     p.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn variants_of_who_is_asking_are_never_offered_to_someone_else() {
+    // A version-number ETag shared by every user's page: the origin would say 304 to anyone.
+    let origin = Origin::start(|seen| {
+        let who = format!("{}{}", seen.header("cookie"), seen.header("authorization"));
+        if seen.header("if-none-match").contains("W/\"v3\"") {
+            return Reply::not_modified(&[
+                ("etag", "W/\"v3\""),
+                ("cache-control", "public, max-age=60"),
+            ]);
+        }
+        Reply::ok(format!("{{\"page for\":\"{who}\"}}"))
+            .header("etag", "W/\"v3\"")
+            .header(
+                "vary",
+                if seen.path_and_query == "/c" {
+                    "Cookie"
+                } else {
+                    "Accept-Language"
+                },
+            )
+            .header("cache-control", "public, max-age=60")
+    })
+    .await;
+    let p = proxy(&origin).await;
+    // Varies on Cookie: bob's miss is a plain fill, never a 304 over alice's page.
+    get_with(&p, "/c", &[("cookie", "u=alice")]).await;
+    let (_, _, b) = get_with(&p, "/c", &[("cookie", "u=bob")]).await;
+    assert_eq!(text(&b), "{\"page for\":\"u=bob\"}");
+    assert_eq!(origin.last().header("if-none-match"), "");
+    // A credentialed request is not offered other variants either.
+    get_with(&p, "/l", &[("accept-language", "en")]).await;
+    let (_, _, b) = get_with(
+        &p,
+        "/l",
+        &[("accept-language", "fr"), ("authorization", "Bearer bob")],
+    )
+    .await;
+    assert_eq!(text(&b), "{\"page for\":\"Bearer bob\"}");
+    assert_eq!(origin.last().header("if-none-match"), "");
+    p.shutdown().await;
+}

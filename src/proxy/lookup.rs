@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use http::header;
+
 use super::context::Ctx;
 use super::fetch::Basis;
 use super::Proxy;
@@ -92,8 +94,10 @@ impl Proxy {
             return Decision::Forward(status);
         }
         let flight = vary.flight_key(&ctx.key, &ctx.vary);
-        // Only variants the origin can name: a 304 selects one by its ETag.
-        variants.retain(|o| o.origin_etag.is_some());
+        // Only variants the origin can name (a 304 selects one by its ETag), and only when the
+        // request carries no credential and the URL does not vary on who is asking.
+        let anonymous = ctx.credential.is_none() && !ctx.headers().contains_key(header::COOKIE);
+        variants.retain(|o| anonymous && o.origin_etag.is_some() && o.vary.shareable_by_etag());
         variants.truncate(self.cfg.cache.max_variants);
         let basis = match (stale, variants.is_empty()) {
             (Some(obj), _) => Basis::Stale(obj),

@@ -57,7 +57,11 @@ impl Proxy {
             }
             Err(reason) => {
                 // The body is still valid but may no longer be kept: hand it to the leader once.
-                self.store.remove(&job.key).await;
+                // Only this request's own variant stops being served; another variant the 304
+                // named (§4.3.1) stays for its own users, whose answers may differ in storability.
+                if old.vary.matches(&job.vary_source) {
+                    old.kill();
+                }
                 let mut resp =
                     respond::response(old.status, headers, ProxyBody::full(old.body.clone()));
                 resp.headers_mut()

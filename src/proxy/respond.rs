@@ -173,7 +173,20 @@ pub fn preconditions_on_passed(resp: Response<ProxyBody>, req: &HeaderMap) -> Re
     if !conditional::not_modified(req, etags, h.get(header::LAST_MODIFIED)) {
         return resp;
     }
-    not_modified(h, etag.cloned())
+    // The origin's own fields go to this one client (Set-Cookie, Link, …), as the 304 the origin
+    // would have sent carries them; only those describing the dropped body go.
+    let (mut parts, _) = resp.into_parts();
+    for name in [
+        header::CONTENT_LENGTH,
+        header::CONTENT_ENCODING,
+        header::CONTENT_TYPE,
+        header::CONTENT_RANGE,
+        header::TRANSFER_ENCODING,
+        header::CONTENT_LANGUAGE,
+    ] {
+        parts.headers.remove(name);
+    }
+    response(StatusCode::NOT_MODIFIED, parts.headers, ProxyBody::empty())
 }
 
 /// Compress an uncached response on the fly (fast level) when the client wants it and it is worth it.

@@ -45,9 +45,15 @@ fn same_date(a: Option<&[u8]>, b: Option<&[u8]>) -> bool {
 ///   from: selected when the cache's request named exactly one (§4.3.4's third case assumes a
 ///   stored response without validators; this cache only sends validators from one).
 pub fn select_304(stored: &[Validators<'_>], resp: Validators<'_>) -> Option<usize> {
+    // A malformed tag counts as absent, as it does when a response is stored.
+    let resp = Validators {
+        etag: resp.etag.filter(|t| parse_single_tag(t).is_some()),
+        ..resp
+    };
     if let Some(tag) = resp.etag {
-        // A malformed tag names nothing stored.
-        let parsed = parse_single_tag(tag)?;
+        let Some(parsed) = parse_single_tag(tag) else {
+            return None;
+        };
         let by_tag = stored.iter().position(|s| {
             s.etag.is_some_and(|e| {
                 if parsed.weak {
@@ -165,10 +171,12 @@ mod tests {
             (vec![lm(LM1)], v(None, None), Some(0)),
             (vec![e("\"a\""), e("\"b\"")], v(None, None), None),
             (vec![], v(None, None), None),
+            // A malformed tag counts as absent: Last-Modified decides, as if none were sent.
+            (vec![lm(LM1)], v(Some("abc"), Some(LM1)), Some(0)),
+            (vec![e("\"a\"")], v(Some("abc"), None), Some(0)),
+            (vec![e("\"a\""), e("\"b\"")], v(Some("abc"), None), None),
             (vec![], e("\"a\""), None),
-            // Malformed tags select nothing; obs-text is compared as bytes.
-            (vec![e("\"a\"")], e("a"), None),
-            (vec![e("a")], e("a"), None),
+            // obs-text is compared as bytes.
             (vec![e("\"caf\u{e9}\"")], e("\"caf\u{e9}\""), Some(0)),
             (vec![e("\"caf\u{e9}\"")], e("\"cafe\""), None),
         ];

@@ -29,6 +29,18 @@ impl Vary {
         self.fields.is_empty() || vary_values(&self.fields, request) == self.values
     }
 
+    /// Whether a 304 naming this variant's ETag may make it another request's variant (RFC 9111
+    /// §4.3.1): not when it varies on who is asking, where one user's body must never be
+    /// handed to another on the strength of an ETag the origin may reuse across users.
+    pub fn shareable_by_etag(&self) -> bool {
+        !self.fields.iter().any(|f| {
+            matches!(
+                f.as_str(),
+                "cookie" | "authorization" | "proxy-authorization" | "x-api-key" | "x-auth-token"
+            )
+        })
+    }
+
     /// Whether two variants vary on the same fields (they belong to one URL's variant set).
     pub fn same_fields(&self, other: &Vary) -> bool {
         self.fields == other.fields
