@@ -51,9 +51,7 @@ pub fn select_304(stored: &[Validators<'_>], resp: Validators<'_>) -> Option<usi
         ..resp
     };
     if let Some(tag) = resp.etag {
-        let Some(parsed) = parse_single_tag(tag) else {
-            return None;
-        };
+        let parsed = parse_single_tag(tag)?;
         let by_tag = stored.iter().position(|s| {
             s.etag.is_some_and(|e| {
                 if parsed.weak {
