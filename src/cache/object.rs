@@ -217,14 +217,14 @@ impl CachedObject {
         };
         Stored {
             freshness: self.freshness,
-            age: self.freshness.initial_age + resident.as_secs(),
+            age: Duration::from_secs(self.freshness.initial_age) + resident,
             purged_ago,
         }
     }
 
-    /// Age in seconds at `now` (RFC 9111 §4.2.3).
+    /// Age in whole seconds at `now`, as the `Age` header carries it (RFC 9111 §4.2.3, §5.1).
     pub fn age(&self, now: Instant) -> u64 {
-        self.stored(now).age
+        self.stored(now).age.as_secs()
     }
 
     /// Seconds of freshness left at `now`; negative once stale or soft-purged.
