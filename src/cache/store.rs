@@ -12,6 +12,7 @@ use super::object::CachedObject;
 use super::purges::{PurgeLog, Since, Target, Ticket};
 use super::tags::TagIndex;
 use crate::clock::Clock;
+use crate::rfc::storable::Retention;
 use crate::rfc::vary::Vary;
 
 /// What one cache key holds: the Vary variants of one URL.
@@ -68,16 +69,25 @@ pub struct Store {
     pending_removals: Arc<AtomicU64>,
     /// Time for objects' age and purge marks.
     clock: Clock,
+    /// How long stale objects are kept.
+    keep: Retention,
     /// Recent purges, checked by fills that started before them.
     purges: Arc<PurgeLog>,
 }
 
-/// Per-entry expiry; holds `cache.keep_for_revalidation` in seconds.
-struct KeepFor(u64);
+/// Per-entry expiry: the longest any variant is kept, at least a second.
+struct KeepFor(Retention);
+
+impl KeepFor {
+    fn of(&self, v: &Entry) -> Option<Duration> {
+        let longest = v.objects.iter().map(|o| o.keep_for(self.0)).max();
+        longest.map(|d| d.max(Duration::from_secs(1)))
+    }
+}
 
 impl moka::Expiry<String, Arc<Entry>> for KeepFor {
     fn expire_after_create(&self, _k: &String, v: &Arc<Entry>, _now: Instant) -> Option<Duration> {
-        v.objects.iter().map(|o| o.keep_for(self.0)).max()
+        self.of(v)
     }
     fn expire_after_update(
         &self,
@@ -86,24 +96,24 @@ impl moka::Expiry<String, Arc<Entry>> for KeepFor {
         _now: Instant,
         _current: Option<Duration>,
     ) -> Option<Duration> {
-        v.objects.iter().map(|o| o.keep_for(self.0)).max()
+        self.of(v)
     }
 }
 
 impl Store {
     /// A store bounded to `max_bytes`, keeping at most `max_variants` Vary variants per URL.
     pub fn new(max_bytes: u64, max_variants: usize) -> Self {
-        Self::with_revalidation_window(max_bytes, max_variants, Duration::from_secs(3600))
+        Self::with_retention(max_bytes, max_variants, Retention::default())
     }
 
-    /// As [`Store::new`], keeping stale objects that have validators for `keep` past freshness.
-    pub fn with_revalidation_window(max_bytes: u64, max_variants: usize, keep: Duration) -> Self {
+    /// As [`Store::new`], keeping stale objects past freshness as `keep` says.
+    pub fn with_retention(max_bytes: u64, max_variants: usize, keep: Retention) -> Self {
         let tags = Arc::new(TagIndex::default());
         let listener_tags = tags.clone();
         let cache = moka::future::Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|k: &String, v: &Arc<Entry>| u32::try_from(v.weight(k)).unwrap_or(u32::MAX))
-            .expire_after(KeepFor(keep.as_secs()))
+            .expire_after(KeepFor(keep))
             .eviction_listener(move |k: Arc<String>, v: Arc<Entry>, _cause: RemovalCause| {
                 listener_tags.unlink(&k, v.gen, &v.tags);
             })
@@ -115,17 +125,20 @@ impl Store {
             max_variants: max_variants.max(1),
             pending_removals: Arc::new(AtomicU64::new(0)),
             clock: Clock::default(),
+            keep,
             purges: Arc::new(PurgeLog::default()),
         }
     }
 
-    /// Find the variant of `key` that matches the request headers.
+    /// Find the variant of `key` that matches the request headers. A variant kept its whole
+    /// time by the store's clock is not found, even while moka (on real time) still holds it.
     pub async fn lookup(&self, key: &str, req_headers: &HeaderMap) -> Lookup {
         let Some(entry) = self.cache.get(key).await else {
             return Lookup::Miss;
         };
+        let now = self.clock.now();
         let mut newest = None;
-        for obj in entry.objects.iter().filter(|o| !o.is_dead()) {
+        for obj in entry.objects.iter().filter(|o| self.live(o, now)) {
             if obj.vary.matches(req_headers) {
                 return Lookup::Hit(obj.clone());
             }
@@ -146,7 +159,7 @@ impl Store {
                     old.objects
                         .iter()
                         .filter(|o| o.vary.same_fields(&obj.vary) && o.vary != obj.vary)
-                        .filter(|o| !o.is_dead())
+                        .filter(|o| self.live(o, self.clock.now()))
                         .take(self.max_variants - 1)
                         .cloned(),
                 );
@@ -154,6 +167,11 @@ impl Store {
         }
         let entry = self.entry(&key, objects);
         self.cache.insert(key, entry).await;
+    }
+
+    /// Neither purged nor kept past its time.
+    fn live(&self, obj: &CachedObject, now: Instant) -> bool {
+        !obj.is_dead() && !obj.outlived(now, self.keep)
     }
 
     /// Where the purge sequence stands: a fill takes this before asking the origin.

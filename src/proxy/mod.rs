@@ -35,6 +35,7 @@ use crate::metrics::{Gauges, Metrics, Snapshot};
 use crate::normalize::Normalizer;
 use crate::origin::{self, Origin};
 use crate::rfc::cache_status::CacheStatus;
+use crate::rfc::storable::Retention;
 use context::Ctx;
 use fetch::Summary;
 use lookup::Decision;
@@ -64,10 +65,13 @@ pub struct Proxy {
 impl Proxy {
     /// Build the shared state from a validated config.
     pub fn new(cfg: Config) -> Self {
-        let store = Store::with_revalidation_window(
+        let store = Store::with_retention(
             cfg.cache.max_size.as_u64(),
             cfg.cache.max_variants,
-            cfg.cache.keep_for_revalidation,
+            Retention {
+                revalidate: cfg.cache.keep_for_revalidation,
+                grace: cfg.cache.stale_grace,
+            },
         );
         let clock = store.clock().clone();
         let c = &cfg.compression;
