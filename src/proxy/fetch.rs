@@ -302,7 +302,7 @@ impl Proxy {
         let origin_etag = headers.get(header::ETAG).cloned();
         let new = NewObject {
             status: parts.status,
-            vary: Vary::of(&headers, &job.vary_source),
+            vary: Vary::of(&headers, &job.vary_source, &self.vary_lists),
             no_transform: no_transform(&headers),
             headers,
             body,

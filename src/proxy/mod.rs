@@ -36,6 +36,7 @@ use crate::normalize::Normalizer;
 use crate::origin::{self, Origin};
 use crate::rfc::cache_status::CacheStatus;
 use crate::rfc::storable::Retention;
+use crate::rfc::vary::ListFields;
 use context::Ctx;
 use fetch::Summary;
 use lookup::Decision;
@@ -60,6 +61,8 @@ pub struct Proxy {
     encoder: Encoder,
     clock: Clock,
     metrics: Metrics,
+    /// Request fields Vary compares as normalized lists.
+    vary_lists: ListFields,
 }
 
 impl Proxy {
@@ -86,6 +89,10 @@ impl Proxy {
                 c.gzip_level,
                 c.brotli_level,
                 encode_queue_bytes(cfg.cache.max_size.as_u64()),
+            ),
+            vary_lists: ListFields::with(
+                (cfg.cache.vary_normalize.iter())
+                    .filter_map(|f| http::HeaderName::from_bytes(f.as_bytes()).ok()),
             ),
             metrics: Metrics::new(cfg.routes.iter().map(|r| r.config.path.clone()).collect()),
             store,
