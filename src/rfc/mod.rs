@@ -6,12 +6,14 @@
 //! - [`vary`]: which stored variant a request selects
 //! - [`coding`]: content-coding negotiation and compressible types
 //! - [`conditional`]: ETags, If-None-Match / If-Modified-Since, ranges
+//! - [`partial`]: 206 responses kept as parts of a representation (not wired in yet)
 //! - [`cache_status`]: the typed Cache-Status, X-Cache and metrics result
 
 pub mod cache_status;
 pub mod coding;
 pub mod conditional;
 pub mod directives;
+pub mod partial;
 pub mod storable;
 pub mod usage;
 pub mod vary;
