@@ -26,6 +26,11 @@ pub struct Entry {
     tags: Vec<String>,
 }
 
+/// Where the parts of `key`'s representation are kept: beside it, purged with it (same tags).
+fn parts_key(key: &str) -> String {
+    format!("{key} #parts")
+}
+
 /// What moka keeps per entry beyond the value: key copy, access-order and timer nodes, hashes.
 const ENTRY_OVERHEAD: usize = 256;
 /// What one (tag, key) link costs in the tag index beyond the tag's own bytes: the per-tag map
@@ -147,6 +152,38 @@ impl Store {
         match newest {
             Some(o) => Lookup::VaryMiss(o.vary.clone()),
             None => Lookup::Miss,
+        }
+    }
+
+    /// The live parts (206 answers, `proxy::partial`) kept for `key`.
+    pub async fn parts(&self, key: &str) -> Vec<Arc<CachedObject>> {
+        let Some(entry) = self.cache.get(&parts_key(key)).await else {
+            return Vec::new();
+        };
+        let now = self.clock.now();
+        let live = entry.objects.iter().filter(|o| self.live(o, now));
+        live.cloned().collect()
+    }
+
+    /// Replace the parts kept for `key` by `parts` (none: drop them), unless a hard purge since
+    /// `ticket` covered them; a soft one keeps them stale. As [`Store::insert_fill`].
+    pub async fn set_parts(&self, key: &str, parts: Vec<Arc<CachedObject>>, ticket: Ticket) {
+        let key = parts_key(key);
+        if parts.is_empty() {
+            return self.cache.invalidate(&key).await;
+        }
+        let tags: Vec<String> = parts.iter().flat_map(|o| o.tags.clone()).collect();
+        match self.purges.since(ticket, &tags) {
+            Since::Hard => return,
+            Since::Soft => parts.iter().for_each(|o| o.soft_purge(self.clock.now())),
+            Since::Nothing => {}
+        }
+        let entry = self.entry(&key, parts.clone());
+        self.cache.insert(key, entry).await;
+        match self.purges.since(ticket, &tags) {
+            Since::Hard => parts.iter().for_each(|o| o.kill()),
+            Since::Soft => parts.iter().for_each(|o| o.soft_purge(self.clock.now())),
+            Since::Nothing => {}
         }
     }
 
@@ -473,6 +510,31 @@ mod tests {
             s.lookup("GET /b", &HeaderMap::new()).await,
             Lookup::Miss
         ));
+    }
+
+    #[tokio::test]
+    async fn parts_live_beside_their_key_and_are_purged_with_it() {
+        let s = Store::new(1 << 20, 4);
+        let ticket = s.purge_ticket();
+        s.set_parts("GET /p", vec![obj("part", &["url:/p"])], ticket)
+            .await;
+        assert_eq!(s.parts("GET /p").await.len(), 1);
+        assert!(
+            matches!(s.lookup("GET /p", &HeaderMap::new()).await, Lookup::Miss),
+            "parts are not the URL's object"
+        );
+        assert_eq!(s.purge_tag("url:/p", false).await, 1);
+        assert!(s.parts("GET /p").await.is_empty());
+        // A purge between the origin request and the insert wins.
+        let ticket = s.purge_ticket();
+        s.purge_tag("url:/p", false).await;
+        s.set_parts("GET /p", vec![obj("late", &["url:/p"])], ticket)
+            .await;
+        assert!(s.parts("GET /p").await.is_empty());
+        s.set_parts("GET /q", vec![obj("q", &[])], s.purge_ticket())
+            .await;
+        s.set_parts("GET /q", vec![], s.purge_ticket()).await;
+        assert!(s.parts("GET /q").await.is_empty());
     }
 
     #[tokio::test]

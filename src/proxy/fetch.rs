@@ -85,7 +85,7 @@ impl Fetched {
 }
 
 /// A response body read up to the object limit.
-enum Read {
+pub(super) enum Read {
     Complete(Bytes),
     /// Over the limit: what was read, then the rest of the stream.
     TooLarge(ProxyBody),
@@ -345,7 +345,7 @@ fn stale_or_failed(stale: Option<&Arc<CachedObject>>, e: ProxyError) -> Summary 
 /// A declared length over the limit streams through at once instead of after `limit` bytes.
 /// The bytes read are reserved in `budget` as they arrive (a declared length all at once); a
 /// reservation that fails stops buffering the same way.
-async fn read_limited(
+pub(super) async fn read_limited(
     body: IdleTimeout<Incoming>,
     headers: &HeaderMap,
     limit: usize,
@@ -465,7 +465,7 @@ fn copy_value(v: &HeaderValue) -> HeaderValue {
 
 /// Copy every value: hyper's parsed values are slices of the connection's read buffer, which often
 /// holds the whole body too, so a stored header would otherwise pin that buffer for the object's life.
-fn detach(h: &HeaderMap) -> HeaderMap {
+pub(super) fn detach(h: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(h.len());
     for (k, v) in h {
         out.append(k.clone(), copy_value(v));

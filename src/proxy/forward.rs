@@ -44,10 +44,16 @@ impl Proxy {
         *oreq.method_mut() = ctx.head.method.clone();
         *oreq.uri_mut() = self.origin.uri(&ctx.norm.path_and_query)?;
         *oreq.headers_mut() = headers;
+        let (ticket, request_time) = (self.store.purge_ticket(), SystemTime::now());
         let (mut parts, rbody) = self.send_origin(ctx.route.id, oreq).await?.into_parts();
         origin::strip_hop_by_hop(&mut parts.headers);
         if !ctx.key.is_empty() {
             self.clear_pass_if_cacheable(ctx, &parts);
+        }
+        if self.may_keep_part(ctx, &parts) {
+            return Ok(self
+                .keep_part(ctx, parts, rbody, ticket, request_time)
+                .await);
         }
         let body = IdleTimeout::new(rbody, self.origin.body_timeout());
         let resp = respond::response(parts.status, parts.headers, ProxyBody::stream(body));

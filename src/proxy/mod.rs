@@ -5,7 +5,7 @@
 //! - [`context`]: the per-request facts
 //! - [`lookup`]: the decision, serving nothing itself
 //! - [`fill`]: collapsed fills and what each waiter gets; [`fetch`]: the leader's origin fetch
-//! - [`forward`]: pass-through and unsafe methods
+//! - [`forward`]: pass-through and unsafe methods; [`partial`]: 206 answers kept as parts
 //! - [`respond`]: answers built from stored objects, on-the-fly compression of passed responses
 
 mod context;
@@ -13,6 +13,7 @@ mod fetch;
 mod fill;
 mod forward;
 mod lookup;
+mod partial;
 pub mod respond;
 
 use std::net::SocketAddr;
@@ -121,6 +122,10 @@ impl Proxy {
             }
             Decision::Fill { stale, fwd, flight } => {
                 self.fill(&mut ctx, body, stale, fwd, flight).await
+            }
+            Decision::Part(obj, part, range, status) => {
+                let resp = respond::from_part(&obj, part, range, self.clock.now());
+                (resp, status)
             }
             Decision::Forward(status) => (self.forward(&mut ctx, body).await, status),
             Decision::Unsafe => self.unsafe_method(&mut ctx, body).await,

@@ -6,7 +6,7 @@
 //! - [`vary`]: which stored variant a request selects
 //! - [`coding`]: content-coding negotiation and compressible types
 //! - [`conditional`]: ETags, If-None-Match / If-Modified-Since, ranges
-//! - [`partial`]: 206 responses kept as parts of a representation (not wired in yet)
+//! - [`partial`]: 206 responses kept as parts of a representation
 //! - [`cache_status`]: the typed Cache-Status, X-Cache and metrics result
 
 pub mod cache_status;

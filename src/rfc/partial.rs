@@ -2,8 +2,8 @@
 //! representation, which later ranges the kept parts can answer, and when parts with the same
 //! strong validator add up to the complete body.
 //!
-//! Not wired into the request path yet: these are the decisions the store and the forward path
-//! will act on (see the README's partial-content note).
+//! `proxy::partial` acts on these: it keeps 206 answers to forwarded range requests and serves
+//! later ranges from them.
 
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -224,6 +224,19 @@ impl Parts {
             [(0, b)] if b.len() as u64 == self.complete => Some(b.clone()),
             _ => None,
         }
+    }
+
+    /// The kept ranges, in order, with their bytes.
+    pub fn ranges(&self) -> impl Iterator<Item = (ContentRange, &Bytes)> + '_ {
+        self.ranges.iter().map(|(first, b)| {
+            let last = first + b.len() as u64 - 1;
+            let r = ContentRange {
+                first: *first,
+                last,
+                complete: self.complete,
+            };
+            (r, b)
+        })
     }
 
     /// Bytes held.
