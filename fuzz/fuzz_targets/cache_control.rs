@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, SystemTime};
 
 use apicache::rfc::directives::{no_transform, surrogate_control, Directives};
-use apicache::rfc::storable::{evaluate, CachePolicy, RequestFacts, RoutePolicy};
+use apicache::rfc::storable::{evaluate, CachePolicy, RequestFacts, Retention, RoutePolicy};
 use http::{header, HeaderMap, HeaderName, StatusCode};
 use libfuzzer_sys::fuzz_target;
 
@@ -86,7 +86,7 @@ fuzz_target!(|input: (u16, u32, u8, &[u8])| {
     if let Ok(fresh) = evaluate(status, &headers, facts, route, policy) {
         // no-store anywhere addressed to a shared cache forbids storing.
         assert!(!cc.no_store && !facts.no_store);
-        let _ = fresh.stale_window(true, 3600);
+        let _ = fresh.stale_window(true, Retention::default());
     }
 });
 

@@ -10,7 +10,7 @@ use http::{header, HeaderMap, HeaderValue, StatusCode};
 
 use crate::rfc::coding::Coding;
 use crate::rfc::conditional::variant_etag;
-use crate::rfc::storable::Freshness;
+use crate::rfc::storable::{Freshness, Retention};
 use crate::rfc::update::Validators;
 use crate::rfc::usage::Stored;
 use crate::rfc::vary::Vary;
@@ -222,14 +222,14 @@ impl CachedObject {
         };
         Stored {
             freshness: self.freshness,
-            age: self.freshness.initial_age + resident.as_secs(),
+            age: Duration::from_secs(self.freshness.initial_age) + resident,
             purged_ago,
         }
     }
 
-    /// Age in seconds at `now` (RFC 9111 §4.2.3).
+    /// Age in whole seconds at `now`, as the `Age` header carries it (RFC 9111 §4.2.3, §5.1).
     pub fn age(&self, now: Instant) -> u64 {
-        self.stored(now).age
+        self.stored(now).age.as_secs()
     }
 
     /// Seconds of freshness left at `now`; negative once stale or soft-purged.
@@ -269,17 +269,19 @@ impl CachedObject {
         self.origin_etag.is_some() || self.last_modified.is_some()
     }
 
-    /// How long moka should keep it: freshness left plus the longest stale window.
-    pub fn keep_for(&self, revalidate_keep: u64) -> Duration {
+    /// How long after it was stored it is kept: freshness left plus the longest stale window.
+    pub fn keep_for(&self, keep: Retention) -> Duration {
         let left = self
             .freshness
             .lifetime
             .saturating_sub(self.freshness.initial_age);
-        let total = left
-            + self
-                .freshness
-                .stale_window(self.has_validators(), revalidate_keep);
-        Duration::from_secs(total.max(1))
+        Duration::from_secs(left) + self.freshness.stale_window(self.has_validators(), keep)
+    }
+
+    /// Whether it has been kept its whole [`keep_for`](Self::keep_for) by `now` on the store's
+    /// clock: then it is gone, whether or not moka (on real time) has removed it yet.
+    pub fn outlived(&self, now: Instant, keep: Retention) -> bool {
+        now.saturating_duration_since(self.stored_at) > self.keep_for(keep)
     }
 
     /// Bytes this object costs the cache budget.
@@ -343,6 +345,80 @@ mod tests {
         assert_eq!(o.ttl(clock.now()), -1);
         clock.advance(Duration::from_secs(5));
         assert_eq!(o.ttl(clock.now()), -6);
+    }
+
+    #[test]
+    fn kept_for_the_longest_window_or_the_grace() {
+        let f = |swr, sie, must_revalidate, no_cache| Freshness {
+            swr,
+            sie,
+            must_revalidate,
+            no_cache,
+            ..Freshness::for_lifetime(60)
+        };
+        let keep = |grace| Retention {
+            revalidate: Duration::from_secs(3600),
+            grace: Duration::from_secs(grace),
+        };
+        // (row, freshness, has validators, grace, seconds kept after storing)
+        let rows: &[(&str, Freshness, bool, u64, u64)] = &[
+            (
+                "no windows: the grace",
+                f(0, 0, false, false),
+                false,
+                10,
+                70,
+            ),
+            (
+                "grace 0s: until expiry",
+                f(0, 0, false, false),
+                false,
+                0,
+                60,
+            ),
+            (
+                "swr longer than the grace",
+                f(30, 0, false, false),
+                false,
+                10,
+                90,
+            ),
+            (
+                "sie longer than the grace",
+                f(0, 300, false, false),
+                false,
+                10,
+                360,
+            ),
+            (
+                "must-revalidate: no grace",
+                f(0, 0, true, false),
+                false,
+                10,
+                60,
+            ),
+            ("no-cache: no grace", f(0, 0, false, true), false, 10, 60),
+            (
+                "validators: for revalidation",
+                f(0, 0, true, false),
+                true,
+                10,
+                3660,
+            ),
+        ];
+        let clock = Clock::default();
+        for (row, freshness, validators, grace, secs) in rows {
+            let mut o = object(60, clock.now());
+            o.freshness = *freshness;
+            if *validators {
+                o.origin_etag = Some(HeaderValue::from_static("\"v\""));
+            }
+            let kept = Duration::from_secs(*secs);
+            assert_eq!(o.keep_for(keep(*grace)), kept, "{row}");
+            assert!(!o.outlived(o.stored_at + kept, keep(*grace)), "{row}");
+            let after = o.stored_at + kept + Duration::from_millis(1);
+            assert!(o.outlived(after, keep(*grace)), "{row}");
+        }
     }
 
     #[test]

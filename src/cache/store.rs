@@ -12,6 +12,7 @@ use super::object::CachedObject;
 use super::purges::{PurgeLog, Since, Target, Ticket};
 use super::tags::TagIndex;
 use crate::clock::Clock;
+use crate::rfc::storable::Retention;
 use crate::rfc::vary::Vary;
 
 /// What one cache key holds: the Vary variants of one URL.
@@ -23,6 +24,11 @@ pub struct Entry {
     gen: u64,
     /// Union of the variants' tags.
     tags: Vec<String>,
+}
+
+/// Where the parts of `key`'s representation are kept: beside it, purged with it (same tags).
+fn parts_key(key: &str) -> String {
+    format!("{key} #parts")
 }
 
 /// What moka keeps per entry beyond the value: key copy, access-order and timer nodes, hashes.
@@ -69,16 +75,25 @@ pub struct Store {
     pending_removals: Arc<AtomicU64>,
     /// Time for objects' age and purge marks.
     clock: Clock,
+    /// How long stale objects are kept.
+    keep: Retention,
     /// Recent purges, checked by fills that started before them.
     purges: Arc<PurgeLog>,
 }
 
-/// Per-entry expiry; holds `cache.keep_for_revalidation` in seconds.
-struct KeepFor(u64);
+/// Per-entry expiry: the longest any variant is kept, at least a second.
+struct KeepFor(Retention);
+
+impl KeepFor {
+    fn of(&self, v: &Entry) -> Option<Duration> {
+        let longest = v.objects.iter().map(|o| o.keep_for(self.0)).max();
+        longest.map(|d| d.max(Duration::from_secs(1)))
+    }
+}
 
 impl moka::Expiry<String, Arc<Entry>> for KeepFor {
     fn expire_after_create(&self, _k: &String, v: &Arc<Entry>, _now: Instant) -> Option<Duration> {
-        v.objects.iter().map(|o| o.keep_for(self.0)).max()
+        self.of(v)
     }
     fn expire_after_update(
         &self,
@@ -87,24 +102,24 @@ impl moka::Expiry<String, Arc<Entry>> for KeepFor {
         _now: Instant,
         _current: Option<Duration>,
     ) -> Option<Duration> {
-        v.objects.iter().map(|o| o.keep_for(self.0)).max()
+        self.of(v)
     }
 }
 
 impl Store {
     /// A store bounded to `max_bytes`, keeping at most `max_variants` Vary variants per URL.
     pub fn new(max_bytes: u64, max_variants: usize) -> Self {
-        Self::with_revalidation_window(max_bytes, max_variants, Duration::from_secs(3600))
+        Self::with_retention(max_bytes, max_variants, Retention::default())
     }
 
-    /// As [`Store::new`], keeping stale objects that have validators for `keep` past freshness.
-    pub fn with_revalidation_window(max_bytes: u64, max_variants: usize, keep: Duration) -> Self {
+    /// As [`Store::new`], keeping stale objects past freshness as `keep` says.
+    pub fn with_retention(max_bytes: u64, max_variants: usize, keep: Retention) -> Self {
         let tags = Arc::new(TagIndex::default());
         let listener_tags = tags.clone();
         let cache = moka::future::Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|k: &String, v: &Arc<Entry>| u32::try_from(v.weight(k)).unwrap_or(u32::MAX))
-            .expire_after(KeepFor(keep.as_secs()))
+            .expire_after(KeepFor(keep))
             .eviction_listener(move |k: Arc<String>, v: Arc<Entry>, _cause: RemovalCause| {
                 listener_tags.unlink(&k, v.gen, &v.tags);
             })
@@ -116,17 +131,20 @@ impl Store {
             max_variants: max_variants.max(1),
             pending_removals: Arc::new(AtomicU64::new(0)),
             clock: Clock::default(),
+            keep,
             purges: Arc::new(PurgeLog::default()),
         }
     }
 
-    /// Find the variant of `key` that matches the request headers.
+    /// Find the variant of `key` that matches the request headers. A variant kept its whole
+    /// time by the store's clock is not found, even while moka (on real time) still holds it.
     pub async fn lookup(&self, key: &str, req_headers: &HeaderMap) -> Lookup {
         let Some(entry) = self.cache.get(key).await else {
             return Lookup::Miss;
         };
+        let now = self.clock.now();
         let mut others = Vec::new();
-        for obj in entry.objects.iter().filter(|o| !o.is_dead()) {
+        for obj in entry.objects.iter().filter(|o| self.live(o, now)) {
             if obj.vary.matches(req_headers) {
                 return Lookup::Hit(obj.clone());
             }
@@ -135,6 +153,38 @@ impl Store {
         match others.first() {
             Some(o) => Lookup::VaryMiss(o.vary.clone(), others),
             None => Lookup::Miss,
+        }
+    }
+
+    /// The live parts (206 answers, `proxy::partial`) kept for `key`.
+    pub async fn parts(&self, key: &str) -> Vec<Arc<CachedObject>> {
+        let Some(entry) = self.cache.get(&parts_key(key)).await else {
+            return Vec::new();
+        };
+        let now = self.clock.now();
+        let live = entry.objects.iter().filter(|o| self.live(o, now));
+        live.cloned().collect()
+    }
+
+    /// Replace the parts kept for `key` by `parts` (none: drop them), unless a hard purge since
+    /// `ticket` covered them; a soft one keeps them stale. As [`Store::insert_fill`].
+    pub async fn set_parts(&self, key: &str, parts: Vec<Arc<CachedObject>>, ticket: Ticket) {
+        let key = parts_key(key);
+        if parts.is_empty() {
+            return self.cache.invalidate(&key).await;
+        }
+        let tags: Vec<String> = parts.iter().flat_map(|o| o.tags.clone()).collect();
+        match self.purges.since(ticket, &tags) {
+            Since::Hard => return,
+            Since::Soft => parts.iter().for_each(|o| o.soft_purge(self.clock.now())),
+            Since::Nothing => {}
+        }
+        let entry = self.entry(&key, parts.clone());
+        self.cache.insert(key, entry).await;
+        match self.purges.since(ticket, &tags) {
+            Since::Hard => parts.iter().for_each(|o| o.kill()),
+            Since::Soft => parts.iter().for_each(|o| o.soft_purge(self.clock.now())),
+            Since::Nothing => {}
         }
     }
 
@@ -147,7 +197,7 @@ impl Store {
                     old.objects
                         .iter()
                         .filter(|o| o.vary.same_fields(&obj.vary) && o.vary != obj.vary)
-                        .filter(|o| !o.is_dead())
+                        .filter(|o| self.live(o, self.clock.now()))
                         .take(self.max_variants - 1)
                         .cloned(),
                 );
@@ -155,6 +205,11 @@ impl Store {
         }
         let entry = self.entry(&key, objects);
         self.cache.insert(key, entry).await;
+    }
+
+    /// Neither purged nor kept past its time.
+    fn live(&self, obj: &CachedObject, now: Instant) -> bool {
+        !obj.is_dead() && !obj.outlived(now, self.keep)
     }
 
     /// Where the purge sequence stands: a fill takes this before asking the origin.
@@ -483,6 +538,31 @@ mod tests {
             s.lookup("GET /b", &HeaderMap::new()).await,
             Lookup::Miss
         ));
+    }
+
+    #[tokio::test]
+    async fn parts_live_beside_their_key_and_are_purged_with_it() {
+        let s = Store::new(1 << 20, 4);
+        let ticket = s.purge_ticket();
+        s.set_parts("GET /p", vec![obj("part", &["url:/p"])], ticket)
+            .await;
+        assert_eq!(s.parts("GET /p").await.len(), 1);
+        assert!(
+            matches!(s.lookup("GET /p", &HeaderMap::new()).await, Lookup::Miss),
+            "parts are not the URL's object"
+        );
+        assert_eq!(s.purge_tag("url:/p", false).await, 1);
+        assert!(s.parts("GET /p").await.is_empty());
+        // A purge between the origin request and the insert wins.
+        let ticket = s.purge_ticket();
+        s.purge_tag("url:/p", false).await;
+        s.set_parts("GET /p", vec![obj("late", &["url:/p"])], ticket)
+            .await;
+        assert!(s.parts("GET /p").await.is_empty());
+        s.set_parts("GET /q", vec![obj("q", &[])], s.purge_ticket())
+            .await;
+        s.set_parts("GET /q", vec![], s.purge_ticket()).await;
+        assert!(s.parts("GET /q").await.is_empty());
     }
 
     #[tokio::test]

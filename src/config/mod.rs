@@ -147,6 +147,13 @@ pub struct CacheConfig {
     /// How long a stale object with validators is kept for a conditional refresh (0: only stale windows).
     #[serde(with = "humantime_serde")]
     pub keep_for_revalidation: Duration,
+    /// How long past its windows an object that may be served stale is kept, for a request's
+    /// `max-stale` (objects without validators or stale windows would otherwise go at expiry).
+    #[serde(with = "humantime_serde")]
+    pub stale_grace: Duration,
+    /// Request fields (beyond Accept, Accept-Language, Accept-Encoding) that Vary compares as
+    /// weighted lists of case-insensitive members.
+    pub vary_normalize: Vec<String>,
     /// How credentialed requests on paths no route matches are cached.
     pub credentialed: Credentialed,
     /// Byte budget of all fills buffering at once (default: a quarter of `max_size`); a fill
@@ -203,6 +210,8 @@ impl Default for CacheConfig {
             expose_surrogate_keys: false,
             max_variants: 16,
             keep_for_revalidation: Duration::from_secs(3600),
+            stale_grace: Duration::from_secs(10),
+            vary_normalize: Vec::new(),
             credentialed: Credentialed::Rfc,
             max_fill_memory: None,
         }

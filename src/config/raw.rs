@@ -123,6 +123,14 @@ impl RawConfig {
         if cache.max_variants == 0 {
             return Err(invalid("cache.max_variants", "must be at least 1".into()));
         }
+        for (i, f) in cache.vary_normalize.iter().enumerate() {
+            if http::HeaderName::from_bytes(f.as_bytes()).is_err() {
+                return Err(invalid(
+                    &format!("cache.vary_normalize[{i}]"),
+                    format!("{f:?} is not a field name"),
+                ));
+            }
+        }
         if self.server.max_header_size.as_u64() < 8192 {
             return Err(invalid(
                 "server.max_header_size",
@@ -305,4 +313,40 @@ fn validate_origin(
         pool_max_idle_per_host: raw.pool_max_idle_per_host,
         max_header_size: raw.max_header_size,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(cache: &str) -> Result<Config, ConfigError> {
+        Config::parse(&format!("[origin]\nurl = \"http://a:1\"\n[cache]\n{cache}"))
+    }
+
+    #[test]
+    fn stale_grace_and_vary_normalize() {
+        let c = parse("").unwrap();
+        assert_eq!(c.cache.stale_grace, Duration::from_secs(10));
+        assert!(c.cache.vary_normalize.is_empty());
+        let c = parse("stale_grace = \"0s\"\nvary_normalize = [\"X-Flags\"]\n").unwrap();
+        assert_eq!(c.cache.stale_grace, Duration::ZERO);
+        assert_eq!(c.cache.vary_normalize, ["X-Flags"]);
+        let again = Config::parse(&toml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(again.cache.vary_normalize, ["X-Flags"]);
+        assert_eq!(again.cache.stale_grace, Duration::ZERO);
+        // (setting, key named in the error)
+        let rows = [
+            ("stale_grace = \"soon\"\n", "cache.stale_grace"),
+            (
+                "vary_normalize = [\"ok\", \"a b\"]\n",
+                "cache.vary_normalize[1]",
+            ),
+            ("vary_normalize = [\"\"]\n", "cache.vary_normalize[0]"),
+            ("vary_normalize = \"accept\"\n", "cache.vary_normalize"),
+        ];
+        for (setting, key) in rows {
+            let e = parse(setting).unwrap_err().to_string();
+            assert!(e.contains(key), "{setting}: {e}");
+        }
+    }
 }

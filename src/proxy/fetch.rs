@@ -328,7 +328,7 @@ impl Proxy {
             && coding::is_compressible(headers.get(header::CONTENT_TYPE), &c.types);
         let new = NewObject {
             status: parts.status,
-            vary: Vary::of(&headers, &job.vary_source),
+            vary: Vary::of(&headers, &job.vary_source, &self.vary_lists),
             no_transform: no_transform(&headers),
             headers,
             body,

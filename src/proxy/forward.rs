@@ -1,7 +1,7 @@
 //! Pass-through: requests the cache does not answer (bypassed routes, request no-store,
 //! hit-for-pass, unsafe methods), streamed both ways; unsafe methods then invalidate.
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use http::response::Parts;
 use http::{header, Method, Request, Response};
@@ -23,9 +23,14 @@ impl Proxy {
     /// Pass a request through unchanged but for normalization; errors become their responses.
     pub(super) async fn forward(&self, ctx: &mut Ctx<'_>, body: Incoming) -> Response<ProxyBody> {
         let t0 = Instant::now();
+        // Taken before the origin is asked: a purge from now on wins over a kept part.
+        let (ticket, request_time) = (self.store.purge_ticket(), SystemTime::now());
         let sent = self.send_forward(ctx, body).await;
         ctx.origin_ms = Some(t0.elapsed().as_millis());
         match sent {
+            Ok((parts, body)) if self.may_keep_part(ctx, &parts) => {
+                self.keep_part(ctx, parts, body, ticket, request_time).await
+            }
             Ok((parts, body)) => self.relay(ctx, parts, ProxyBody::stream(body)),
             Err(e) => e.into_response(),
         }

@@ -11,6 +11,7 @@ use super::Proxy;
 use crate::cache::{CachedObject, Lookup};
 use crate::error::ProxyError;
 use crate::rfc::cache_status::{CacheStatus, Detail, Fwd};
+use crate::rfc::partial::ContentRange;
 use crate::rfc::storable::NoStore;
 use crate::rfc::usage::{self, RevalidateReason, StaleReason, Usage};
 use crate::rfc::vary::Vary;
@@ -31,6 +32,8 @@ pub enum Decision {
         /// fields the URL is known to vary on.
         flight: String,
     },
+    /// Answer a range from a kept part: the part object, its range, the range served.
+    Part(Arc<CachedObject>, ContentRange, (u64, u64), CacheStatus),
     /// Pass the request through, uncached.
     Forward(CacheStatus),
     /// An unsafe method: pass through, then invalidate.
@@ -79,6 +82,9 @@ impl Proxy {
             (Usage::Revalidate(RevalidateReason::Stale), stale) => (stale, Fwd::Stale),
             _ => (None, miss),
         };
+        if let Some(part) = self.part_for(ctx).await {
+            return part;
+        }
         if ctx.directives.only_if_cached {
             let status = CacheStatus::default().detail(Detail::OnlyIfCached);
             return Decision::Reject(ProxyError::NotCached, status);

@@ -6,7 +6,8 @@
 //! - [`lookup`]: the decision, serving nothing itself
 //! - [`fill`]: collapsed fills and what each waiter gets; [`fetch`]: the leader's origin fetch
 //! - [`refresh`]: stored responses updated by a 304 or a HEAD response
-//! - [`forward`]: pass-through and unsafe methods; [`post`]: POST answers stored for later GETs
+//! - [`forward`]: pass-through and unsafe methods; [`post`]: POST answers stored for later GETs;
+//!   [`partial`]: 206 answers kept as parts
 //! - [`respond`]: answers built from stored objects, on-the-fly compression of passed responses
 
 mod context;
@@ -14,6 +15,7 @@ mod fetch;
 mod fill;
 mod forward;
 mod lookup;
+mod partial;
 mod post;
 mod refresh;
 pub mod respond;
@@ -38,6 +40,8 @@ use crate::metrics::{Gauges, Metrics, Snapshot};
 use crate::normalize::Normalizer;
 use crate::origin::{self, Origin};
 use crate::rfc::cache_status::CacheStatus;
+use crate::rfc::storable::Retention;
+use crate::rfc::vary::ListFields;
 use context::Ctx;
 use fetch::Summary;
 use lookup::Decision;
@@ -62,15 +66,20 @@ pub struct Proxy {
     encoder: Encoder,
     clock: Clock,
     metrics: Metrics,
+    /// Request fields Vary compares as normalized lists.
+    vary_lists: ListFields,
 }
 
 impl Proxy {
     /// Build the shared state from a validated config.
     pub fn new(cfg: Config) -> Self {
-        let store = Store::with_revalidation_window(
+        let store = Store::with_retention(
             cfg.cache.max_size.as_u64(),
             cfg.cache.max_variants,
-            cfg.cache.keep_for_revalidation,
+            Retention {
+                revalidate: cfg.cache.keep_for_revalidation,
+                grace: cfg.cache.stale_grace,
+            },
         );
         let clock = store.clock().clone();
         let c = &cfg.compression;
@@ -85,6 +94,10 @@ impl Proxy {
                 c.gzip_level,
                 c.brotli_level,
                 encode_queue_bytes(cfg.cache.max_size.as_u64()),
+            ),
+            vary_lists: ListFields::with(
+                (cfg.cache.vary_normalize.iter())
+                    .filter_map(|f| http::HeaderName::from_bytes(f.as_bytes()).ok()),
             ),
             metrics: Metrics::new(cfg.routes.iter().map(|r| r.config.path.clone()).collect()),
             store,
@@ -113,6 +126,10 @@ impl Proxy {
             }
             Decision::Fill { basis, fwd, flight } => {
                 self.fill(&mut ctx, body, basis, fwd, flight).await
+            }
+            Decision::Part(obj, part, range, status) => {
+                let resp = respond::from_part(&obj, part, range, self.clock.now());
+                (resp, status)
             }
             Decision::Forward(status) => (self.forward(&mut ctx, body).await, status),
             Decision::Unsafe => self.unsafe_method(&mut ctx, body).await,

@@ -47,7 +47,7 @@ impl Proxy {
         match storable::evaluate(old.status, &headers, facts, job.policy, self.cache_policy()) {
             Ok(freshness) => {
                 let withheld = take_withheld(&mut headers);
-                let vary = Vary::of(&headers, &job.vary_source);
+                let vary = Vary::of(&headers, &job.vary_source, &self.vary_lists);
                 let obj = Arc::new(old.refreshed(headers, freshness, vary, self.clock.now()));
                 self.store_object(&job.key, &obj, ticket).await;
                 Fetched {
@@ -170,7 +170,7 @@ impl Proxy {
                 let policy = self.cache_policy();
                 match storable::evaluate(old.status, &headers, facts, ctx.route.policy, policy) {
                     Ok(freshness) => {
-                        let vary = Vary::of(&headers, &ctx.vary);
+                        let vary = Vary::of(&headers, &ctx.vary, &self.vary_lists);
                         let obj = old.refreshed(headers, freshness, vary, self.clock.now());
                         let obj = Arc::new(obj);
                         self.store_object(&ctx.key, &obj, ticket).await;

@@ -13,6 +13,7 @@ use crate::metrics::Metrics;
 use crate::rfc::coding::{self, Coding};
 use crate::rfc::conditional::{self, RangeOutcome};
 use crate::rfc::directives::no_transform;
+use crate::rfc::partial::ContentRange;
 use crate::rfc::vary::merge_vary;
 
 /// A response with just a status and headers: nothing of the origin's response internals
@@ -187,6 +188,29 @@ pub fn preconditions_on_passed(resp: Response<ProxyBody>, req: &HeaderMap) -> Re
         parts.headers.remove(name);
     }
     response(StatusCode::NOT_MODIFIED, parts.headers, ProxyBody::empty())
+}
+
+/// A 206 for `start..=end` from a kept part covering `part` (`proxy::partial`).
+pub fn from_part(
+    obj: &CachedObject,
+    part: ContentRange,
+    (start, end): (u64, u64),
+    now: Instant,
+) -> Response<ProxyBody> {
+    let bytes = obj
+        .body
+        .slice((start - part.first) as usize..=(end - part.first) as usize);
+    let mut headers = obj.headers.clone();
+    headers.insert("age", HeaderValue::from(obj.age(now)));
+    if let Some(e) = &obj.origin_etag {
+        headers.insert(header::ETAG, e.clone());
+    }
+    if let Ok(v) = HeaderValue::from_str(&conditional::content_range(start, end, part.complete)) {
+        headers.insert(header::CONTENT_RANGE, v);
+    }
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    response(StatusCode::PARTIAL_CONTENT, headers, ProxyBody::full(bytes))
 }
 
 /// Compress an uncached response on the fly (fast level) when the client wants it and it is worth it.

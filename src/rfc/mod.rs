@@ -9,6 +9,7 @@
 //! - [`etag`]: entity-tags as bytes: parsing, comparison, generated and per-coding tags
 //! - [`conditional`]: If-None-Match / If-Modified-Since, ranges
 //! - [`update`]: which stored response a 304 or a HEAD response updates
+//! - [`partial`]: 206 responses kept as parts of a representation
 //! - [`cache_status`]: the typed Cache-Status, X-Cache and metrics result
 
 pub mod cache_status;
@@ -17,6 +18,7 @@ pub mod conditional;
 pub mod date;
 pub mod directives;
 pub mod etag;
+pub mod partial;
 pub mod storable;
 pub mod update;
 pub mod usage;

@@ -107,16 +107,39 @@ impl Freshness {
     }
 
     /// How long past freshness the object may still be useful (moka expiry = lifetime + this):
-    /// the longest stale window that applies, or `revalidate_keep` for an object with validators.
-    pub fn stale_window(&self, has_validators: bool, revalidate_keep: u64) -> u64 {
+    /// the longest stale window that applies, at least `keep.grace` while it may be served stale
+    /// at all (for a request's `max-stale`), or `keep.revalidate` for an object with validators.
+    pub fn stale_window(&self, has_validators: bool, keep: Retention) -> Duration {
         let serve = if self.must_revalidate || self.no_cache {
-            0
+            Duration::ZERO
         } else {
-            self.swr.max(self.sie)
+            Duration::from_secs(self.swr.max(self.sie)).max(keep.grace)
         };
         // A stale object with validators saves a body download on revalidation: keep it a while.
-        let revalidate = if has_validators { revalidate_keep } else { 0 };
+        let revalidate = if has_validators {
+            keep.revalidate
+        } else {
+            Duration::ZERO
+        };
         serve.max(revalidate)
+    }
+}
+
+/// How long stale objects are kept beyond their own windows (`[cache]` settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// `cache.keep_for_revalidation`: an object with validators, for a conditional refresh.
+    pub revalidate: Duration,
+    /// `cache.stale_grace`: any object that may be served stale, so `max-stale` finds it.
+    pub grace: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            revalidate: Duration::from_secs(3600),
+            grace: Duration::from_secs(10),
+        }
     }
 }
 

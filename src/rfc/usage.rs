@@ -10,29 +10,49 @@ use super::directives::Directives;
 use super::storable::Freshness;
 
 /// What the cache knows about a stored object at the moment of use.
+///
+/// Age and staleness are kept to the millisecond: whole seconds would grant every stale window
+/// (and `max-stale`) up to a second more than it allows. Only what goes on the wire (`Age`,
+/// `Cache-Status: ttl=`) is whole seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stored {
     /// Lifetime and stale windows, fixed when it was stored.
     pub freshness: Freshness,
-    /// Current age in seconds (RFC 9111 §4.2.3).
-    pub age: u64,
+    /// Current age (RFC 9111 §4.2.3).
+    pub age: Duration,
     /// How long ago a soft purge marked it stale, if one did.
     pub purged_ago: Option<Duration>,
 }
 
 impl Stored {
-    /// Seconds of freshness left; negative once stale. A soft purge makes it stale since the purge.
-    pub fn ttl(&self) -> i64 {
-        let natural = self.freshness.lifetime as i64 - self.age as i64;
-        match self.purged_ago {
+    /// Milliseconds of freshness left; zero or negative once stale. A soft purge makes it stale
+    /// since the purge (and at least a millisecond stale at the purge itself).
+    pub fn ttl_ms(&self) -> i64 {
+        let lifetime = i128::from(self.freshness.lifetime) * 1000;
+        let natural = lifetime - self.age.as_millis() as i128;
+        let ttl = match self.purged_ago {
             None => natural,
-            Some(ago) => natural.min(-(ago.as_secs() as i64) - 1),
-        }
+            Some(ago) => natural.min(-(ago.as_millis() as i128) - 1),
+        };
+        ttl.clamp(i64::MIN as i128, i64::MAX as i128) as i64
     }
 
-    /// Seconds past freshness (0 while fresh).
-    fn staleness(&self) -> u64 {
-        (-self.ttl()).max(0) as u64
+    /// Whole seconds of freshness left, rounded down (so any staleness reads as negative), as
+    /// `Cache-Status: ttl=` reports it.
+    pub fn ttl(&self) -> i64 {
+        self.ttl_ms().div_euclid(1000)
+    }
+
+    /// Whether it is still fresh (RFC 9111 §4.2: its age has not reached its lifetime).
+    fn is_fresh(&self) -> bool {
+        self.ttl_ms() > 0
+    }
+
+    /// Whether it is stale by no more than `window` seconds. A zero window allows nothing, not
+    /// even the first millisecond (RFC 9111 §4.2.4: stale only with explicit permission).
+    fn stale_within(&self, window: u64) -> bool {
+        let staleness = self.ttl_ms().unsigned_abs();
+        !self.is_fresh() && window > 0 && u128::from(staleness) <= u128::from(window) * 1000
     }
 
     /// Stale-if-error (RFC 5861 §4): whether this object may stand in for an origin failure.
@@ -41,7 +61,7 @@ impl Stored {
         if self.freshness.must_revalidate {
             return false;
         }
-        self.ttl() > 0 || (self.freshness.sie > 0 && self.staleness() <= self.freshness.sie)
+        self.is_fresh() || self.stale_within(self.freshness.sie)
     }
 }
 
@@ -81,21 +101,21 @@ pub fn decide(stored: Option<&Stored>, req: &Directives) -> Usage {
     let Some(s) = stored else {
         return Usage::Miss;
     };
-    let ttl = s.ttl();
     let must_check = req.no_cache || s.freshness.no_cache;
-    let fresh_enough = ttl > 0
-        && req.max_age.is_none_or(|m| s.age <= m)
-        && req.min_fresh.is_none_or(|m| ttl >= m as i64);
+    let fresh_enough = s.is_fresh()
+        && req.max_age.is_none_or(|m| s.age <= Duration::from_secs(m))
+        && req
+            .min_fresh
+            .is_none_or(|m| i128::from(s.ttl_ms()) >= i128::from(m) * 1000);
     if !must_check && fresh_enough {
         return Usage::Fresh;
     }
     // Only a stale object may be served stale: a fresh one the request finds too old is refetched.
-    let may_serve_stale = ttl <= 0 && !must_check && !s.freshness.must_revalidate;
-    if may_serve_stale && req.max_stale.is_some_and(|m| s.staleness() <= m) {
+    let may_serve_stale = !must_check && !s.freshness.must_revalidate;
+    if may_serve_stale && req.max_stale.is_some_and(|m| s.stale_within(m)) {
         return Usage::Stale(StaleReason::MaxStale);
     }
-    // A zero window allows nothing: an object stale by less than a second is still stale.
-    if may_serve_stale && s.freshness.swr > 0 && s.staleness() <= s.freshness.swr {
+    if may_serve_stale && s.stale_within(s.freshness.swr) {
         return Usage::Stale(StaleReason::WhileRevalidate);
     }
     Usage::Revalidate(if req.no_cache {
@@ -115,7 +135,7 @@ mod tests {
     fn at(f: Freshness, t0: Instant, now: Instant, purged: Option<Instant>) -> Stored {
         Stored {
             freshness: f,
-            age: f.initial_age + now.duration_since(t0).as_secs(),
+            age: Duration::from_secs(f.initial_age) + now.duration_since(t0),
             purged_ago: purged.map(|p| now.duration_since(p)),
         }
     }
@@ -268,6 +288,161 @@ mod tests {
         }
         assert_eq!(decide(None, &req("")), Usage::Miss);
         assert_eq!(decide(None, &req("max-stale")), Usage::Miss);
+    }
+
+    #[test]
+    fn sub_second_edges_table() {
+        let with = |lifetime, swr, sie| Freshness {
+            swr,
+            sie,
+            ..fresh_for(lifetime)
+        };
+        // (row, stored freshness, milliseconds since stored, request Cache-Control, expected,
+        // usable on error, Cache-Status ttl)
+        let rows: &[(&str, Freshness, u64, &str, Usage, bool, i64)] = &[
+            (
+                "fresh to the last ms",
+                with(60, 0, 0),
+                59_999,
+                "",
+                FRESH,
+                true,
+                0,
+            ),
+            (
+                "stale at 60.0 s",
+                with(60, 0, 0),
+                60_000,
+                "",
+                REVALIDATE,
+                false,
+                0,
+            ),
+            (
+                "stale by 1 ms",
+                with(60, 0, 0),
+                60_001,
+                "",
+                REVALIDATE,
+                false,
+                -1,
+            ),
+            (
+                "lifetime 0 at once",
+                with(0, 0, 0),
+                0,
+                "",
+                REVALIDATE,
+                false,
+                0,
+            ),
+            (
+                "lifetime 0, 300 ms on",
+                with(0, 0, 0),
+                300,
+                "",
+                REVALIDATE,
+                false,
+                -1,
+            ),
+            (
+                "swr=30 at 90.0 s",
+                with(60, 30, 0),
+                90_000,
+                "",
+                SWR,
+                false,
+                -30,
+            ),
+            (
+                "swr=30 at 90.5 s",
+                with(60, 30, 0),
+                90_500,
+                "",
+                REVALIDATE,
+                false,
+                -31,
+            ),
+            (
+                "swr=0 300 ms stale",
+                with(60, 0, 0),
+                60_300,
+                "",
+                REVALIDATE,
+                false,
+                -1,
+            ),
+            (
+                "sie=30 at 90.0 s",
+                with(60, 0, 30),
+                90_000,
+                "",
+                REVALIDATE,
+                true,
+                -30,
+            ),
+            (
+                "sie=30 at 90.5 s",
+                with(60, 0, 30),
+                90_500,
+                "",
+                REVALIDATE,
+                false,
+                -31,
+            ),
+            (
+                "max-stale=30 at 90.0 s",
+                with(60, 0, 0),
+                90_000,
+                "max-stale=30",
+                MAX_STALE,
+                false,
+                -30,
+            ),
+            (
+                "max-stale=30 at 90.5 s",
+                with(60, 0, 0),
+                90_500,
+                "max-stale=30",
+                REVALIDATE,
+                false,
+                -31,
+            ),
+            (
+                "max-stale=0 allows nothing",
+                with(0, 0, 0),
+                300,
+                "max-stale=0",
+                REVALIDATE,
+                false,
+                -1,
+            ),
+            (
+                "request max-age=10 at 10.5 s",
+                with(60, 0, 0),
+                10_500,
+                "max-age=10",
+                REVALIDATE,
+                true,
+                49,
+            ),
+            (
+                "min-fresh=50 with 49.5 s left",
+                with(60, 0, 0),
+                10_500,
+                "min-fresh=50",
+                REVALIDATE,
+                true,
+                49,
+            ),
+        ];
+        let t0 = Instant::now();
+        for (row, f, ms, cc, want, on_error, ttl) in rows {
+            let s = at(*f, t0, t0 + Duration::from_millis(*ms), None);
+            assert_eq!(decide(Some(&s), &req(cc)), *want, "{row}");
+            assert_eq!(s.usable_on_error(), *on_error, "{row}: on error");
+            assert_eq!(s.ttl(), *ttl, "{row}: ttl");
+        }
     }
 
     #[test]
