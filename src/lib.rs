@@ -3,11 +3,13 @@
 //! Map of the crate:
 //! - [`config`]: TOML → validated [`config::Config`]; [`routes`]: the routes compiled once
 //! - [`normalize`]: request target → normalized URL, moved credentials, cache key
-//! - [`rfc`]: HTTP caching decisions as pure functions (directives, storability, use-time
-//!   freshness and stale rules, Vary, codings, conditionals and ranges, Cache-Status)
+//! - [`rfc`]: HTTP caching decisions as pure functions (directives, HTTP-dates, storability,
+//!   use-time freshness and stale rules, Vary, codings, ETags, conditionals and ranges, which
+//!   stored response a 304 or HEAD updates, 206 parts, Cache-Status)
 //! - [`cache`]: stored objects, the store (the only moka user), tag index, collapsing,
 //!   hit-for-pass, background encodings
-//! - [`proxy`]: the request path (context → decision → serve / fill / forward / reject → finish)
+//! - [`proxy`]: the request path (context → decision → serve / fill / forward / reject → finish),
+//!   with 304/HEAD refreshes, POST answers stored for GETs and kept 206 parts
 //! - [`forwarding`]: the host a request is for (trusted proxies, allowed hosts) and the headers
 //!   the origin gets
 //! - [`origin`]: the pooled client; [`compress`]: codecs; [`body`]: response bodies
