@@ -14,6 +14,8 @@ struct Doc {
     body: Vec<u8>,
     etag: &'static str,
     cc: &'static str,
+    /// A field added to every answer.
+    extra: Option<(&'static str, &'static str)>,
 }
 
 /// An origin that answers `Range: bytes=a-b` with a 206 of the current document and anything
@@ -33,6 +35,10 @@ async fn range_origin(doc: Arc<Mutex<Doc>>) -> Origin {
             }
             None => Reply::ok(d.body.clone()),
         };
+        let reply = match d.extra {
+            Some((k, v)) => reply.header(k, v),
+            None => reply,
+        };
         reply
             .header("etag", d.etag)
             .header("cache-control", d.cc)
@@ -46,6 +52,7 @@ fn doc(len: usize, etag: &'static str) -> Arc<Mutex<Doc>> {
         body: (0..len).map(|i| (i % 251) as u8).collect(),
         etag,
         cc: "max-age=60",
+        extra: None,
     }))
 }
 
@@ -163,6 +170,7 @@ async fn parts_covering_the_whole_body_become_a_stored_200() {
         body: small.clone(),
         etag: "\"v2\"",
         cc: "max-age=60",
+        extra: None,
     };
     let (s, _, got) = range(&p, "/doc", "bytes=300-599").await;
     assert_eq!((s, &got[..]), (206, &small[300..]));
@@ -203,5 +211,44 @@ async fn parts_are_purged_with_their_url() {
     let (_, h, _) = range(&p, "/big", "bytes=0-9").await;
     assert_ne!(hdr(&h, "x-cache"), "HIT", "purged");
     assert_eq!(origin.count(), 3);
+    p.shutdown().await;
+}
+
+// A part keeps out what the origin withheld from shared caches, and a URL keeps a bounded number
+// of separate ranges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_keep_withheld_fields_out_and_are_bounded_in_number() {
+    let d = doc(2048, "\"big-3\"");
+    {
+        let mut d = d.lock().unwrap();
+        d.cc = "max-age=60, private=\"Set-Cookie\"";
+        d.extra = Some(("set-cookie", "sid=first-client"));
+    }
+    let origin = range_origin(d).await;
+    let p = small_objects(&origin).await;
+    get(&p, "/big").await;
+    let (s, h, _) = range(&p, "/big", "bytes=0-99").await;
+    assert_eq!((s, hdr(&h, "set-cookie")), (206, "sid=first-client"));
+    let (s, h, _) = range(&p, "/big", "bytes=10-19").await;
+    assert_eq!((s, hdr(&h, "x-cache")), (206, "HIT"));
+    assert!(
+        !h.contains_key("set-cookie"),
+        "another client's cookie: {h:?}"
+    );
+    // Separate one-byte ranges: only a bounded number is kept.
+    for i in 0..40 {
+        let r = format!("bytes={}-{}", 200 + i * 2, 200 + i * 2);
+        range(&p, "/big", &r).await;
+    }
+    let before = origin.count();
+    for i in 0..40 {
+        let r = format!("bytes={}-{}", 200 + i * 2, 200 + i * 2);
+        range(&p, "/big", &r).await;
+    }
+    let refetched = origin.count() - before;
+    assert!(
+        (20..=40).contains(&refetched),
+        "{refetched} of 40 ranges were not kept"
+    );
     p.shutdown().await;
 }

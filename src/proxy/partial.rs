@@ -14,7 +14,7 @@ use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::context::Ctx;
-use super::fetch::{read_limited, Read};
+use super::fetch::{read_limited, take_withheld, Read};
 use super::lookup::Decision;
 use super::refresh::detach;
 use super::{respond, Proxy};
@@ -37,6 +37,9 @@ const PRECONDITIONS: [header::HeaderName; 4] = [
     header::IF_MATCH,
     header::IF_UNMODIFIED_SINCE,
 ];
+
+/// Separate ranges kept per URL (adjacent ones merge into one).
+const MAX_PARTS: usize = 16;
 
 impl Proxy {
     /// A fresh kept part that covers this GET's single byte range (If-Range honoured), as the
@@ -167,10 +170,14 @@ impl Proxy {
                 let _ = set.add(e, r, old.body.clone());
             }
         }
-        if set.add(&etag, range, bytes).is_err() {
+        // A bounded number of ranges per URL: each costs an object, and every new part is merged
+        // with all kept ones.
+        if set.add(&etag, range, bytes).is_err() || set.ranges().count() > MAX_PARTS {
             return;
         }
         let mut headers = detach(headers);
+        // Fields a qualified private / no-cache keeps out of the cache stay out of parts too.
+        take_withheld(&mut headers);
         for h in [header::CONTENT_RANGE, header::CONTENT_LENGTH] {
             headers.remove(h);
         }

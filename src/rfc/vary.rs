@@ -211,10 +211,12 @@ pub fn normalize_list(value: &[u8]) -> Option<Vec<u8>> {
             if !is_token(name) || !value_ok {
                 return None;
             }
+            // After `q` come accept-ext parameters, not media-type ones: moving `q` would change
+            // what they belong to, so such a member is compared as written.
+            if q.is_some() {
+                return None;
+            }
             if name.eq_ignore_ascii_case(b"q") {
-                if q.is_some() {
-                    return None;
-                }
                 q = Some(qvalue(val?)?);
                 continue;
             }
@@ -411,7 +413,7 @@ mod tests {
                 Some("application/json;profile=\"https://x/A,B\",text/*;q=0.1"),
             ),
             ("text/html;level=1;q=0.4", Some("text/html;level=1;q=0.4")),
-            ("text/html;q=0.4;level=1", Some("text/html;level=1;q=0.4")),
+            ("text/html;q=0.4;level=1", None),
             // Unparseable: compared as written.
             ("en;q=2", None),
             ("en;q=0.1234", None),
