@@ -298,33 +298,6 @@ impl Store {
         swapped
     }
 
-    /// Remove one stored variant of `key` (the others stay), if it is still stored.
-    pub async fn remove_variant(&self, key: &str, obj: &Arc<CachedObject>) {
-        self.cache
-            .entry_by_ref(key)
-            .and_compute_with(|cur| {
-                let op = match cur {
-                    Some(e) if e.value().objects.iter().any(|o| Arc::ptr_eq(o, obj)) => {
-                        let rest: Vec<_> = e
-                            .value()
-                            .objects
-                            .iter()
-                            .filter(|o| !Arc::ptr_eq(o, obj))
-                            .cloned()
-                            .collect();
-                        if rest.is_empty() {
-                            moka::ops::compute::Op::Remove
-                        } else {
-                            moka::ops::compute::Op::Put(self.entry(key, rest))
-                        }
-                    }
-                    _ => moka::ops::compute::Op::Nop,
-                };
-                std::future::ready(op)
-            })
-            .await;
-    }
-
     /// Remove one key.
     pub async fn remove(&self, key: &str) {
         self.cache.invalidate(key).await;
