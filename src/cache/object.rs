@@ -256,6 +256,11 @@ impl CachedObject {
         self.marks.dead.load(Ordering::Relaxed)
     }
 
+    /// Whether `other` is this stored response or a copy of it (they share the purge marks).
+    pub fn same_response(&self, other: &CachedObject) -> bool {
+        Arc::ptr_eq(&self.marks, &other.marks)
+    }
+
     /// The validators the origin knows this response by (its own ETag, Last-Modified).
     pub fn validators(&self) -> Validators<'_> {
         Validators {

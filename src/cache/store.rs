@@ -222,18 +222,82 @@ impl Store {
     /// racing the insert either sees the entry in the tag index or is seen here.
     /// Returns whether the object was stored fresh.
     pub async fn insert_fill(&self, key: &str, obj: &Arc<CachedObject>, ticket: Ticket) -> bool {
+        self.store_checked(key, obj, ticket, None).await
+    }
+
+    /// As [`Store::insert_fill`], but only in place of `old` (or a copy of it sharing its marks,
+    /// such as the encoder's): an update of a stored response must not overwrite a newer one a
+    /// concurrent fill stored meanwhile. Returns whether `new` was stored fresh.
+    pub async fn replace_fill(
+        &self,
+        key: &str,
+        old: &Arc<CachedObject>,
+        new: &Arc<CachedObject>,
+        ticket: Ticket,
+    ) -> bool {
+        self.store_checked(key, new, ticket, Some(old)).await
+    }
+
+    /// The purge checks around an insert (or, with `old`, a replacement).
+    async fn store_checked(
+        &self,
+        key: &str,
+        obj: &Arc<CachedObject>,
+        ticket: Ticket,
+        old: Option<&Arc<CachedObject>>,
+    ) -> bool {
         match self.purges.since(ticket, &obj.tags) {
             Since::Hard => return false,
             Since::Soft => obj.soft_purge(self.clock.now()),
             Since::Nothing => {}
         }
-        self.insert(key.to_string(), obj.clone()).await;
+        match old {
+            None => self.insert(key.to_string(), obj.clone()).await,
+            Some(old) => {
+                if !self.replace(key, old, obj.clone()).await {
+                    return false;
+                }
+            }
+        }
         match self.purges.since(ticket, &obj.tags) {
             Since::Hard => obj.kill(),
             Since::Soft => obj.soft_purge(self.clock.now()),
             Since::Nothing => return true,
         }
         false
+    }
+
+    /// Put `new` in place of `old` (or its copy) if that is still stored and alive, keeping the
+    /// other variants as [`Store::insert`] would. Returns whether it replaced.
+    async fn replace(&self, key: &str, old: &Arc<CachedObject>, new: Arc<CachedObject>) -> bool {
+        let mut replaced = false;
+        self.cache
+            .entry_by_ref(key)
+            .and_compute_with(|cur| {
+                let op = match cur {
+                    Some(e)
+                        if !old.is_dead()
+                            && e.value().objects.iter().any(|o| o.same_response(old)) =>
+                    {
+                        let mut objects = vec![new.clone()];
+                        objects.extend(
+                            e.value()
+                                .objects
+                                .iter()
+                                .filter(|o| !o.same_response(old) && !o.is_dead())
+                                .filter(|o| o.vary.same_fields(&new.vary) && o.vary != new.vary)
+                                .take(self.max_variants - 1)
+                                .cloned(),
+                        );
+                        replaced = true;
+                        moka::ops::compute::Op::Put(self.entry(key, objects))
+                    }
+                    _ => moka::ops::compute::Op::Nop,
+                };
+                std::future::ready(op)
+            })
+            .await;
+        replaced
     }
 
     /// A new entry for `key`, linked in the tag index before moka sees it, so an immediate
@@ -287,33 +351,6 @@ impl Store {
             })
             .await;
         swapped
-    }
-
-    /// Remove one stored variant of `key` (the others stay), if it is still stored.
-    pub async fn remove_variant(&self, key: &str, obj: &Arc<CachedObject>) {
-        self.cache
-            .entry_by_ref(key)
-            .and_compute_with(|cur| {
-                let op = match cur {
-                    Some(e) if e.value().objects.iter().any(|o| Arc::ptr_eq(o, obj)) => {
-                        let rest: Vec<_> = e
-                            .value()
-                            .objects
-                            .iter()
-                            .filter(|o| !Arc::ptr_eq(o, obj))
-                            .cloned()
-                            .collect();
-                        if rest.is_empty() {
-                            moka::ops::compute::Op::Remove
-                        } else {
-                            moka::ops::compute::Op::Put(self.entry(key, rest))
-                        }
-                    }
-                    _ => moka::ops::compute::Op::Nop,
-                };
-                std::future::ready(op)
-            })
-            .await;
     }
 
     /// Remove one key.
@@ -563,6 +600,44 @@ mod tests {
             .await;
         s.set_parts("GET /q", vec![], s.purge_ticket()).await;
         assert!(s.parts("GET /q").await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn replace_fill_replaces_only_the_response_it_updates() {
+        let s = Store::new(1 << 20, 4);
+        let hit = |s: &Store| {
+            let s = s.clone();
+            async move {
+                match s.lookup("GET /a", &HeaderMap::new()).await {
+                    Lookup::Hit(o) => o,
+                    other => panic!("{other:?}"),
+                }
+            }
+        };
+        let a = obj("aaaa", &["t"]);
+        s.insert("GET /a".into(), a.clone()).await;
+        // The encoder swapped in a copy: still the same response, so it is replaced.
+        let encoded = Arc::new(a.with_encodings(Some(Bytes::from_static(b"g")), None));
+        assert!(s.swap("GET /a", &a, encoded).await);
+        let a2 = obj("aaaa", &["t"]);
+        assert!(s.replace_fill("GET /a", &a, &a2, s.purge_ticket()).await);
+        assert!(Arc::ptr_eq(&hit(&s).await, &a2));
+        // A newer response stored meanwhile is never overwritten by an update of the old one.
+        let newer = obj("bbbb", &["t"]);
+        s.insert("GET /a".into(), newer.clone()).await;
+        let late = obj("aaaa", &["t"]);
+        assert!(!s.replace_fill("GET /a", &a2, &late, s.purge_ticket()).await);
+        assert!(Arc::ptr_eq(&hit(&s).await, &newer));
+        // A purge since the ticket wins: hard, nothing stored; the stored one is not revived.
+        let ticket = s.purge_ticket();
+        assert_eq!(s.purge_tag("t", false).await, 1);
+        let after = obj("bbbb", &["t"]);
+        assert!(!s.replace_fill("GET /a", &newer, &after, ticket).await);
+        s.run_pending_tasks().await;
+        assert!(matches!(
+            s.lookup("GET /a", &HeaderMap::new()).await,
+            Lookup::Miss
+        ));
     }
 
     #[tokio::test]

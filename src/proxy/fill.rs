@@ -33,8 +33,11 @@ impl Proxy {
         mut flight: String,
     ) -> (Response<ProxyBody>, CacheStatus) {
         if let (true, Basis::Stale(obj)) = (ctx.head.method == Method::HEAD, &basis) {
-            // RFC 9111 §4.3.5: a HEAD costs no body either way and updates what is stored.
-            return self.head_through(ctx, obj.clone(), fwd).await;
+            // RFC 9111 §4.3.5: a HEAD costs no body either way and updates what is stored. An
+            // origin that answers it with anything but a 200 gets the conditional GET instead.
+            if let Some(answer) = self.head_through(ctx, obj.clone(), fwd).await {
+                return answer;
+            }
         }
         let status = CacheStatus::forward(fwd);
         for _ in 0..VARY_ROUNDS {
@@ -125,8 +128,9 @@ impl Proxy {
         });
     }
 
-    /// The origin request for a fill, detached from the client's.
-    pub(super) fn fill_job(&self, ctx: &Ctx<'_>, background: bool) -> FillJob {
+    /// The origin request fields of a fill, and of a HEAD asked instead of one: a HEAD must ask
+    /// for the representation a fill stores, or an origin with per-coding ETags never matches.
+    pub(super) fn fill_headers(&self, ctx: &Ctx<'_>) -> HeaderMap {
         let mut headers = ctx.origin_headers(self);
         // The cache stores complete identity representations: the client's preconditions are
         // evaluated against the stored object (or the unstorable answer), not forwarded.
@@ -141,6 +145,12 @@ impl Proxy {
             header::ACCEPT_ENCODING,
             HeaderValue::from_static(if gzip { "gzip" } else { "identity" }),
         );
+        headers
+    }
+
+    /// The origin request for a fill, detached from the client's.
+    pub(super) fn fill_job(&self, ctx: &Ctx<'_>, background: bool) -> FillJob {
+        let headers = self.fill_headers(ctx);
         let mut tags = ctx.route.tags.clone();
         tags.push(tags::url_tag(&ctx.norm.path_and_query));
         FillJob {

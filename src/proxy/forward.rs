@@ -55,15 +55,22 @@ impl Proxy {
         *oreq.method_mut() = ctx.head.method.clone();
         *oreq.uri_mut() = self.origin.uri(&ctx.norm.path_and_query)?;
         *oreq.headers_mut() = headers;
+        // RFC 9111 §4.3.5 for a HEAD passed through (hit-for-pass, say). Not for a request
+        // no-store: its answer is not the cache's to keep or act on, and acting on it would let
+        // any client make stored responses stale at will.
+        let acts = ctx.head.method == Method::HEAD && !ctx.directives.no_store;
+        let head_target = if acts && !ctx.key.is_empty() {
+            self.head_target(ctx).await
+        } else {
+            None
+        };
         let ticket = self.store.purge_ticket();
         let (mut parts, rbody) = self.send_origin(ctx.route.id, oreq).await?.into_parts();
         origin::strip_hop_by_hop(&mut parts.headers);
         if !ctx.key.is_empty() {
             self.clear_pass_if_cacheable(ctx, &parts);
-            if ctx.head.method == Method::HEAD {
-                // RFC 9111 §4.3.5; a request no-store keeps nothing of the answer, not even headers.
-                let may_update = !ctx.directives.no_store;
-                self.head_update(ctx, &parts, may_update, ticket).await;
+            if let Some(old) = head_target {
+                self.head_update(ctx, &old, &parts, ticket).await;
             }
         }
         Ok((parts, IdleTimeout::new(rbody, self.origin.body_timeout())))

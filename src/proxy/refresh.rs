@@ -1,11 +1,11 @@
 //! Updating stored responses from answers without a body: a 304 that selected one (RFC 9111
-//! §4.3.4), and a HEAD response (§4.3.5), which updates or invalidates the stored GET response.
+//! §4.3.4), and a HEAD response (§4.3.5), which updates the stored GET response or makes it stale.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use http::response::Parts;
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 
 use super::context::Ctx;
 use super::fetch::{take_withheld, Fetched, FillJob, Summary};
@@ -17,7 +17,7 @@ use crate::origin;
 use crate::rfc::cache_status::{CacheStatus, Detail, Fwd};
 use crate::rfc::coding::{self, Coding};
 use crate::rfc::storable::{self, RequestFacts};
-use crate::rfc::update::{head_effect, HeadEffect, Validators};
+use crate::rfc::update::{head_effect, Described, HeadEffect, Validators};
 use crate::rfc::vary::Vary;
 
 /// The request fields a fill or a HEAD write-through never forwards: the client's preconditions
@@ -77,90 +77,94 @@ impl Proxy {
     }
 
     /// A HEAD while a stale (or revalidated-on-request) GET response is stored: forwarded as
-    /// HEAD, no body either way, and its answer updates or invalidates the stored response.
+    /// HEAD, no body either way, with the fill's request fields (so the origin names the
+    /// representation a fill stores), and a 200 updates the stored response or makes it stale.
+    /// `None` when the origin answered anything else: the caller fills with a conditional GET.
     pub(super) async fn head_through(
         &self,
         ctx: &mut Ctx<'_>,
         stale: Arc<CachedObject>,
         fwd: Fwd,
-    ) -> (Response<ProxyBody>, CacheStatus) {
+    ) -> Option<(Response<ProxyBody>, CacheStatus)> {
         let ticket = self.store.purge_ticket();
-        let mut headers = ctx.origin_headers(self);
-        for h in PRECONDITIONS {
-            headers.remove(h);
-        }
         let t0 = Instant::now();
         let sent = match self.origin.uri(&ctx.norm.path_and_query) {
             Ok(uri) => {
                 let mut req = Request::new(origin::empty_body());
                 *req.method_mut() = Method::HEAD;
                 *req.uri_mut() = uri;
-                *req.headers_mut() = headers;
+                *req.headers_mut() = self.fill_headers(ctx);
                 self.send_origin(ctx.route.id, req).await
             }
             Err(e) => Err(e),
         };
         ctx.origin_ms = Some(t0.elapsed().as_millis());
         let now = self.clock.now();
-        let usable = stale.stored(now).usable_on_error();
+        let usable = !stale.is_dead() && stale.stored(now).usable_on_error();
         let status = CacheStatus::forward(fwd);
-        let parts = match sent {
-            Ok(r) if !(r.status().is_server_error() && usable) => r.into_parts().0,
-            failed => {
-                let e = match failed {
-                    Ok(r) => crate::error::ProxyError::OriginStatus(r.status()),
-                    Err(e) => e,
-                };
-                if !usable {
-                    return (e.into_response(), status);
-                }
+        let answer = sent.as_ref().ok().map(|r| r.status());
+        let mut parts = match (head_next(answer, usable), sent) {
+            (HeadNext::Apply, Ok(r)) => r.into_parts().0,
+            (HeadNext::StaleIfError, Err(e)) => {
                 let status = CacheStatus::forward(Fwd::Stale)
                     .fwd_status(e.fwd_status())
                     .ttl(stale.ttl(now))
                     .detail(Detail::StaleIfError);
-                return (self.serve(&stale, ctx), status);
+                return Some((self.serve(&stale, ctx), status));
             }
+            (HeadNext::Fail, Err(e)) => return Some((e.into_response(), status)),
+            _ => return None,
         };
-        let mut parts = parts;
         origin::strip_hop_by_hop(&mut parts.headers);
         let status = status.fwd_status(parts.status.as_u16());
-        if let Some(obj) = self.head_update(ctx, &parts, true, ticket).await {
+        if let Some(obj) = self.head_update(ctx, &stale, &parts, ticket).await {
             let status = status.ttl(obj.ttl(self.clock.now())).stored();
-            return (self.serve(&obj, ctx), status);
+            return Some((self.serve(&obj, ctx), status));
         }
         let resp = respond::response(parts.status, parts.headers, ProxyBody::empty());
-        (self.passed(resp, ctx.headers()), status)
+        Some((self.passed(resp, ctx.headers()), status))
     }
 
-    /// RFC 9111 §4.3.5 for a HEAD answer on this request's key: the stored GET response it could
-    /// have been chosen for is updated (returned) when the validators match and `may_update`
-    /// (not for a request `no-store`: nothing of its answer may be kept), and removed when they
-    /// differ or the updated response may not be stored.
+    /// The stored GET response a HEAD on this request's key could be chosen for, looked up
+    /// before the HEAD is sent: its answer speaks about that response, not a newer one.
+    pub(super) async fn head_target(&self, ctx: &Ctx<'_>) -> Option<Arc<CachedObject>> {
+        match self.store.lookup(&ctx.key, &ctx.vary).await {
+            Lookup::Hit(old) => Some(old),
+            _ => None,
+        }
+    }
+
+    /// RFC 9111 §4.3.5 for a HEAD answer about the stored GET response `old`: updated when the
+    /// answer vouches for it (returned when stored fresh), and otherwise marked stale, never
+    /// removed: kept for revalidation, and the marks reach the encoder's copies. A 200 whose
+    /// update may not be stored also marks it stale: the next GET revalidates and stores (or
+    /// drops) the origin's full answer.
     pub(super) async fn head_update(
         &self,
         ctx: &Ctx<'_>,
+        old: &Arc<CachedObject>,
         parts: &Parts,
-        may_update: bool,
         ticket: Ticket,
     ) -> Option<Arc<CachedObject>> {
-        let Lookup::Hit(old) = self.store.lookup(&ctx.key, &ctx.vary).await else {
-            return None;
+        let stored = Described {
+            validators: old.validators(),
+            length: Some(old.body.len() as u64),
+            content_type: old.headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes()),
         };
         // A Content-Length of encoded bytes says nothing about the stored identity body.
         let identity = coding::stored_encoding(&parts.headers) == Ok(Coding::Identity);
-        let resp_len = declared_length(&parts.headers).filter(|_| identity);
-        let effect = head_effect(
-            parts.status,
-            old.validators(),
-            old.body.len() as u64,
-            Validators::of(&parts.headers),
-            resp_len,
-        );
-        match effect {
+        let answer = Described {
+            validators: Validators::of(&parts.headers),
+            length: declared_length(&parts.headers).filter(|_| identity),
+            content_type: parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .map(|v| v.as_bytes()),
+        };
+        match head_effect(parts.status, stored, answer) {
             HeadEffect::Nothing => None,
-            HeadEffect::Update if !may_update => None,
-            HeadEffect::Invalidate => {
-                self.store.remove_variant(&ctx.key, &old).await;
+            HeadEffect::Stale => {
+                old.soft_purge(self.clock.now());
                 None
             }
             HeadEffect::Update => {
@@ -168,20 +172,22 @@ impl Proxy {
                 take_withheld(&mut headers);
                 let facts = ctx.facts_now(false);
                 let policy = self.cache_policy();
-                match storable::evaluate(old.status, &headers, facts, ctx.route.policy, policy) {
-                    Ok(freshness) => {
-                        let vary = Vary::of(&headers, &ctx.vary, &self.vary_lists);
-                        let obj = old.refreshed(headers, freshness, vary, self.clock.now());
-                        let obj = Arc::new(obj);
-                        self.store_object(&ctx.key, &obj, ticket).await;
-                        self.metrics.revalidated();
-                        Some(obj)
-                    }
-                    Err(_) => {
-                        self.store.remove_variant(&ctx.key, &old).await;
-                        None
-                    }
+                let Ok(freshness) =
+                    storable::evaluate(old.status, &headers, facts, ctx.route.policy, policy)
+                else {
+                    old.soft_purge(self.clock.now());
+                    return None;
+                };
+                let vary = Vary::of(&headers, &ctx.vary, &self.vary_lists);
+                let obj = Arc::new(old.refreshed(headers, freshness, vary, self.clock.now()));
+                // Only in place of `old`: a GET fill may have stored a newer response meanwhile,
+                // and a purge since the ticket wins. Said stored and counted only when it is.
+                if !self.store.replace_fill(&ctx.key, old, &obj, ticket).await {
+                    return None;
                 }
+                self.encoder.schedule(&ctx.key, &obj);
+                self.metrics.revalidated();
+                Some(obj)
             }
         }
     }
@@ -194,6 +200,33 @@ impl Proxy {
             self.metrics.not_modified();
         }
         resp
+    }
+}
+
+/// What a HEAD forwarded for a stale stored response leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HeadNext {
+    /// A 200: it updates the stored response or makes it stale (RFC 9111 §4.3.5).
+    Apply,
+    /// Any other status: the conditional GET fill decides instead, as for a GET. An origin that
+    /// does not implement HEAD (405, 501) must not answer in place of a response it serves to GET,
+    /// and the fill applies its own stale-if-error to what GET answers.
+    Fill,
+    /// The origin could not be asked, and the stored response may stand in.
+    StaleIfError,
+    /// The origin could not be asked, and nothing may stand in.
+    Fail,
+}
+
+/// [`HeadNext`] for the origin's status (`None`: it could not be asked) when the stored response
+/// is `usable` on error (alive, within its stale-if-error rules). A failed connection is not
+/// tried again as a GET: that would double the wait for an origin that is down.
+fn head_next(answer: Option<StatusCode>, usable: bool) -> HeadNext {
+    match answer {
+        Some(StatusCode::OK) => HeadNext::Apply,
+        Some(_) => HeadNext::Fill,
+        None if usable => HeadNext::StaleIfError,
+        None => HeadNext::Fail,
     }
 }
 
@@ -236,6 +269,25 @@ mod tests {
 
     fn hv(s: &'static str) -> HeaderValue {
         HeaderValue::from_static(s)
+    }
+
+    #[test]
+    fn only_a_200_to_a_head_speaks_for_the_stored_response() {
+        use HeadNext::*;
+        let rows = [
+            (Some(StatusCode::OK), false, Apply),
+            (Some(StatusCode::OK), true, Apply),
+            (Some(StatusCode::METHOD_NOT_ALLOWED), false, Fill),
+            (Some(StatusCode::NOT_IMPLEMENTED), true, Fill),
+            (Some(StatusCode::SERVICE_UNAVAILABLE), true, Fill),
+            (Some(StatusCode::NOT_FOUND), false, Fill),
+            (Some(StatusCode::NOT_MODIFIED), false, Fill),
+            (None, true, StaleIfError),
+            (None, false, Fail),
+        ];
+        for (answer, usable, want) in rows {
+            assert_eq!(head_next(answer, usable), want, "{answer:?} {usable}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use http::{header, HeaderMap, StatusCode};
 
-use super::etag::{parse_single_tag, strong_match, weak_match};
+use super::etag::{is_entity_tag, parse_single_tag, strong_match, weak_match};
 
 /// The validators of one response, as bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -78,39 +78,59 @@ pub fn select_304(stored: &[Validators<'_>], resp: Validators<'_>) -> Option<usi
 pub enum HeadEffect {
     /// Same representation: its headers and freshness update the stored response (like a 304).
     Update,
-    /// A different representation: the stored response must not be used again.
-    Invalidate,
+    /// Not shown to be the same representation: the stored response is to be considered stale
+    /// (kept for revalidation, and for stale serving only as the stale rules allow).
+    Stale,
     /// Not a 200: says nothing about the stored response.
     Nothing,
 }
 
-/// RFC 9111 §4.3.5 for a HEAD answered `status` with `resp`'s validators, against a stored GET
-/// response with `stored`'s validators and an identity body of `stored_len` bytes.
+/// What a HEAD response and a stored GET response are compared on (RFC 9111 §4.3.5).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Described<'a> {
+    /// ETag and Last-Modified (for a stored response, the origin's own ETag).
+    pub validators: Validators<'a>,
+    /// Identity bytes: a stored body's length, a HEAD's Content-Length only when it names them.
+    pub length: Option<u64>,
+    /// Content-Type.
+    pub content_type: Option<&'a [u8]>,
+}
+
+/// RFC 9111 §4.3.5 for a HEAD answered `status` with `resp`, against a stored GET response.
 ///
-/// Validators decide, ETag first (weak comparison: a HEAD is about the same representation, and
-/// apicache weakens tags it decoded), else Last-Modified; `resp_len` (the HEAD's Content-Length,
-/// only when it names identity bytes) must then also agree. A HEAD with neither validator matches
-/// on Content-Length alone, and with nothing to compare at all it cannot confirm the stored body.
-pub fn head_effect(
-    status: StatusCode,
-    stored: Validators<'_>,
-    stored_len: u64,
-    resp: Validators<'_>,
-    resp_len: Option<u64>,
-) -> HeadEffect {
+/// Only a 200 speaks for the stored response. It updates it when it carries at least one
+/// validator and every validator it carries matches (ETag weakly: apicache weakens tags it
+/// decoded; Last-Modified byte for byte), and its Content-Length (identity bytes) and
+/// Content-Type, when sent, agree. Anything else makes it stale, never updated: a HEAD without
+/// validators cannot vouch for a body it did not send, so periodic HEADs must not keep an object
+/// without validators fresh while its body changes. A malformed ETag counts as absent, as it does
+/// when stored.
+pub fn head_effect(status: StatusCode, stored: Described<'_>, resp: Described<'_>) -> HeadEffect {
     if status != StatusCode::OK {
         return HeadEffect::Nothing;
     }
-    let validators = match (resp.etag, resp.last_modified) {
-        (Some(e), _) => Some(stored.etag.is_some_and(|s| weak_match(s, e))),
-        (None, Some(_)) => Some(same_date(stored.last_modified, resp.last_modified)),
-        (None, None) => None,
-    };
-    let length = resp_len.map(|n| n == stored_len);
-    match (validators, length) {
-        (Some(true), None | Some(true)) | (None, Some(true)) => HeadEffect::Update,
-        _ => HeadEffect::Invalidate,
+    let (sv, rv) = (stored.validators, resp.validators);
+    let etag = rv.etag.filter(|e| is_entity_tag(e));
+    if etag.is_none() && rv.last_modified.is_none() {
+        return HeadEffect::Stale;
     }
+    let etag_ok = etag.is_none_or(|e| sv.etag.is_some_and(|s| weak_match(s, e)));
+    let date_ok = rv.last_modified.is_none() || same_date(sv.last_modified, rv.last_modified);
+    let length_ok = resp.length.is_none_or(|n| stored.length == Some(n));
+    let type_ok = resp
+        .content_type
+        .is_none_or(|t| stored.content_type.is_some_and(|s| same_type(s, t)));
+    if etag_ok && date_ok && length_ok && type_ok {
+        HeadEffect::Update
+    } else {
+        HeadEffect::Stale
+    }
+}
+
+/// Same Content-Type, ignoring case and surrounding whitespace (any other difference, even in
+/// parameters' spelling, is treated as another representation: that only costs a revalidation).
+fn same_type(a: &[u8], b: &[u8]) -> bool {
+    a.trim_ascii().eq_ignore_ascii_case(b.trim_ascii())
 }
 
 #[cfg(test)]
@@ -184,70 +204,93 @@ mod tests {
     }
 
     #[test]
-    fn a_head_updates_or_invalidates_per_rfc_9111_4_3_5() {
+    fn a_head_updates_or_makes_stale_per_rfc_9111_4_3_5() {
         use HeadEffect::*;
+        const JSON: &str = "application/json";
+        let d = |etag, lm, len, ct: Option<&'static str>| Described {
+            validators: v(etag, lm),
+            length: len,
+            content_type: ct.map(str::as_bytes),
+        };
+        let stored = d(Some("\"a\""), Some(LM1), Some(10), Some(JSON));
+        let no_validators = d(None, None, Some(10), Some(JSON));
+        let lm_only = d(None, Some(LM1), Some(10), Some(JSON));
         let ok = StatusCode::OK;
-        let stored = v(Some("\"a\""), Some(LM1));
-        // (status, stored, stored length, HEAD validators, HEAD Content-Length, effect)
+        // (status, stored, HEAD, effect)
         let rows = [
-            (ok, stored, 10, v(Some("\"a\""), None), None, Update),
+            (ok, stored, d(Some("\"a\""), None, None, None), Update),
             (
                 ok,
                 stored,
-                10,
-                v(Some("\"a\""), Some(LM1)),
-                Some(10),
+                d(Some("\"a\""), Some(LM1), Some(10), Some(JSON)),
                 Update,
             ),
-            (ok, stored, 10, v(Some("W/\"a\""), None), None, Update),
+            (ok, stored, d(Some("W/\"a\""), None, None, None), Update),
+            (ok, stored, d(None, Some(LM1), None, None), Update),
+            (ok, lm_only, d(None, Some(LM1), Some(10), None), Update),
+            // Content-Type compared ignoring case and surrounding whitespace only.
             (
                 ok,
                 stored,
-                10,
-                v(Some("\"b\""), Some(LM1)),
-                None,
-                Invalidate,
+                d(Some("\"a\""), None, None, Some(" Application/JSON")),
+                Update,
             ),
-            (ok, stored, 10, v(Some("\"a\""), None), Some(11), Invalidate),
-            (ok, stored, 10, v(None, Some(LM1)), None, Update),
-            (ok, stored, 10, v(None, Some(LM2)), None, Invalidate),
+            // Every received validator must match.
+            (ok, stored, d(Some("\"b\""), Some(LM1), None, None), Stale),
+            (ok, stored, d(Some("\"a\""), Some(LM2), None, None), Stale),
+            (ok, stored, d(None, Some(LM2), None, None), Stale),
+            (ok, lm_only, d(Some("\"a\""), None, None, None), Stale),
+            (ok, stored, d(Some("\"a\""), None, Some(11), None), Stale),
             (
                 ok,
-                v(None, Some(LM1)),
-                10,
-                v(Some("\"a\""), None),
-                None,
-                Invalidate,
+                stored,
+                d(Some("\"a\""), None, None, Some("text/html")),
+                Stale,
             ),
-            // Neither validator: Content-Length alone.
-            (ok, v(None, None), 10, v(None, None), Some(10), Update),
-            (ok, v(None, None), 10, v(None, None), Some(9), Invalidate),
-            (ok, stored, 10, v(None, None), Some(10), Update),
-            (ok, stored, 10, v(None, None), None, Invalidate),
+            (
+                ok,
+                lm_only,
+                d(None, Some(LM1), None, Some("text/html")),
+                Stale,
+            ),
+            // No validator received: Content-Length alone never vouches for the stored body.
+            (
+                ok,
+                no_validators,
+                d(None, None, Some(10), Some(JSON)),
+                Stale,
+            ),
+            (ok, no_validators, d(None, None, Some(9), None), Stale),
+            (ok, stored, d(None, None, Some(10), None), Stale),
+            (ok, stored, d(None, None, None, None), Stale),
+            // A malformed ETag counts as absent: then Last-Modified decides, or nothing does.
+            (ok, stored, d(Some("a"), None, Some(10), None), Stale),
+            (ok, stored, d(Some("a"), Some(LM1), None, None), Update),
+            (ok, stored, d(Some("\"a\" x"), Some(LM2), None, None), Stale),
+            (ok, stored, d(Some("\"a\", \"b\""), None, None, None), Stale),
             // Only a 200 speaks for the stored GET response.
             (
                 StatusCode::NOT_FOUND,
                 stored,
-                10,
-                v(Some("\"b\""), None),
-                None,
+                d(Some("\"b\""), None, None, None),
                 Nothing,
             ),
             (
                 StatusCode::NOT_MODIFIED,
                 stored,
-                10,
-                v(Some("\"b\""), None),
-                None,
+                d(Some("\"b\""), None, None, None),
+                Nothing,
+            ),
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                stored,
+                d(None, None, None, None),
                 Nothing,
             ),
         ];
-        for (status, stored, len, resp, resp_len, want) in rows {
-            let got = head_effect(status, stored, len, resp, resp_len);
-            assert_eq!(
-                got, want,
-                "{status} {stored:?}/{len} <- {resp:?}/{resp_len:?}"
-            );
+        for (status, stored, resp, want) in rows {
+            let got = head_effect(status, stored, resp);
+            assert_eq!(got, want, "{status} {stored:?} <- {resp:?}");
         }
     }
 }
