@@ -252,3 +252,35 @@ async fn parts_keep_withheld_fields_out_and_are_bounded_in_number() {
     );
     p.shutdown().await;
 }
+
+// Parts of an older representation are not served next to a newer stored whole response.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_of_another_representation_than_the_stored_one_are_not_served() {
+    let d = doc(2048, "\"old\"");
+    d.lock().unwrap().cc = "max-age=600";
+    let origin = range_origin(d.clone()).await;
+    let p = small_objects(&origin).await;
+    get(&p, "/doc").await;
+    let (s, _, _) = range(&p, "/doc", "bytes=0-99").await;
+    assert_eq!(s, 206);
+    let (_, h, _) = range(&p, "/doc", "bytes=0-9").await;
+    assert_eq!(hdr(&h, "x-cache"), "HIT", "the part is kept");
+    // The document changes and now fits: stored whole, then stale.
+    let small: Vec<u8> = (0..600).map(|i| (i % 7) as u8 + b'a').collect();
+    *d.lock().unwrap() = Doc {
+        body: small.clone(),
+        etag: "\"new\"",
+        cc: "max-age=1",
+        extra: None,
+    };
+    // The first answer clears the URL's too-large mark, the second is stored.
+    get(&p, "/doc").await;
+    let (s, h, got) = get(&p, "/doc").await;
+    assert_eq!((s, &got[..]), (200, &small[..]));
+    assert!(hdr(&h, "cache-status").contains("stored"), "{h:?}");
+    p.clock().advance(Duration::from_secs(5));
+    let (s, h, got) = range(&p, "/doc", "bytes=0-9").await;
+    assert_eq!((s, &got[..]), (206, &small[..10]), "{h:?}");
+    assert_ne!(hdr(&h, "etag"), "\"old\"");
+    p.shutdown().await;
+}

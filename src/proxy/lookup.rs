@@ -82,7 +82,7 @@ impl Proxy {
             (Usage::Revalidate(RevalidateReason::Stale), stale) => (stale, Fwd::Stale),
             _ => (None, miss),
         };
-        if let Some(part) = self.part_for(ctx).await {
+        if let Some(part) = self.part_for(ctx, stale.as_deref()).await {
             return part;
         }
         if ctx.directives.only_if_cached {

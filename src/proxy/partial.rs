@@ -43,8 +43,13 @@ const MAX_PARTS: usize = 16;
 
 impl Proxy {
     /// A fresh kept part that covers this GET's single byte range (If-Range honoured), as the
-    /// decision to serve it.
-    pub(super) async fn part_for(&self, ctx: &Ctx<'_>) -> Option<Decision> {
+    /// decision to serve it. A part of another representation than the stored whole response
+    /// (`whole`, stale) is not served: a client must not mix bytes of two versions.
+    pub(super) async fn part_for(
+        &self,
+        ctx: &Ctx<'_>,
+        whole: Option<&CachedObject>,
+    ) -> Option<Decision> {
         let req = ctx.headers();
         let range = req.get(header::RANGE)?;
         if ctx.head.method != Method::GET || PRECONDITIONS.iter().any(|h| req.contains_key(h)) {
@@ -55,6 +60,9 @@ impl Proxy {
             let Some(part) = kept_range(&obj) else {
                 continue;
             };
+            if whole.is_some_and(|w| w.origin_etag != obj.origin_etag) {
+                continue;
+            }
             let facts = obj.stored(now);
             if usage::decide(Some(&facts), &ctx.directives) != Usage::Fresh {
                 continue;
