@@ -190,21 +190,27 @@ impl Store {
 
     /// Store `obj` under `key`, replacing the variant with the same Vary values.
     pub async fn insert(&self, key: String, obj: Arc<CachedObject>) {
-        let mut objects = vec![obj.clone()];
-        if !obj.vary.is_empty() {
-            if let Some(old) = self.cache.get(&key).await {
-                objects.extend(
-                    old.objects
-                        .iter()
-                        .filter(|o| o.vary.same_fields(&obj.vary) && o.vary != obj.vary)
-                        .filter(|o| self.live(o, self.clock.now()))
-                        .take(self.max_variants - 1)
-                        .cloned(),
-                );
-            }
-        }
-        let entry = self.entry(&key, objects);
-        self.cache.insert(key, entry).await;
+        // Through the key's compute lock, as the purges' background removals are: a plain insert
+        // could land between a removal's check of the generation and its remove, and be removed.
+        let now = self.clock.now();
+        self.cache
+            .entry_by_ref(&key)
+            .and_compute_with(|cur| {
+                let mut objects = vec![obj.clone()];
+                if let (Some(old), false) = (cur, obj.vary.is_empty()) {
+                    objects.extend(
+                        old.value()
+                            .objects
+                            .iter()
+                            .filter(|o| o.vary.same_fields(&obj.vary) && o.vary != obj.vary)
+                            .filter(|o| self.live(o, now))
+                            .take(self.max_variants - 1)
+                            .cloned(),
+                    );
+                }
+                std::future::ready(moka::ops::compute::Op::Put(self.entry(&key, objects)))
+            })
+            .await;
     }
 
     /// Neither purged nor kept past its time.
