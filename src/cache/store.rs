@@ -190,27 +190,56 @@ impl Store {
 
     /// Store `obj` under `key`, replacing the variant with the same Vary values.
     pub async fn insert(&self, key: String, obj: Arc<CachedObject>) {
-        // Through the key's compute lock, as the purges' background removals are: a plain insert
-        // could land between a removal's check of the generation and its remove, and be removed.
         let now = self.clock.now();
+        self.put(&key, |cur| {
+            let mut objects = vec![obj.clone()];
+            if let (Some(e), false) = (cur, obj.vary.is_empty()) {
+                objects.extend(self.other_variants(e, &obj, |o| self.live(o, now)));
+            }
+            Some(objects)
+        })
+        .await;
+    }
+
+    /// Put the entry `build` makes from the current one (`None`: leave it alone), through the
+    /// key's compute lock, as the purges' background removals are: a plain insert could land
+    /// between a removal's check of the generation and its remove, and be removed. Returns
+    /// whether it put.
+    async fn put(
+        &self,
+        key: &str,
+        build: impl FnOnce(Option<&Entry>) -> Option<Vec<Arc<CachedObject>>>,
+    ) -> bool {
+        let mut put = false;
         self.cache
-            .entry_by_ref(&key)
+            .entry_by_ref(key)
             .and_compute_with(|cur| {
-                let mut objects = vec![obj.clone()];
-                if let (Some(old), false) = (cur, obj.vary.is_empty()) {
-                    objects.extend(
-                        old.value()
-                            .objects
-                            .iter()
-                            .filter(|o| o.vary.same_fields(&obj.vary) && o.vary != obj.vary)
-                            .filter(|o| self.live(o, now))
-                            .take(self.max_variants - 1)
-                            .cloned(),
-                    );
-                }
-                std::future::ready(moka::ops::compute::Op::Put(self.entry(&key, objects)))
+                let op = match build(cur.as_ref().map(|e| &**e.value())) {
+                    Some(objects) => {
+                        put = true;
+                        moka::ops::compute::Op::Put(self.entry(key, objects))
+                    }
+                    None => moka::ops::compute::Op::Nop,
+                };
+                std::future::ready(op)
             })
             .await;
+        put
+    }
+
+    /// The variants of `e` kept beside `new`: the other Vary values of the same fields that
+    /// `keep` accepts, up to `max_variants` in all.
+    fn other_variants<'e>(
+        &self,
+        e: &'e Entry,
+        new: &'e CachedObject,
+        keep: impl Fn(&CachedObject) -> bool + 'e,
+    ) -> impl Iterator<Item = Arc<CachedObject>> + 'e {
+        e.objects
+            .iter()
+            .filter(move |o| o.vary.same_fields(&new.vary) && o.vary != new.vary && keep(o))
+            .take(self.max_variants - 1)
+            .cloned()
     }
 
     /// Neither purged nor kept past its time.
@@ -276,34 +305,14 @@ impl Store {
     /// Put `new` in place of `old` (or its copy) if that is still stored and alive, keeping the
     /// other variants as [`Store::insert`] would. Returns whether it replaced.
     async fn replace(&self, key: &str, old: &Arc<CachedObject>, new: Arc<CachedObject>) -> bool {
-        let mut replaced = false;
-        self.cache
-            .entry_by_ref(key)
-            .and_compute_with(|cur| {
-                let op = match cur {
-                    Some(e)
-                        if !old.is_dead()
-                            && e.value().objects.iter().any(|o| o.same_response(old)) =>
-                    {
-                        let mut objects = vec![new.clone()];
-                        objects.extend(
-                            e.value()
-                                .objects
-                                .iter()
-                                .filter(|o| !o.same_response(old) && !o.is_dead())
-                                .filter(|o| o.vary.same_fields(&new.vary) && o.vary != new.vary)
-                                .take(self.max_variants - 1)
-                                .cloned(),
-                        );
-                        replaced = true;
-                        moka::ops::compute::Op::Put(self.entry(key, objects))
-                    }
-                    _ => moka::ops::compute::Op::Nop,
-                };
-                std::future::ready(op)
-            })
-            .await;
-        replaced
+        self.put(key, |cur| {
+            let e =
+                cur.filter(|e| !old.is_dead() && e.objects.iter().any(|o| o.same_response(old)))?;
+            let mut objects = vec![new.clone()];
+            objects.extend(self.other_variants(e, &new, |o| !o.same_response(old) && !o.is_dead()));
+            Some(objects)
+        })
+        .await
     }
 
     /// A new entry for `key`, linked in the tag index before moka sees it, so an immediate
@@ -327,36 +336,19 @@ impl Store {
     /// Replace `old` by `new` (the same response, now with encoded variants) if `old` is still
     /// stored and alive; otherwise leave the entry alone. Returns whether it swapped.
     pub async fn swap(&self, key: &str, old: &Arc<CachedObject>, new: Arc<CachedObject>) -> bool {
-        let mut swapped = false;
-        self.cache
-            .entry_by_ref(key)
-            .and_compute_with(|cur| {
-                let op = match cur {
-                    Some(e)
-                        if !old.is_dead()
-                            && e.value().objects.iter().any(|o| Arc::ptr_eq(o, old)) =>
-                    {
-                        let objects = e
-                            .value()
-                            .objects
-                            .iter()
-                            .map(|o| {
-                                if Arc::ptr_eq(o, old) {
-                                    new.clone()
-                                } else {
-                                    o.clone()
-                                }
-                            })
-                            .collect();
-                        swapped = true;
-                        moka::ops::compute::Op::Put(self.entry(key, objects))
-                    }
-                    _ => moka::ops::compute::Op::Nop,
-                };
-                std::future::ready(op)
-            })
-            .await;
-        swapped
+        self.put(key, |cur| {
+            let e =
+                cur.filter(|e| !old.is_dead() && e.objects.iter().any(|o| Arc::ptr_eq(o, old)))?;
+            let swapped = e.objects.iter().map(|o| {
+                if Arc::ptr_eq(o, old) {
+                    new.clone()
+                } else {
+                    o.clone()
+                }
+            });
+            Some(swapped.collect())
+        })
+        .await
     }
 
     /// Remove one key.
