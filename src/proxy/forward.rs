@@ -153,7 +153,10 @@ impl Proxy {
         let mut urls = vec![ctx.norm.path_and_query.clone()];
         for name in [header::LOCATION, header::CONTENT_LOCATION] {
             if let Some(n) = self.same_origin_target(ctx, parts.headers.get(&name)) {
-                urls.push(n);
+                // A Content-Location naming the target itself is purged once.
+                if !urls.contains(&n) {
+                    urls.push(n);
+                }
             }
         }
         for url in urls {

@@ -15,7 +15,7 @@ use crate::cache::budget::Reservation;
 use crate::cache::purges::Ticket;
 use crate::error::ProxyError;
 use crate::normalize;
-use crate::rfc::coding;
+use crate::rfc::coding::{self, Coding};
 use crate::rfc::directives::Directives;
 use crate::rfc::storable::{self, Freshness, RoutePolicy};
 
@@ -25,6 +25,8 @@ pub(super) struct PostReuse {
     key: String,
     /// Its lifetime, from the origin's own fields.
     freshness: Freshness,
+    /// The content coding it arrives in (identity or gzip).
+    encoding: Coding,
     /// Purges after this point win over the answer.
     ticket: Ticket,
 }
@@ -66,7 +68,7 @@ impl Proxy {
         )
         .ok()
         .filter(|f| f.lifetime > f.initial_age)?;
-        coding::stored_encoding(&parts.headers).ok()?;
+        let encoding = coding::stored_encoding(&parts.headers).ok()?;
         let per_credential = ctx.route.policy.per_credential;
         Some(PostReuse {
             key: normalize::cache_key(
@@ -75,6 +77,7 @@ impl Proxy {
                 ctx.credential.as_ref().filter(|_| per_credential),
             ),
             freshness,
+            encoding,
             // Taken right after this POST's own invalidation, before its body is read: a purge
             // (or a later POST's invalidation) from now on wins over this answer.
             ticket: self.store.purge_ticket(),
@@ -106,12 +109,10 @@ impl Proxy {
         body: Bytes,
         mut budget: Reservation,
     ) -> bool {
-        let Ok(encoding) = coding::stored_encoding(&parts.headers) else {
-            return false;
-        };
         let limit = self.cfg.cache.max_object_size.as_u64() as usize;
         let mut headers = parts.headers.clone();
-        let Ok((body, gzip, etag)) = decode_for_storing(body, encoding, &mut headers, limit) else {
+        let Ok((body, gzip, etag)) = decode_for_storing(body, reuse.encoding, &mut headers, limit)
+        else {
             return false;
         };
         if gzip.is_some() && !budget.grow(body.len()) {
