@@ -1,4 +1,5 @@
-//! The admin API on its own listener: purges (hard/soft, by tag, URL, all), health, metrics, stats.
+//! The admin API on its own listener: purges (hard/soft, by tag, URL, all), credential verdict
+//! purges, health, metrics, stats.
 
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
@@ -56,6 +57,11 @@ async fn answer(proxy: &Proxy, req: Request<Incoming>) -> Result<Response<ProxyB
         (&Method::GET, "/stats") => {
             let s = proxy.snapshot().await;
             return Ok(json(serde_json::to_vec(&s).unwrap_or_default()));
+        }
+        (&Method::POST, "/verify/purge") => {
+            let purged = proxy.verdicts().clear();
+            tracing::info!(target: "apicache::admin", purged, "credential verdicts purged");
+            return Ok(json(format!("{{\"purged\":{purged}}}").into_bytes()));
         }
         (&Method::POST, "/purge-all") => store.purge_all(soft).await,
         (&Method::POST, "/purge") => {

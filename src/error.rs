@@ -39,6 +39,9 @@ pub enum ProxyError {
     /// The request is for a host outside `server.hosts`.
     #[error("this server does not answer for that host")]
     Misdirected,
+    /// On a `shared-verified` route, the origin recently rejected this credential.
+    #[error("credential rejected by the origin")]
+    CredentialRejected(crate::verify::Rejection),
 }
 
 impl ProxyError {
@@ -53,6 +56,7 @@ impl ProxyError {
             ProxyError::Timeout | ProxyError::NotCached => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::OriginStatus(s) if *s == StatusCode::GATEWAY_TIMEOUT => *s,
             ProxyError::OriginStatus(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::CredentialRejected(r) => r.status,
         }
     }
 
@@ -77,7 +81,13 @@ impl ProxyError {
 
     /// A short plain-text response.
     pub fn into_response(self) -> Response<ProxyBody> {
-        plain_text(self.status(), format!("{self}\n"))
+        let mut r = plain_text(self.status(), format!("{self}\n"));
+        if let ProxyError::CredentialRejected(rejection) = self {
+            if let Some(c) = rejection.challenge {
+                r.headers_mut().insert(header::WWW_AUTHENTICATE, c);
+            }
+        }
+        r
     }
 }
 

@@ -10,6 +10,7 @@
 //!   hit-for-pass, background encodings
 //! - [`proxy`]: the request path (context → decision → serve / fill / forward / reject → finish),
 //!   with 304/HEAD refreshes, POST answers stored for GETs and kept 206 parts
+//! - [`verify`]: credential verdicts of `shared-verified` routes (the origin decides who reads)
 //! - [`forwarding`]: the host a request is for (trusted proxies, allowed hosts) and the headers
 //!   the origin gets
 //! - [`origin`]: the pooled client; [`compress`]: codecs; [`body`]: response bodies
@@ -31,6 +32,7 @@ pub mod proxy;
 pub mod rfc;
 pub mod routes;
 pub mod server;
+pub mod verify;
 
 pub use clock::Clock;
 pub use config::Config;

@@ -38,6 +38,9 @@ pub struct Metrics {
     purged_objects: AtomicU64,
     compression_saved_bytes: AtomicU64,
     bad_requests: AtomicU64,
+    verified_hits: AtomicU64,
+    verification_fetches: AtomicU64,
+    credential_rejections: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -93,6 +96,16 @@ pub struct Snapshot {
     pub compression_saved_bytes: u64,
     /// Requests rejected with 400 before reaching the cache.
     pub bad_requests: u64,
+    /// `shared-verified` hits served to a verified credential.
+    pub verified_hits: u64,
+    /// Origin answers that verified or rejected a credential without a current verdict.
+    pub verification_fetches: u64,
+    /// Requests answered with a kept rejection of their credential.
+    pub credential_rejections: u64,
+    /// Credential verdicts kept.
+    pub verdicts: u64,
+    /// Bytes the kept verdicts take.
+    pub verdict_bytes: u64,
     /// Entries stored.
     pub objects: u64,
     /// Bytes stored.
@@ -114,6 +127,10 @@ pub struct Gauges {
     pub tags: u64,
     /// Compressor runs.
     pub compressions: u64,
+    /// Credential verdicts kept.
+    pub verdicts: u64,
+    /// Bytes the kept verdicts take.
+    pub verdict_bytes: u64,
 }
 
 fn result_slot(r: CacheResult) -> usize {
@@ -139,6 +156,9 @@ impl Metrics {
             purged_objects: AtomicU64::new(0),
             compression_saved_bytes: AtomicU64::new(0),
             bad_requests: AtomicU64::new(0),
+            verified_hits: AtomicU64::new(0),
+            verification_fetches: AtomicU64::new(0),
+            credential_rejections: AtomicU64::new(0),
         }
     }
 
@@ -194,6 +214,21 @@ impl Metrics {
         self.bad_requests.fetch_add(1, Relaxed);
     }
 
+    /// Count a hit served to a verified credential.
+    pub fn verified_hit(&self) {
+        self.verified_hits.fetch_add(1, Relaxed);
+    }
+
+    /// Count an origin answer that verified or rejected a credential.
+    pub fn verification_fetch(&self) {
+        self.verification_fetches.fetch_add(1, Relaxed);
+    }
+
+    /// Count a request answered with a kept rejection.
+    pub fn credential_rejected(&self) {
+        self.credential_rejections.fetch_add(1, Relaxed);
+    }
+
     /// Copy the counters, with the gauges of the store and encoder.
     pub fn snapshot(&self, g: Gauges) -> Snapshot {
         let routes: Vec<RouteSnapshot> = self
@@ -231,6 +266,11 @@ impl Metrics {
             compressions: g.compressions,
             compression_saved_bytes: self.compression_saved_bytes.load(Relaxed),
             bad_requests: self.bad_requests.load(Relaxed),
+            verified_hits: self.verified_hits.load(Relaxed),
+            verification_fetches: self.verification_fetches.load(Relaxed),
+            credential_rejections: self.credential_rejections.load(Relaxed),
+            verdicts: g.verdicts,
+            verdict_bytes: g.verdict_bytes,
             objects: g.objects,
             bytes: g.bytes,
             tags: g.tags,
@@ -330,6 +370,21 @@ impl Metrics {
                 "Requests rejected with 400 before reaching the cache.",
                 s.bad_requests,
             ),
+            (
+                "apicache_verified_hits_total",
+                "Hits served to a credential the origin accepted (shared-verified routes).",
+                s.verified_hits,
+            ),
+            (
+                "apicache_verification_fetches_total",
+                "Origin answers that verified or rejected a credential (shared-verified routes).",
+                s.verification_fetches,
+            ),
+            (
+                "apicache_credential_rejections_total",
+                "Requests answered with a kept rejection of their credential.",
+                s.credential_rejections,
+            ),
         ];
         for (name, help, v) in counters {
             family(&mut o, name, "counter", help);
@@ -343,6 +398,12 @@ impl Metrics {
                 s.bytes,
             ),
             ("apicache_tags", "Tags indexed.", s.tags),
+            ("apicache_verdicts", "Credential verdicts kept.", s.verdicts),
+            (
+                "apicache_verdict_bytes",
+                "Bytes the credential verdicts take.",
+                s.verdict_bytes,
+            ),
         ] {
             family(&mut o, name, "gauge", help);
             let _ = writeln!(o, "{name} {v}");

@@ -1,11 +1,14 @@
 //! Routes, compiled once when the config is validated: one matchit router and each route's
 //! policy, looked up once per request.
 
+use std::time::Duration;
+
 use serde::Serialize;
 
 use crate::cache::tags;
 use crate::config::{AuthMode, RouteConfig};
 use crate::rfc::storable::RoutePolicy;
+use crate::verify::VerifyPolicy;
 
 /// One configured route, ready to use.
 #[derive(Debug, Clone)]
@@ -57,11 +60,14 @@ impl Routes {
                     ));
                 }
             }
+            let verify =
+                verify_policy(&config).map_err(|(k, why)| (format!("routes[{i}].{k}"), why))?;
             let policy = RoutePolicy {
                 ttl: config.ttl,
                 stale_while_revalidate: config.stale_while_revalidate,
                 stale_if_error: config.stale_if_error,
                 per_credential: config.auth == AuthMode::PerCredential,
+                verify,
             };
             compiled.push(Route { config, policy });
         }
@@ -115,6 +121,37 @@ impl Routes {
     }
 }
 
+/// A route's verdict lifetimes: set only with `auth = "shared-verified"`, where both default.
+fn verify_policy(config: &RouteConfig) -> Result<Option<VerifyPolicy>, (&'static str, String)> {
+    if config.auth != AuthMode::SharedVerified {
+        for (key, set) in [
+            ("verify_ttl", config.verify_ttl.is_some()),
+            ("reject_ttl", config.reject_ttl.is_some()),
+        ] {
+            if set {
+                return Err((key, "only applies with auth = \"shared-verified\"".into()));
+            }
+        }
+        return Ok(None);
+    }
+    let verify_ttl = config.verify_ttl.unwrap_or(DEFAULT_VERIFY_TTL);
+    if verify_ttl.is_zero() {
+        return Err((
+            "verify_ttl",
+            "must be more than 0 (use auth = \"per-credential\" to never share)".into(),
+        ));
+    }
+    Ok(Some(VerifyPolicy {
+        verify_ttl,
+        reject_ttl: config.reject_ttl.unwrap_or(DEFAULT_REJECT_TTL),
+    }))
+}
+
+/// How long an accepted credential is trusted when the route does not say.
+const DEFAULT_VERIFY_TTL: Duration = Duration::from_secs(300);
+/// How long a rejected credential is answered locally when the route does not say.
+const DEFAULT_REJECT_TTL: Duration = Duration::from_secs(30);
+
 impl std::ops::Index<usize> for Routes {
     type Output = RouteConfig;
     fn index(&self, i: usize) -> &RouteConfig {
@@ -166,5 +203,32 @@ mod tests {
             Routes::compile(vec![route("path = \"/a/{id}\"\ntags = [\"t-{nope}\"]")]).unwrap_err();
         assert_eq!(e.0, "routes[0].tags");
         assert!(e.1.contains("{nope}"), "{}", e.1);
+        let e = Routes::compile(vec![route("path = \"/a\"\nverify_ttl = \"1m\"")]).unwrap_err();
+        assert_eq!(e.0, "routes[0].verify_ttl");
+        let e = Routes::compile(vec![route(
+            "path = \"/a\"\nauth = \"shared-verified\"\nverify_ttl = \"0s\"",
+        )])
+        .unwrap_err();
+        assert_eq!(e.0, "routes[0].verify_ttl");
+    }
+
+    #[test]
+    fn shared_verified_lifetimes_default() {
+        let routes = Routes::compile(vec![
+            route("path = \"/a\"\nauth = \"shared-verified\""),
+            route("path = \"/b\"\nauth = \"shared-verified\"\nverify_ttl = \"1m\"\nreject_ttl = \"0s\""),
+        ])
+        .unwrap();
+        let a = routes.at("/a").policy.verify.unwrap();
+        assert_eq!(
+            (a.verify_ttl, a.reject_ttl),
+            (DEFAULT_VERIFY_TTL, DEFAULT_REJECT_TTL)
+        );
+        let b = routes.at("/b").policy.verify.unwrap();
+        assert_eq!(
+            (b.verify_ttl, b.reject_ttl),
+            (Duration::from_secs(60), Duration::ZERO)
+        );
+        assert!(!routes.at("/b").policy.per_credential);
     }
 }

@@ -156,6 +156,10 @@ pub struct CacheConfig {
     pub vary_normalize: Vec<String>,
     /// How credentialed requests on paths no route matches are cached.
     pub credentialed: Credentialed,
+    /// Byte budget of the credential verdicts of `shared-verified` routes (a quarter of it for
+    /// rejections).
+    #[serde(serialize_with = "binary_size")]
+    pub max_verdict_memory: ByteSize,
     /// Byte budget of all fills buffering at once (default: a quarter of `max_size`); a fill
     /// beyond it streams through unstored.
     #[serde(
@@ -213,6 +217,7 @@ impl Default for CacheConfig {
             stale_grace: Duration::from_secs(10),
             vary_normalize: Vec::new(),
             credentialed: Credentialed::Rfc,
+            max_verdict_memory: ByteSize::mib(4),
             max_fill_memory: None,
         }
     }
@@ -342,6 +347,9 @@ pub enum AuthMode {
     Shared,
     /// Each credential gets its own entries (the key holds a sha256 of it).
     PerCredential,
+    /// One shared entry per URL, served only to credentials the origin accepted within
+    /// `verify_ttl` (see [`crate::verify`]).
+    SharedVerified,
 }
 
 /// One `[[routes]]` entry.
@@ -356,9 +364,24 @@ pub struct RouteConfig {
     /// `false`: always forwarded, never stored.
     #[serde(default = "d_true")]
     pub cache: bool,
-    /// `shared` (default) or `per-credential`.
+    /// `shared` (default), `per-credential` or `shared-verified`.
     #[serde(default)]
     pub auth: AuthMode,
+    /// `shared-verified`: how long a credential the origin accepted is trusted (default 5m).
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub verify_ttl: Option<Duration>,
+    /// `shared-verified`: how long a credential the origin rejected (401/403) is answered
+    /// locally (default 30s).
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub reject_ttl: Option<Duration>,
     /// Surrogate keys added to every object of the route; `{param}` takes a path parameter.
     #[serde(default)]
     pub tags: Vec<String>,

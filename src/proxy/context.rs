@@ -1,5 +1,6 @@
 //! The per-request facts gathered before the cache is consulted: normalized target, credential,
-//! route, cache key, request directives and the headers Vary is matched against.
+//! route, cache key, request directives, the headers Vary is matched against and, on
+//! `shared-verified` routes, what the credential's verdict allows.
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -16,7 +17,9 @@ use crate::normalize::{self, NormalizeError, Normalized};
 use crate::rfc::cache_status::Detail;
 use crate::rfc::directives::Directives;
 use crate::rfc::storable::RequestFacts;
+use crate::rfc::vary::Vary;
 use crate::routes::Matched;
+use crate::verify::{Admission, Asker, VerdictKey};
 
 /// One request, as the cache sees it.
 pub struct Ctx<'a> {
@@ -42,6 +45,10 @@ pub struct Ctx<'a> {
     pub vary: Cow<'a, HeaderMap>,
     /// Milliseconds spent waiting for the origin, for the access log.
     pub origin_ms: Option<u128>,
+    /// On a `shared-verified` route: the request's verdict class and the route's lifetimes.
+    pub asker: Option<Asker>,
+    /// On a `shared-verified` route, for a request the cache may answer: what its verdict allows.
+    pub admission: Option<Admission>,
 }
 
 impl<'a> Ctx<'a> {
@@ -94,7 +101,13 @@ impl<'a> Ctx<'a> {
             key: String::new(),
             directives: Directives::default(),
             origin_ms: None,
+            asker: None,
+            admission: None,
         };
+        if let (Some(route), Some(policy)) = (ctx.route.id, ctx.route.policy.verify) {
+            let key = VerdictKey::new(route, ctx.credential.as_ref());
+            ctx.asker = Some(Asker { key, policy });
+        }
         ctx.route.policy.per_credential = per_credential;
         if ctx.is_read() && ctx.bypass.is_none() {
             ctx.key = normalize::cache_key(
@@ -103,6 +116,7 @@ impl<'a> Ctx<'a> {
                 ctx.credential.as_ref().filter(|_| per_credential),
             );
             ctx.directives = Directives::from_request(&head.headers);
+            ctx.admission = ctx.asker.map(|a| proxy.verdicts().admit(&a.key));
         }
         Ok(ctx)
     }
@@ -130,6 +144,16 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// What concurrent requests for this request's variant collapse on. A request still to be
+    /// verified only waits for its own credential's answer, never for another's.
+    pub fn flight(&self, vary: &Vary) -> String {
+        let mut flight = vary.flight_key(&self.key, &self.vary);
+        if let (Some(Admission::Unverified), Some(asker)) = (&self.admission, &self.asker) {
+            flight.push_str(&asker.key.flight_suffix());
+        }
+        flight
+    }
+
     /// GET or HEAD: the methods the cache answers.
     pub fn is_read(&self) -> bool {
         self.head.method == Method::GET || self.head.method == Method::HEAD
@@ -145,9 +169,10 @@ impl<'a> Ctx<'a> {
 /// matches nothing, or when it is stricter (no caching over per-credential over shared): a path
 /// variant the origin may read as a protected path gets that path's policy.
 fn stricter(strict: Matched, loose: Matched) -> Matched {
-    let rank = |m: &Matched| match (m.cache, m.policy.per_credential) {
-        (false, _) => 2,
-        (true, true) => 1,
+    let rank = |m: &Matched| match (m.cache, m.policy.per_credential, m.policy.verify) {
+        (false, _, _) => 3,
+        (true, true, _) => 2,
+        (true, false, Some(_)) => 1,
         _ => 0,
     };
     if strict.id.is_none() || rank(&loose) > rank(&strict) {

@@ -26,6 +26,7 @@ use crate::rfc::etag::{if_none_match_list, stored_etags};
 use crate::rfc::storable::{self, CachePolicy, Freshness, NoStore, RequestFacts, RoutePolicy};
 use crate::rfc::update::{select_304, Validators};
 use crate::rfc::vary::Vary;
+use crate::verify::{Asker, Recorded};
 
 /// A fill's request, detached from the client's so the fetch outlives it.
 pub struct FillJob {
@@ -43,6 +44,8 @@ pub struct FillJob {
     pub policy: RoutePolicy,
     /// Route index, for metrics.
     pub route: Option<usize>,
+    /// On a `shared-verified` route: whose credential the origin's answer judges.
+    pub asker: Option<Asker>,
     /// Route tags and the URL tag, added to every object this fill stores.
     pub tags: Vec<String>,
     /// The request headers as the origin saw them: the stored variant's Vary values.
@@ -258,7 +261,7 @@ impl Proxy {
         let mut req = Request::new(origin::empty_body());
         *req.uri_mut() = self.origin.uri(&job.path_and_query)?;
         *req.headers_mut() = headers;
-        self.send_origin(job.route, req).await
+        self.send_origin(job.route, job.asker.as_ref(), req).await
     }
 
     /// What storability needs to know about the fill's request.
@@ -276,16 +279,24 @@ impl Proxy {
         }
     }
 
-    /// One origin round trip, counted per route.
+    /// One origin round trip, counted per route. On a `shared-verified` route its status is the
+    /// verdict on the asker's credential, whichever path sent it.
     pub(super) async fn send_origin(
         &self,
         route: Option<usize>,
+        asker: Option<&Asker>,
         req: Request<OriginBody>,
     ) -> Result<Response<Incoming>, ProxyError> {
         let t0 = Instant::now();
         let r = self.origin.send(req).await;
         let failed = r.as_ref().err().is_some_and(ProxyError::is_origin_failure);
         self.metrics.origin(route, t0.elapsed(), failed);
+        if let (Some(asker), Ok(resp)) = (asker, &r) {
+            let recorded = self.verdicts.record(asker, resp.status(), resp.headers());
+            if recorded == Recorded::Verification {
+                self.metrics.verification_fetch();
+            }
+        }
         r
     }
 

@@ -63,7 +63,7 @@ impl Proxy {
             match summary {
                 Summary::Stored(obj, _) if !obj.vary.matches(&ctx.vary) => {
                     // Now the URL's Vary fields are known: collapse with this variant's requests.
-                    flight = obj.vary.flight_key(&ctx.key, &ctx.vary);
+                    flight = ctx.flight(&obj.vary);
                     continue;
                 }
                 Summary::Stored(obj, revalidated) => {
@@ -116,7 +116,7 @@ impl Proxy {
         ctx: &Ctx<'_>,
         stale: &Arc<CachedObject>,
     ) {
-        let flight = stale.vary.flight_key(&ctx.key, &ctx.vary);
+        let flight = ctx.flight(&stale.vary);
         if ctx.directives.no_store || self.fills.is_running(&flight) {
             return;
         }
@@ -163,6 +163,7 @@ impl Proxy {
                 && ctx.directives == Directives::default(),
             policy: ctx.route.policy,
             route: ctx.route.id,
+            asker: ctx.asker,
             tags,
             vary_source: ctx.vary.clone().into_owned(),
             background,

@@ -65,7 +65,10 @@ impl Proxy {
             None
         };
         let ticket = self.store.purge_ticket();
-        let (mut parts, rbody) = self.send_origin(ctx.route.id, oreq).await?.into_parts();
+        let (mut parts, rbody) = self
+            .send_origin(ctx.route.id, ctx.asker.as_ref(), oreq)
+            .await?
+            .into_parts();
         origin::strip_hop_by_hop(&mut parts.headers);
         if !ctx.key.is_empty() {
             self.clear_pass_if_cacheable(ctx, &parts);

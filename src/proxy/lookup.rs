@@ -15,6 +15,7 @@ use crate::rfc::partial::ContentRange;
 use crate::rfc::storable::NoStore;
 use crate::rfc::usage::{self, RevalidateReason, StaleReason, Usage};
 use crate::rfc::vary::Vary;
+use crate::verify::Admission;
 
 /// What to do with a request.
 pub enum Decision {
@@ -50,6 +51,14 @@ impl Proxy {
         }
         if let Some(why) = ctx.bypass {
             return Decision::Forward(CacheStatus::forward(Fwd::Bypass).detail(why));
+        }
+        match &ctx.admission {
+            Some(Admission::Rejected(r)) => {
+                let e = ProxyError::CredentialRejected(r.clone());
+                return Decision::Reject(e, CacheStatus::default());
+            }
+            Some(Admission::Unverified) => return self.verify_first(ctx).await,
+            _ => {}
         }
         let (stored, miss, vary, mut variants) = match self.store.lookup(&ctx.key, &ctx.vary).await
         {
@@ -99,7 +108,7 @@ impl Proxy {
             let status = CacheStatus::forward(Fwd::Bypass).detail(Detail::NotStored(reason));
             return Decision::Forward(status);
         }
-        let flight = vary.flight_key(&ctx.key, &ctx.vary);
+        let flight = ctx.flight(&vary);
         // Only variants the origin can name (a 304 selects one by its ETag), and only when the
         // request carries no credential and the URL does not vary on who is asking.
         let anonymous = ctx.credential.is_none() && !ctx.headers().contains_key(header::COOKIE);
@@ -111,5 +120,37 @@ impl Proxy {
             (None, true) => Basis::Fresh,
         };
         Decision::Fill { basis, fwd, flight }
+    }
+
+    /// A request whose credential has no current verdict (`shared-verified`): nothing stored is
+    /// served to it, not even stale on an origin error. The request itself goes to the origin,
+    /// collapsed only with requests carrying the same credential, and its answer is the verdict.
+    async fn verify_first(&self, ctx: &Ctx<'_>) -> Decision {
+        if ctx.directives.only_if_cached {
+            let status = CacheStatus::default().detail(Detail::OnlyIfCached);
+            return Decision::Reject(ProxyError::NotCached, status);
+        }
+        if ctx.directives.no_store {
+            let status = CacheStatus::forward(Fwd::Bypass)
+                .detail(Detail::NotStored(NoStore::RequestNoStore));
+            return Decision::Forward(status);
+        }
+        if let Some(reason) = self.pass.get(&ctx.key) {
+            let status = CacheStatus::forward(Fwd::Bypass).detail(Detail::NotStored(reason));
+            return Decision::Forward(status);
+        }
+        // Only for Cache-Status: something was stored, but not for this request.
+        let fwd = match self.store.lookup(&ctx.key, &ctx.vary).await {
+            Lookup::Hit(o) if o.stored(self.clock.now()).ttl_ms() > 0 => Fwd::Request,
+            Lookup::Hit(_) => Fwd::Stale,
+            Lookup::VaryMiss(..) => Fwd::VaryMiss,
+            Lookup::Miss => Fwd::UriMiss,
+        };
+        let flight = ctx.flight(&Vary::default());
+        Decision::Fill {
+            basis: Basis::Fresh,
+            fwd,
+            flight,
+        }
     }
 }

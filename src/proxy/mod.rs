@@ -39,9 +39,10 @@ use crate::error::ProxyError;
 use crate::metrics::{Gauges, Metrics, Snapshot};
 use crate::normalize::Normalizer;
 use crate::origin::{self, Origin};
-use crate::rfc::cache_status::CacheStatus;
+use crate::rfc::cache_status::{CacheStatus, Detail};
 use crate::rfc::storable::Retention;
 use crate::rfc::vary::ListFields;
+use crate::verify::{Admission, Verdicts};
 use context::Ctx;
 use fetch::Summary;
 use lookup::Decision;
@@ -68,6 +69,8 @@ pub struct Proxy {
     metrics: Metrics,
     /// Request fields Vary compares as normalized lists.
     vary_lists: ListFields,
+    /// Credential verdicts of `shared-verified` routes.
+    verdicts: Verdicts,
 }
 
 impl Proxy {
@@ -98,6 +101,10 @@ impl Proxy {
             vary_lists: ListFields::with(
                 (cfg.cache.vary_normalize.iter())
                     .filter_map(|f| http::HeaderName::from_bytes(f.as_bytes()).ok()),
+            ),
+            verdicts: Verdicts::new(
+                cfg.cache.max_verdict_memory.as_u64() as usize,
+                clock.clone(),
             ),
             metrics: Metrics::new(cfg.routes.iter().map(|r| r.config.path.clone()).collect()),
             store,
@@ -147,6 +154,7 @@ impl Proxy {
         ctx: &Ctx<'_>,
         start: Instant,
     ) -> Response<ProxyBody> {
+        let status = self.credential_detail(status, ctx);
         let result = status.result();
         self.metrics.request(ctx.route.id, result);
         let h = resp.headers_mut();
@@ -169,6 +177,32 @@ impl Proxy {
             total_us = start.elapsed().as_micros() as u64,
         );
         resp
+    }
+
+    /// On a `shared-verified` route, what the credential's verdict did: why an unverified or
+    /// rejected request was not served from the cache, or, when nothing more specific is said,
+    /// that a verified one was. Counted.
+    fn credential_detail(&self, status: CacheStatus, ctx: &Ctx<'_>) -> CacheStatus {
+        let Some(admission) = &ctx.admission else {
+            return status;
+        };
+        let detail = match admission {
+            Admission::Verified => {
+                if status.hit {
+                    self.metrics.verified_hit();
+                }
+                Detail::CredentialVerified
+            }
+            Admission::Unverified => Detail::CredentialUnverified,
+            Admission::Rejected(_) => {
+                self.metrics.credential_rejected();
+                Detail::CredentialRejected
+            }
+        };
+        match (admission, status.detail) {
+            (Admission::Verified, Some(_)) => status,
+            _ => status.detail(detail),
+        }
     }
 
     /// A request refused before the cache is consulted (its target cannot be normalized).
@@ -214,6 +248,11 @@ impl Proxy {
         &self.clock
     }
 
+    /// The credential verdicts of `shared-verified` routes (admin `POST /verify/purge`).
+    pub fn verdicts(&self) -> &Verdicts {
+        &self.verdicts
+    }
+
     /// The counters.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
@@ -227,6 +266,8 @@ impl Proxy {
             bytes: self.store.weighted_size(),
             tags: self.store.tag_index().len() as u64,
             compressions: self.encoder.runs(),
+            verdicts: self.verdicts.len() as u64,
+            verdict_bytes: self.verdicts.bytes() as u64,
         })
     }
 

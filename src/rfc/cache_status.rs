@@ -60,6 +60,12 @@ pub enum Detail {
     VaryChurn,
     /// `only-if-cached` and nothing suitable is stored.
     OnlyIfCached,
+    /// `shared-verified`: the origin accepted this credential recently.
+    CredentialVerified,
+    /// `shared-verified`: no current verdict, so the request went to the origin.
+    CredentialUnverified,
+    /// `shared-verified`: the origin rejected this credential recently; answered locally.
+    CredentialRejected,
 }
 
 impl Detail {
@@ -75,6 +81,9 @@ impl Detail {
             Detail::Unsafe => "unsafe",
             Detail::VaryChurn => "vary-churn",
             Detail::OnlyIfCached => "only-if-cached",
+            Detail::CredentialVerified => "credential-verified",
+            Detail::CredentialUnverified => "credential-unverified",
+            Detail::CredentialRejected => "credential-rejected",
         }
     }
 

@@ -19,6 +19,8 @@ pub struct RoutePolicy {
     pub stale_if_error: Option<Duration>,
     /// Requests on the route are keyed by credential.
     pub per_credential: bool,
+    /// `shared-verified`: credentialed answers are shared, among credentials the origin accepted.
+    pub verify: Option<crate::verify::VerifyPolicy>,
 }
 
 /// Settings from `[cache]` that shape policy.
@@ -205,7 +207,13 @@ pub fn evaluate(
     if !cache.store_set_cookie && headers.contains_key(header::SET_COOKIE) && !cookies_withheld {
         return Err(NoStore::SetCookie);
     }
-    if req.authorized && !route.per_credential {
+    // On a shared-verified route, an answer that refuses its asker speaks for that asker alone.
+    if route.verify.is_some() && matches!(status.as_u16(), 401 | 403 | 407) {
+        return Err(NoStore::Status);
+    }
+    // The operator opted in: the origin's acceptance of each credential stands in for §3.5's
+    // explicit permission (`private` still forbids sharing, above).
+    if req.authorized && !route.per_credential && route.verify.is_none() {
         // RFC 9111 §3.5, read strictly across both fields: a credentialed answer is shared only
         // when one field grants it and Cache-Control does not call it private.
         if fields.cache_control().private {

@@ -171,6 +171,46 @@ fn authorization_rules() {
 }
 
 #[test]
+fn shared_verified_rules() {
+    let verified = RoutePolicy {
+        ttl: Some(Duration::from_secs(60)),
+        verify: Some(crate::verify::VerifyPolicy {
+            verify_ttl: Duration::from_secs(300),
+            reject_ttl: Duration::from_secs(30),
+        }),
+        ..Default::default()
+    };
+    let forever = headers(&[("cache-control", "max-age=600")]);
+    // (status, headers, credentialed, result)
+    let rows = [
+        (200, HeaderMap::new(), true, Ok(60)),
+        (200, HeaderMap::new(), false, Ok(60)),
+        (404, HeaderMap::new(), true, Ok(60)),
+        (
+            200,
+            headers(&[("cache-control", "private")]),
+            true,
+            Err(NoStore::Private),
+        ),
+        // A refusal, even with a lifetime of its own, is never shared.
+        (401, forever.clone(), true, Err(NoStore::Status)),
+        (403, forever.clone(), false, Err(NoStore::Status)),
+        (407, forever, true, Err(NoStore::Status)),
+    ];
+    for (status, h, authorized, want) in rows {
+        let got = evaluate(
+            StatusCode::from_u16(status).unwrap(),
+            &h,
+            facts(authorized),
+            verified,
+            CACHE,
+        )
+        .map(|f| f.lifetime);
+        assert_eq!(got, want, "{status} {h:?} {authorized}");
+    }
+}
+
+#[test]
 fn route_ttl_overrides_lifetime_not_privacy() {
     let route = RoutePolicy {
         ttl: Some(Duration::from_secs(300)),
