@@ -1,10 +1,10 @@
 //! Credential verdicts for `auth = "shared-verified"` routes: the origin stays the authority on
 //! who may read. An entry stored once under the URL key is served to a credential only while the
-//! origin accepted that credential (on the same route) within `verify_ttl`; a credential it
-//! rejected is answered locally, with the origin's status, for `reject_ttl`.
+//! origin accepted that credential (a 2xx on the same route) within `verify_ttl`; a credential it
+//! rejected (401/403) is answered locally, with the origin's status, for `reject_ttl`.
 //!
-//! Verdicts are kept per sha256 of the credential (never the secret itself), and bounded in
-//! bytes: rejections get a quarter of the budget, so a flood of bad keys cannot push out the
+//! Verdicts are kept per route and per sha256 of what identifies the asker (host, credential,
+//! cookies; never the secret itself), and bounded in bytes: rejections get a quarter of the budget, so a flood of bad keys cannot push out the
 //! verdicts of good ones. A verdict that does not fit is not kept: that credential is verified
 //! again on its next request (correct, only slower).
 
@@ -31,36 +31,55 @@ pub struct VerifyPolicy {
     pub reject_ttl: Duration,
 }
 
-/// Who is asking, as verdicts see it: the route and the credential's class.
+/// Who is asking, as verdicts see it: the route, and a sha256 of everything that may identify the
+/// asker to the origin (the host it asked, its credential, its cookies).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct VerdictKey {
     route: usize,
-    /// sha256 of the credential; `None` for a request without one ("anonymous").
-    credential: Option<[u8; 32]>,
+    class: [u8; 32],
 }
 
 impl VerdictKey {
-    /// The verdict class of a request on route `route`.
-    pub fn new(route: usize, credential: Option<&HeaderValue>) -> Self {
+    /// The verdict class of a request for `origin` (the cache key's scheme, host and forwarding
+    /// part) on route `route`. Without a credential or cookie it is the "anonymous" class of that
+    /// host; an empty credential is a credential. Cookies count because an origin may
+    /// authenticate by session cookie, which an anonymous verdict must not stand for.
+    pub fn new<'a>(
+        route: usize,
+        origin: &str,
+        credential: Option<&HeaderValue>,
+        cookies: impl Iterator<Item = &'a HeaderValue>,
+    ) -> Self {
+        let mut h = Sha256::new();
+        h.update(origin.as_bytes());
+        match credential {
+            None => h.update([0]),
+            Some(c) => {
+                h.update([1]);
+                h.update((c.len() as u64).to_le_bytes());
+                h.update(c.as_bytes());
+            }
+        }
+        for c in cookies {
+            h.update([2]);
+            h.update((c.len() as u64).to_le_bytes());
+            h.update(c.as_bytes());
+        }
         VerdictKey {
             route,
-            credential: credential.map(|c| Sha256::digest(c.as_bytes()).into()),
+            class: h.finalize().into(),
         }
     }
 
-    /// A collapsing suffix: requests still to be verified only ever wait for their own
-    /// credential's origin answer.
+    /// A collapsing suffix: requests still to be verified only ever wait for their own class's
+    /// origin answer.
     pub fn flight_suffix(&self) -> String {
-        match &self.credential {
-            None => " #verify=anonymous".into(),
-            Some(h) => {
-                let mut s = String::from(" #verify=");
-                for b in h {
-                    s.push_str(&format!("{b:02x}"));
-                }
-                s
-            }
+        let mut s = String::with_capacity(9 + 64);
+        s.push_str(" #verify=");
+        for b in &self.class {
+            s.push_str(&format!("{b:02x}"));
         }
+        s
     }
 }
 
@@ -85,7 +104,7 @@ pub struct Rejection {
 /// What the origin's answer says about the credential that asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Any answer but 401/403: the origin let the credential through.
+    /// A 2xx: the origin let the credential through.
     Accepted,
     /// 401 or 403.
     Rejected(Rejection),
@@ -111,8 +130,11 @@ pub enum Admission {
     Rejected(Rejection),
 }
 
-/// The verdict an origin status gives. Server errors, 407 and 429 give none: the origin did not
-/// (or could not) judge the credential, and an outage must not verify every key that asks.
+/// The verdict an origin status gives: a 2xx accepts the credential, 401/403 reject it.
+/// Anything else gives none. Server errors, 407 and 429 mean the origin did not judge it (an
+/// outage must not verify every key that asks). Redirects and other 4xx (404, 400) are often
+/// answered before authentication (a router's 404, a framework's trailing-slash redirect), so they
+/// say nothing about the credential either.
 pub fn outcome_of(status: StatusCode, headers: &HeaderMap) -> Option<Outcome> {
     match status.as_u16() {
         401 | 403 => Some(Outcome::Rejected(Rejection {
@@ -122,8 +144,7 @@ pub fn outcome_of(status: StatusCode, headers: &HeaderMap) -> Option<Outcome> {
                 .filter(|v| v.len() <= MAX_CHALLENGE)
                 .cloned(),
         })),
-        407 | 429 | 500..=599 => None,
-        100..=499 => Some(Outcome::Accepted),
+        200..=299 => Some(Outcome::Accepted),
         _ => None,
     }
 }
@@ -142,7 +163,7 @@ pub fn admission(verdict: Option<&Verdict>, now: Instant) -> Admission {
 /// What recording an origin answer did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
-    /// The answer gave no verdict (server error, 429).
+    /// The answer gave no verdict (see [`outcome_of`]).
     Nothing,
     /// It confirmed a credential that was already verified.
     Confirmed,
@@ -157,8 +178,15 @@ pub struct Verdicts {
     rejected_bytes: AtomicUsize,
     max_bytes: usize,
     dropped: AtomicU64,
+    /// When the last full sweep ran, in ms since `epoch`: at most one per [`SWEEP_EVERY`], so a
+    /// flood of bad keys against a full budget cannot make every request scan the map.
+    last_sweep_ms: AtomicU64,
+    epoch: Instant,
     clock: Clock,
 }
+
+/// Least time between two sweeps of expired verdicts.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 fn cost(outcome: &Outcome) -> usize {
     match outcome {
@@ -176,6 +204,8 @@ impl Verdicts {
             rejected_bytes: AtomicUsize::new(0),
             max_bytes,
             dropped: AtomicU64::new(0),
+            last_sweep_ms: AtomicU64::new(0),
+            epoch: clock.now(),
             clock,
         }
     }
@@ -284,6 +314,16 @@ impl Verdicts {
     }
 
     fn sweep(&self, now: Instant) {
+        let at = now.duration_since(self.epoch).as_millis() as u64 + SWEEP_EVERY.as_millis() as u64;
+        let last = self.last_sweep_ms.load(Relaxed);
+        if at < last + SWEEP_EVERY.as_millis() as u64
+            || self
+                .last_sweep_ms
+                .compare_exchange(last, at, Relaxed, Relaxed)
+                .is_err()
+        {
+            return;
+        }
         self.map.retain(|_, v| {
             let keep = now < v.until;
             if !keep {

@@ -41,11 +41,12 @@ async fn api_key_clients_share_one_entry() {
         hdr(&h, "cache-status"),
         "apicache; fwd=uri-miss; stored; detail=credential-unverified"
     );
-    // k2 has no verdict yet: its own request goes to the origin, whatever is stored.
+    // k2 has no verdict yet: its own request goes to the origin, whatever is stored (and it is
+    // not told that something was).
     let h = assert_get(&p, "/products/1?apiKey=k2", "MISS", body).await;
     assert_eq!(
         hdr(&h, "cache-status"),
-        "apicache; fwd=request; stored; detail=credential-unverified"
+        "apicache; fwd=uri-miss; stored; detail=credential-unverified"
     );
     for _ in 0..2 {
         let h = assert_get(&p, "/products/1?apiKey=k1", "HIT", body).await;
@@ -187,7 +188,7 @@ async fn revocation_takes_effect_within_verify_ttl_or_at_once_on_purge() {
     assert_eq!((status, text(&b).as_str()), (200, "{\"purged\":2}"));
     // Forgotten at once: k2 is verified again before its next hit.
     let h = assert_get(&p, "/products/1?apiKey=k2", "MISS", body).await;
-    assert!(hdr(&h, "cache-status").contains("fwd=request"));
+    assert!(hdr(&h, "cache-status").contains("credential-unverified"));
     assert_eq!(origin.count(), n + 1);
     // The purge call needs the admin token.
     let (status, _, _) = admin_send(&p, "POST", "/verify/purge", &[]).await;
@@ -269,6 +270,113 @@ async fn partner_keys_cost_one_request_per_url_plus_one_per_key() {
     assert!(
         hits + n <= total && hits * 10 >= total * 9,
         "{hits} hits of {total}"
+    );
+    p.shutdown().await;
+}
+
+/// Like [`partner_api`], but the way many frameworks are built: unknown paths get a 404 and
+/// CORS preflights a 204 before authentication runs.
+fn routed_api(s: &Seen) -> Reply {
+    if s.method == "OPTIONS" {
+        return Reply::ok("").status(204);
+    }
+    if !s.path_and_query.starts_with("/products/1") {
+        return Reply::ok("no such route").status(404);
+    }
+    partner_api(s)
+}
+
+// Only a 2xx to a read verifies: a router's 404, a redirect or a preflight's 204 say nothing
+// about the key, and what a key without a verdict got that was not a 2xx is not stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_2xx_to_a_read_verifies_and_only_it_is_stored_for_others() {
+    let origin = Origin::start(routed_api).await;
+    let p = start(&origin).await;
+    let (status, _, _) = get(&p, "/products/nope?apiKey=garbage").await;
+    assert_eq!(status, 404);
+    let (status, _, _) = send(&p, "OPTIONS", "/products/1?apiKey=garbage", &[]).await;
+    assert_eq!(status, 204);
+    let (status, _, _) = send(&p, "POST", "/products/1?apiKey=garbage", &[]).await;
+    assert_eq!(status, 401);
+    // Still unverified (the POST's 401 is no verdict either): asked, and refused.
+    let n = origin.count();
+    let (status, h, body) = get(&p, "/products/1?apiKey=garbage").await;
+    assert_eq!((status, text(&body).as_str()), (401, "bad key"));
+    assert!(hdr(&h, "cache-status").contains("credential-unverified"));
+    assert_eq!(origin.count(), n + 1);
+    // A 404 a verified key gets is stored as usual; the one a key without a verdict got is not.
+    assert_get(
+        &p,
+        "/products/1?apiKey=k1",
+        "MISS",
+        "{\"product\":\"/products/1\"}",
+    )
+    .await;
+    let (status, _, _) = get(&p, "/products/nope?apiKey=k9").await;
+    assert_eq!(status, 404);
+    let (status, h, _) = get(&p, "/products/nope?apiKey=k1").await;
+    assert_eq!((status, hdr(&h, "x-cache")), (404, "MISS"));
+    let (_, h, _) = get(&p, "/products/nope?apiKey=k1").await;
+    assert_eq!(hdr(&h, "x-cache"), "HIT");
+    p.shutdown().await;
+}
+
+// A path the origin may read as another route's (`..;`) is never answered from, nor verified
+// on, a shared-verified route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_read_as_another_route_neither_verifies_nor_hits() {
+    // A lenient origin: `/products/..;/public/x` is `/public/x`, which needs no key.
+    let origin = Origin::start(|s| {
+        if s.path_and_query.contains("public") {
+            return Reply::ok("public");
+        }
+        partner_api(s)
+    })
+    .await;
+    let p = ProxyBuilder::new(&origin)
+        .route(ROUTE)
+        .route(r#"path = "/public/{*rest}", ttl = "60s""#)
+        .start()
+        .await;
+    assert_get(
+        &p,
+        "/products/1?apiKey=k1",
+        "MISS",
+        "{\"product\":\"/products/1\"}",
+    )
+    .await;
+    let (status, h, _) = get(&p, "/products/..;/public/x?apiKey=garbage").await;
+    assert_eq!(status, 200);
+    assert!(
+        hdr(&h, "cache-status").contains("detail=ambiguous-route"),
+        "{h:?}"
+    );
+    let (status, _, body) = get(&p, "/products/1?apiKey=garbage").await;
+    assert_eq!((status, text(&body).as_str()), (401, "bad key"));
+    p.shutdown().await;
+}
+
+// A session cookie makes a verdict class of its own: an origin that authenticates by cookie
+// does not verify the anonymous class.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cookie_session_does_not_verify_anonymous_requests() {
+    let origin = Origin::start(|s| {
+        if s.header("cookie") == "sid=valid" {
+            return Reply::ok("{\"product\":\"/products/1\"}");
+        }
+        partner_api(s)
+    })
+    .await;
+    let p = start(&origin).await;
+    let cookie = [("cookie", "sid=valid")];
+    let (status, _, _) = get_with(&p, "/products/1", &cookie).await;
+    assert_eq!(status, 200);
+    let (status, _, _) = get_with(&p, "/products/1", &cookie).await;
+    assert_eq!(status, 200);
+    let (status, _, body) = get(&p, "/products/1").await;
+    assert_eq!(
+        (status, text(&body).as_str()),
+        (401, "anonymous not allowed")
     );
     p.shutdown().await;
 }

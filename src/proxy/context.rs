@@ -68,12 +68,16 @@ impl<'a> Ctx<'a> {
             (Some(a), None) => Some(a.clone()),
             _ => norm.credential.clone(),
         };
-        let route = match normalize::route_path(norm.path(), cfg.normalize.case_insensitive_paths) {
-            Cow::Borrowed(_) => cfg.routes.at(norm.path()),
-            Cow::Owned(loose) => stricter(cfg.routes.at(norm.path()), cfg.routes.at(&loose)),
-        };
+        let (route, ambiguous) =
+            match normalize::route_path(norm.path(), cfg.normalize.case_insensitive_paths) {
+                Cow::Borrowed(_) => (cfg.routes.at(norm.path()), false),
+                Cow::Owned(loose) => stricter(cfg.routes.at(norm.path()), cfg.routes.at(&loose)),
+            };
         let mut per_credential = route.policy.per_credential;
         let mut bypass = (!route.cache).then_some(Detail::Route);
+        if ambiguous {
+            bypass = Some(Detail::AmbiguousRoute);
+        }
         if route.id.is_none() && credential.is_some() {
             match cfg.cache.credentialed {
                 Credentialed::Rfc => {}
@@ -104,8 +108,20 @@ impl<'a> Ctx<'a> {
             asker: None,
             admission: None,
         };
-        if let (Some(route), Some(policy)) = (ctx.route.id, ctx.route.policy.verify) {
-            let key = VerdictKey::new(route, ctx.credential.as_ref());
+        // Only a read's answer is a verdict: a CORS preflight or a POST says nothing about
+        // whether the credential may read. Nor does one for a path the origin may read as
+        // another route's.
+        if let (Some(route), Some(policy), true) = (
+            ctx.route.id,
+            ctx.route.policy.verify,
+            ctx.is_read() && !ambiguous,
+        ) {
+            let key = VerdictKey::new(
+                route,
+                &ctx.client.origin(),
+                ctx.credential.as_ref(),
+                head.headers.get_all(header::COOKIE).iter(),
+            );
             ctx.asker = Some(Asker { key, policy });
         }
         ctx.route.policy.per_credential = per_credential;
@@ -139,6 +155,7 @@ impl<'a> Ctx<'a> {
         RequestFacts {
             authorized: self.credential.is_some(),
             no_store,
+            unverified: self.admission == Some(Admission::Unverified),
             request_time: now,
             response_time: now,
         }
@@ -166,20 +183,26 @@ impl<'a> Ctx<'a> {
 }
 
 /// The route for a path read strictly and loosely: the loose reading's when the strict one
-/// matches nothing, or when it is stricter (no caching over per-credential over shared): a path
-/// variant the origin may read as a protected path gets that path's policy.
-fn stricter(strict: Matched, loose: Matched) -> Matched {
+/// matches nothing, or when it is stricter (no caching over per-credential over shared-verified
+/// over shared): a path variant the origin may read as a protected path gets that path's policy.
+/// `true` when the two readings are different routes and either is `shared-verified`: the origin
+/// would judge the credential on one route while its verdict counted on the other.
+fn stricter(strict: Matched, loose: Matched) -> (Matched, bool) {
     let rank = |m: &Matched| match (m.cache, m.policy.per_credential, m.policy.verify) {
         (false, _, _) => 3,
         (true, true, _) => 2,
         (true, false, Some(_)) => 1,
         _ => 0,
     };
-    if strict.id.is_none() || rank(&loose) > rank(&strict) {
+    let ambiguous = strict.id.is_some()
+        && strict.id != loose.id
+        && (strict.policy.verify.is_some() || loose.policy.verify.is_some());
+    let pick = if strict.id.is_none() || rank(&loose) > rank(&strict) {
         loose
     } else {
         strict
-    }
+    };
+    (pick, ambiguous)
 }
 
 /// The request headers as the origin sees them, for Vary matching. Borrowed when the origin gets

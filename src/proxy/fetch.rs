@@ -46,6 +46,8 @@ pub struct FillJob {
     pub route: Option<usize>,
     /// On a `shared-verified` route: whose credential the origin's answer judges.
     pub asker: Option<Asker>,
+    /// That asker had no verdict when the fill started.
+    pub unverified: bool,
     /// Route tags and the URL tag, added to every object this fill stores.
     pub tags: Vec<String>,
     /// The request headers as the origin saw them: the stored variant's Vary values.
@@ -274,6 +276,7 @@ impl Proxy {
         RequestFacts {
             authorized: job.authorized,
             no_store: false,
+            unverified: job.unverified,
             request_time,
             response_time,
         }

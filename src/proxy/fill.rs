@@ -18,6 +18,7 @@ use crate::error::ProxyError;
 use crate::rfc::cache_status::{CacheStatus, Detail, Fwd};
 use crate::rfc::coding::{self, Coding};
 use crate::rfc::directives::Directives;
+use crate::verify::Admission;
 
 /// Rounds a waiter tries when the filled object is another Vary variant.
 const VARY_ROUNDS: usize = 3;
@@ -164,6 +165,7 @@ impl Proxy {
             policy: ctx.route.policy,
             route: ctx.route.id,
             asker: ctx.asker,
+            unverified: ctx.admission == Some(Admission::Unverified),
             tags,
             vary_source: ctx.vary.clone().into_owned(),
             background,

@@ -139,18 +139,11 @@ impl Proxy {
             let status = CacheStatus::forward(Fwd::Bypass).detail(Detail::NotStored(reason));
             return Decision::Forward(status);
         }
-        // Only for Cache-Status: something was stored, but not for this request.
-        let fwd = match self.store.lookup(&ctx.key, &ctx.vary).await {
-            Lookup::Hit(o) if o.stored(self.clock.now()).ttl_ms() > 0 => Fwd::Request,
-            Lookup::Hit(_) => Fwd::Stale,
-            Lookup::VaryMiss(..) => Fwd::VaryMiss,
-            Lookup::Miss => Fwd::UriMiss,
-        };
-        let flight = ctx.flight(&Vary::default());
+        // Always a miss to it: what others stored is none of an unverified asker's business.
         Decision::Fill {
             basis: Basis::Fresh,
-            fwd,
-            flight,
+            fwd: Fwd::UriMiss,
+            flight: ctx.flight(&Vary::default()),
         }
     }
 }

@@ -140,6 +140,8 @@ impl Proxy {
         let facts = RequestFacts {
             authorized: ctx.credential.is_some(),
             no_store: false,
+            // A 206 is a 2xx: it accepted its asker.
+            unverified: false,
             request_time,
             response_time: SystemTime::now(),
         };

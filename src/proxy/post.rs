@@ -55,8 +55,10 @@ impl Proxy {
             return None;
         }
         let facts = ctx.facts_now(Directives::from_request(ctx.headers()).no_store);
+        // Nor does `shared-verified`: a POST's answer is no verdict, so §3.5 applies as written.
         let policy = RoutePolicy {
             ttl: None,
+            verify: None,
             ..ctx.route.policy
         };
         let freshness = storable::evaluate(

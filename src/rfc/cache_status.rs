@@ -66,6 +66,9 @@ pub enum Detail {
     CredentialUnverified,
     /// `shared-verified`: the origin rejected this credential recently; answered locally.
     CredentialRejected,
+    /// The path read strictly and as the origin may read it match different routes, one of
+    /// them `shared-verified`: forwarded uncached.
+    AmbiguousRoute,
 }
 
 impl Detail {
@@ -84,6 +87,7 @@ impl Detail {
             Detail::CredentialVerified => "credential-verified",
             Detail::CredentialUnverified => "credential-unverified",
             Detail::CredentialRejected => "credential-rejected",
+            Detail::AmbiguousRoute => "ambiguous-route",
         }
     }
 

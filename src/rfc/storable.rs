@@ -57,6 +57,9 @@ pub enum NoStore {
     FillMemory,
     /// Unsupported Content-Encoding from the origin.
     Encoding,
+    /// `shared-verified`: not a 2xx, to an asker without a verdict (a 404 or a redirect to a key
+    /// the origin may not have checked must not stand for verified readers).
+    Unverified,
 }
 
 impl NoStore {
@@ -74,6 +77,7 @@ impl NoStore {
             NoStore::TooLarge => "too-large",
             NoStore::FillMemory => "fill-memory",
             NoStore::Encoding => "content-encoding",
+            NoStore::Unverified => "unverified-asker",
         }
     }
 }
@@ -160,6 +164,9 @@ pub struct RequestFacts {
     pub authorized: bool,
     /// Request Cache-Control had no-store.
     pub no_store: bool,
+    /// On a `shared-verified` route, the asker had no verdict: only an answer that accepts it
+    /// (a 2xx) may be stored for others.
+    pub unverified: bool,
     /// When the request was sent to the origin.
     pub request_time: SystemTime,
     /// When the response headers arrived.
@@ -210,6 +217,9 @@ pub fn evaluate(
     // On a shared-verified route, an answer that refuses its asker speaks for that asker alone.
     if route.verify.is_some() && matches!(status.as_u16(), 401 | 403 | 407) {
         return Err(NoStore::Status);
+    }
+    if route.verify.is_some() && req.unverified && !status.is_success() {
+        return Err(NoStore::Unverified);
     }
     // The operator opted in: the origin's acceptance of each credential stands in for §3.5's
     // explicit permission (`private` still forbids sharing, above).

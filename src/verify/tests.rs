@@ -4,9 +4,14 @@ fn hv(s: &'static str) -> HeaderValue {
     HeaderValue::from_static(s)
 }
 
+fn key(route: usize, cred: Option<&str>) -> VerdictKey {
+    let cred = cred.map(|c| HeaderValue::from_str(c).unwrap());
+    VerdictKey::new(route, "http://api", cred.as_ref(), std::iter::empty())
+}
+
 fn asker(route: usize, cred: Option<&'static str>) -> Asker {
     Asker {
-        key: VerdictKey::new(route, cred.map(hv).as_ref()),
+        key: key(route, cred),
         policy: VerifyPolicy {
             verify_ttl: Duration::from_secs(300),
             reject_ttl: Duration::from_secs(30),
@@ -29,10 +34,10 @@ fn outcome_by_status_table() {
         (200, Some(Outcome::Accepted)),
         (204, Some(Outcome::Accepted)),
         (206, Some(Outcome::Accepted)),
-        (301, Some(Outcome::Accepted)),
-        (304, Some(Outcome::Accepted)),
-        (400, Some(Outcome::Accepted)),
-        (404, Some(Outcome::Accepted)),
+        (301, None),
+        (304, None),
+        (400, None),
+        (404, None),
         (401, rejected(401, Some("Bearer realm=\"api\""))),
         (403, rejected(403, Some("Bearer realm=\"api\""))),
         (407, None),
@@ -81,15 +86,24 @@ fn admission_table() {
 }
 
 #[test]
-fn classes_are_per_route_and_credential_and_never_hold_the_secret() {
-    let a = VerdictKey::new(0, Some(&hv("Bearer k1")));
-    assert_eq!(a, VerdictKey::new(0, Some(&hv("Bearer k1"))));
-    assert_ne!(a, VerdictKey::new(1, Some(&hv("Bearer k1"))));
-    assert_ne!(a, VerdictKey::new(0, Some(&hv("Bearer k2"))));
+fn classes_are_per_route_host_credential_and_cookie_and_never_hold_the_secret() {
+    let a = key(0, Some("Bearer k1"));
+    assert_eq!(a, key(0, Some("Bearer k1")));
+    assert_ne!(a, key(1, Some("Bearer k1")));
+    assert_ne!(a, key(0, Some("Bearer k2")));
+    let k1 = hv("Bearer k1");
+    let other_host = VerdictKey::new(0, "http://other", Some(&k1), std::iter::empty());
+    assert_ne!(a, other_host);
+    // A session cookie makes a class of its own, with or without a credential.
+    let sid = hv("sid=abc");
+    let with_cookie = VerdictKey::new(0, "http://api", None, std::iter::once(&sid));
+    assert_ne!(with_cookie, key(0, None));
+    let both = VerdictKey::new(0, "http://api", Some(&k1), std::iter::once(&sid));
+    assert_ne!(both, a);
     // An empty credential is not the anonymous class.
-    assert_ne!(VerdictKey::new(0, Some(&hv(""))), VerdictKey::new(0, None));
+    assert_ne!(key(0, Some("")), key(0, None));
     assert!(!a.flight_suffix().contains("k1"));
-    assert_ne!(a.flight_suffix(), VerdictKey::new(0, None).flight_suffix());
+    assert_ne!(a.flight_suffix(), key(0, None).flight_suffix());
     assert!(!format!("{a:?}").contains("k1"));
 }
 
@@ -138,9 +152,8 @@ fn bounded_in_bytes_and_bad_keys_cannot_push_out_good_ones() {
     let clock = Clock::default();
     let v = Verdicts::new(100 * VERDICT_COST, clock.clone());
     let none = HeaderMap::new();
-    let key = |i: usize| HeaderValue::from_str(&format!("Bearer k{i}")).unwrap();
     let asker = |i: usize| Asker {
-        key: VerdictKey::new(0, Some(&key(i))),
+        key: key(0, Some(&format!("Bearer k{i}"))),
         policy: VerifyPolicy {
             verify_ttl: Duration::from_secs(300),
             reject_ttl: Duration::from_secs(30),

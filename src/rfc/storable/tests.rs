@@ -18,6 +18,7 @@ fn facts(authorized: bool) -> RequestFacts {
     RequestFacts {
         authorized,
         no_store: false,
+        unverified: false,
         request_time: now,
         response_time: now,
     }
@@ -197,6 +198,26 @@ fn shared_verified_rules() {
         (403, forever.clone(), false, Err(NoStore::Status)),
         (407, forever, true, Err(NoStore::Status)),
     ];
+    // To an asker without a verdict, only an answer that accepts it is stored.
+    for (status, want) in [
+        (200, Ok(60)),
+        (404, Err(NoStore::Unverified)),
+        (301, Err(NoStore::Unverified)),
+    ] {
+        let f = RequestFacts {
+            unverified: true,
+            ..facts(true)
+        };
+        let got = evaluate(
+            StatusCode::from_u16(status).unwrap(),
+            &HeaderMap::new(),
+            f,
+            verified,
+            CACHE,
+        )
+        .map(|f| f.lifetime);
+        assert_eq!(got, want, "{status}");
+    }
     for (status, h, authorized, want) in rows {
         let got = evaluate(
             StatusCode::from_u16(status).unwrap(),
