@@ -39,6 +39,7 @@ use crate::error::ProxyError;
 use crate::metrics::{Gauges, Metrics, Snapshot};
 use crate::normalize::Normalizer;
 use crate::origin::{self, Origin};
+use crate::rewrite::OriginAddr;
 use crate::rfc::cache_status::CacheStatus;
 use crate::rfc::storable::Retention;
 use crate::rfc::vary::ListFields;
@@ -68,6 +69,8 @@ pub struct Proxy {
     metrics: Metrics,
     /// Request fields Vary compares as normalized lists.
     vary_lists: ListFields,
+    /// The origin's address, as response fields name it (URL rewriting, invalidation).
+    origin_addr: OriginAddr,
 }
 
 impl Proxy {
@@ -98,6 +101,11 @@ impl Proxy {
             vary_lists: ListFields::with(
                 (cfg.cache.vary_normalize.iter())
                     .filter_map(|f| http::HeaderName::from_bytes(f.as_bytes()).ok()),
+            ),
+            origin_addr: OriginAddr::new(
+                cfg.origin.scheme.as_str(),
+                &cfg.origin.authority,
+                &cfg.origin.base_path,
             ),
             metrics: Metrics::new(cfg.routes.iter().map(|r| r.config.path.clone()).collect()),
             store,

@@ -94,7 +94,8 @@ impl Proxy {
                 *req.method_mut() = Method::HEAD;
                 *req.uri_mut() = uri;
                 *req.headers_mut() = self.fill_headers(ctx);
-                self.send_origin(ctx.route.id, req).await
+                self.send_origin(ctx.route.id, &ctx.client.public(), req)
+                    .await
             }
             Err(e) => Err(e),
         };
