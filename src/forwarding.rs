@@ -459,7 +459,8 @@ mod tests {
             ("x-forwarded-host", "Pub.x:443, lb"),
         ];
         // (TLS listener, Host or forwarding fields, peer, public scheme://host, keyed proto)
-        let rows: [(bool, &[(&str, &str)], &str, &str, &str); 6] = [
+        type Row<'a> = (bool, &'a [(&'a str, &'a str)], &'a str, &'a str, &'a str);
+        let rows: [Row<'_>; 6] = [
             (false, &[("host", "a:80")], PEER, "http://a", "http"),
             // A TLS listener: https, and :443 is the default port.
             (true, &[("host", "a:443")], PEER, "https://a", "https"),
