@@ -15,6 +15,7 @@ use crate::config::{NormalizeConfig, ServerConfig};
 use crate::error::ProxyError;
 use crate::normalize::NormalizeError;
 use crate::origin;
+use crate::rewrite::Public;
 
 /// Forwarding fields a client outside `trusted_proxies` may not set: they are removed (and the
 /// first three set by apicache). Frameworks read all of these for the scheme, host or client.
@@ -36,6 +37,11 @@ const FORWARDED_FIELDS: [&str; 15] = [
     "x-url-scheme",
 ];
 
+/// Marks a request that arrived over TLS: a TLS listener inserts it into each request's
+/// extensions, and the request's scheme (absent a trusted `X-Forwarded-Proto`) is then `https`.
+#[derive(Debug, Clone, Copy)]
+pub struct Tls;
+
 /// The compiled `server.hosts`, `server.trusted_proxies` and `normalize.strip_request_headers`.
 #[derive(Debug, Clone, Default)]
 pub struct Forwarding {
@@ -52,7 +58,8 @@ pub struct Client {
     /// Normalized host (lowercase, default port dropped); empty for HTTP/1.0 without Host. From
     /// a trusted proxy: its `X-Forwarded-Host` list, each element normalized.
     pub host: String,
-    /// `http`, or what a trusted proxy said in `X-Forwarded-Proto` (`http`/`https` list).
+    /// The listener's scheme (`http`; `https` for [`Tls`]), or what a trusted proxy said in
+    /// `X-Forwarded-Proto` (`http`/`https` list).
     pub proto: String,
     /// From a trusted proxy: a hash of the other forwarding fields it sent (the origin may build
     /// URLs from `Forwarded`, `X-Forwarded-Prefix`, …), so they are part of the key too.
@@ -69,6 +76,20 @@ impl Client {
             Some(x) => format!("{}://{}#fwd={x}", self.proto, self.host),
         }
     }
+
+    /// The scheme and host the client used: the first of each list (the one nearest the client).
+    /// Both are in the key, so a response rewritten for them is only served to their requests.
+    pub fn public(&self) -> Public {
+        Public {
+            scheme: first(&self.proto).to_string(),
+            host: first(&self.host).to_string(),
+        }
+    }
+}
+
+/// The first element of a list `trusted_view` joined.
+fn first(list: &str) -> &str {
+    list.split(',').next().unwrap_or("")
 }
 
 impl Forwarding {
@@ -117,6 +138,10 @@ impl Forwarding {
     /// a host, or with more than one, is a 400; a host outside `server.hosts` is a 421.
     pub fn client(&self, head: &Parts, peer: SocketAddr) -> Result<Client, ProxyError> {
         let trusted = self.trusted.iter().any(|n| n.contains(&peer.ip()));
+        let listener = match head.extensions.get::<Tls>() {
+            Some(Tls) => "https",
+            None => "http",
+        };
         let mut hosts = head.headers.get_all(header::HOST).iter();
         let host_field = hosts.next();
         if hosts.next().is_some() {
@@ -130,13 +155,13 @@ impl Forwarding {
             (None, None) => return Err(NormalizeError::MissingHost.into()),
         };
         let (proto, host, extra) = if trusted {
-            trusted_view(&head.headers, raw)?
+            trusted_view(&head.headers, raw, listener)?
         } else {
             let host = match raw {
                 "" => String::new(),
-                raw => normalize_host(raw, "http").ok_or(NormalizeError::BadHost)?,
+                raw => normalize_host(raw, listener).ok_or(NormalizeError::BadHost)?,
             };
-            ("http".to_string(), host, None)
+            (listener.to_string(), host, None)
         };
         if !self.hosts.is_empty() && !self.hosts.contains(&host) {
             return Err(ProxyError::Misdirected);
@@ -228,12 +253,13 @@ impl Forwarding {
 }
 
 /// What a trusted proxy says: its `X-Forwarded-Proto` and `X-Forwarded-Host` lists (every
-/// line, each element checked and normalized) and a hash of its other forwarding fields. A value
-/// that is not a list of schemes or hosts is a 400: keyed as it is, `a.example/x` would collide
-/// with another URL's key.
+/// line, each element checked and normalized; the `listener`'s scheme when it sent none) and a
+/// hash of its other forwarding fields. A value that is not a list of schemes or hosts is a 400:
+/// keyed as it is, `a.example/x` would collide with another URL's key.
 fn trusted_view(
     h: &HeaderMap,
     raw_host: &str,
+    listener: &str,
 ) -> Result<(String, String, Option<String>), ProxyError> {
     let list = |name: &str| -> Result<Vec<String>, ProxyError> {
         let mut out = Vec::new();
@@ -251,7 +277,7 @@ fn trusted_view(
     if protos.iter().any(|p| p != "http" && p != "https") {
         return Err(NormalizeError::BadHost.into());
     }
-    let first = protos.first().map_or("http", String::as_str);
+    let first = protos.first().map_or(listener, String::as_str);
     let mut hosts = Vec::new();
     for e in list("x-forwarded-host")? {
         hosts.push(normalize_host(&e, first).ok_or(NormalizeError::BadHost)?);
@@ -260,7 +286,7 @@ fn trusted_view(
         hosts.push(normalize_host(raw_host, first).ok_or(NormalizeError::BadHost)?);
     }
     let proto = if protos.is_empty() {
-        "http".to_string()
+        listener.to_string()
     } else {
         protos.join(",")
     };
@@ -421,6 +447,44 @@ mod tests {
                 (Err(e), Err(status)) => assert_eq!(e.status().as_u16(), *status, "row {i}"),
                 (got, _) => panic!("row {i}: {got:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn the_public_scheme_and_host() {
+        let f = fwd(&["10.0.0.0/8"], &[]);
+        let lists = [
+            ("host", "lb"),
+            ("x-forwarded-proto", "https, http"),
+            ("x-forwarded-host", "Pub.x:443, lb"),
+        ];
+        // (TLS listener, Host or forwarding fields, peer, public scheme://host, keyed proto)
+        type Row<'a> = (bool, &'a [(&'a str, &'a str)], &'a str, &'a str, &'a str);
+        let rows: [Row<'_>; 6] = [
+            (false, &[("host", "a:80")], PEER, "http://a", "http"),
+            // A TLS listener: https, and :443 is the default port.
+            (true, &[("host", "a:443")], PEER, "https://a", "https"),
+            (true, &[("host", "a:80")], PEER, "https://a:80", "https"),
+            // A trusted proxy's lists: the first element is the client's.
+            (false, &lists, LB, "https://pub.x", "https,http"),
+            // Behind TLS, a trusted proxy that says nothing keeps the listener's scheme.
+            (true, &[("host", "a")], LB, "https://a", "https"),
+            (false, &[], PEER, "http://", "http"),
+        ];
+        for (i, (tls, fields, peer, public, proto)) in rows.into_iter().enumerate() {
+            let version = if fields.is_empty() {
+                Version::HTTP_10
+            } else {
+                Version::HTTP_11
+            };
+            let mut h = head(version, "/", fields);
+            if tls {
+                h.extensions.insert(Tls);
+            }
+            let c = f.client(&h, peer.parse().unwrap()).unwrap();
+            let p = c.public();
+            assert_eq!(format!("{}://{}", p.scheme, p.host), public, "row {i}");
+            assert_eq!(c.proto, proto, "row {i}");
         }
     }
 

@@ -12,7 +12,7 @@
 //!   with 304/HEAD refreshes, POST answers stored for GETs and kept 206 parts
 //! - [`verify`]: credential verdicts of `shared-verified` routes (the origin decides who reads)
 //! - [`forwarding`]: the host a request is for (trusted proxies, allowed hosts) and the headers
-//!   the origin gets
+//!   the origin gets; [`rewrite`]: origin URLs in response fields rewritten to that host
 //! - [`origin`]: the pooled client; [`compress`]: codecs; [`body`]: response bodies
 //! - [`server`]: listeners and shutdown; [`admin`]: purge API, stats; [`metrics`]: counters
 //! - [`error`]: errors and the one place they become responses; [`clock`]: injectable time
@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod normalize;
 pub mod origin;
 pub mod proxy;
+pub mod rewrite;
 pub mod rfc;
 pub mod routes;
 pub mod server;

@@ -1,6 +1,7 @@
-//! Property tests for the pure request-parsing code: normalization, moved API keys, ETag lists
-//! and Accept-Encoding negotiation. The libFuzzer targets in `fuzz/` cover the same code with
-//! unstructured input; these run in every `cargo test` and stay fast (a few hundred cases each).
+//! Property tests for the pure parsing code: normalization, moved API keys, ETag lists,
+//! Accept-Encoding negotiation, and the origin URLs rewritten in response fields. The libFuzzer
+//! targets in `fuzz/` cover the same code (but the rewriting) with unstructured input; these run
+//! in every `cargo test` and stay fast (a few hundred cases each).
 
 use apicache::config::NormalizeConfig;
 use apicache::normalize::{cache_key, credential_hash, NormalizeError, Normalizer};
@@ -334,5 +335,109 @@ proptest! {
             let want = q(c) > 0 && q(c) >= q(Coding::Identity);
             prop_assert_eq!(accepts(&req, c), want, "{:?} accepts {:?}", text, c);
         }
+    }
+}
+
+// ---- origin URLs in response fields ------------------------------------------------------
+
+/// Pieces of URL-bearing field values: the origin's own URLs (under its base path or not),
+/// other hosts, relative references and the delimiters the parsers split on.
+fn url_piece() -> impl Strategy<Value = String> {
+    prop::sample::select(vec![
+        "http://origin:3000/base",
+        "HTTP://Origin:3000/base/x?y#z",
+        "//origin:3000/base/",
+        "http://origin:3000/basement",
+        "http://origin:3000",
+        "http://origin/base",
+        "https://origin:3000/base/a",
+        "http://other.example/base",
+        "/base/x",
+        "?page=2",
+        "<",
+        ">",
+        "\"",
+        "'",
+        "\\",
+        ",",
+        ";",
+        " ",
+        "=",
+        "url",
+        "rel=next",
+        "5",
+        "[",
+        "]",
+        ":",
+        "//",
+        "@",
+    ])
+    .prop_map(String::from)
+}
+
+fn field_value() -> impl Strategy<Value = String> {
+    prop::collection::vec(url_piece(), 0..12).prop_map(|p| p.concat())
+}
+
+fn origin_addr() -> apicache::rewrite::OriginAddr {
+    let authority = "origin:3000".parse().unwrap();
+    apicache::rewrite::OriginAddr::new("http", &authority, "/base")
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn rewriting_is_bounded_idempotent_and_never_panics(
+        values in prop::collection::vec((0usize..4, field_value()), 0..8),
+        host in prop::sample::select(vec!["api.example", "", "h.example:8443"]),
+    ) {
+        use apicache::rewrite::Public;
+        let names = ["location", "content-location", "refresh", "link"];
+        let mut h = HeaderMap::new();
+        for (n, v) in &values {
+            h.append(names[*n], hv(v));
+        }
+        let public = Public { scheme: "https".into(), host: host.into() };
+        let o = origin_addr();
+        let mut once = h.clone();
+        o.rewrite(&mut once, &public);
+        let bytes = |m: &HeaderMap| m.values().map(|v| v.len()).sum::<usize>();
+        prop_assert!(bytes(&once) <= bytes(&h) + 8 * 1024);
+        prop_assert_eq!(once.len(), h.len());
+        // What was rewritten names the public host: a second pass finds nothing to do.
+        let mut twice = once.clone();
+        o.rewrite(&mut twice, &public);
+        prop_assert_eq!(&twice, &once, "{:?}", values);
+    }
+
+    #[test]
+    fn a_well_formed_link_keeps_no_origin_target_under_its_base(
+        paths in prop::collection::vec("(/[a-z0-9,;\"<]{0,4}){0,3}(\\?[a-z=,]{0,6})?", 1..6),
+    ) {
+        use apicache::rewrite::Public;
+        // Targets cannot hold `<`, `>` or `"` unescaped in Link: drop them, keep the commas.
+        let targets: Vec<String> = paths
+            .iter()
+            .map(|p| p.replace(['<', '"', ';'], ""))
+            .collect();
+        let link: Vec<String> = targets
+            .iter()
+            .map(|p| format!("<http://origin:3000/base{p}>; rel=\"a, b\"; title=\"<x>\""))
+            .collect();
+        let mut h = HeaderMap::new();
+        h.insert("link", hv(&link.join(", ")));
+        let public = Public { scheme: "https".into(), host: "api.example".into() };
+        origin_addr().rewrite(&mut h, &public);
+        let got = h["link"].to_str().unwrap().to_string();
+        prop_assert!(!got.contains("origin:3000"), "{}", got);
+        let want: Vec<String> = targets
+            .iter()
+            .map(|p| {
+                let p = if p.starts_with('/') { p.clone() } else { format!("/{p}") };
+                format!("<https://api.example{p}>; rel=\"a, b\"; title=\"<x>\"")
+            })
+            .collect();
+        prop_assert_eq!(got, want.join(", "));
     }
 }

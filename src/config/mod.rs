@@ -120,6 +120,11 @@ pub struct OriginConfig {
     /// connection's read buffer.
     #[serde(serialize_with = "binary_size")]
     pub max_header_size: ByteSize,
+    /// Send the client's host (as keyed) as `Host` instead of the origin's authority.
+    pub preserve_host: bool,
+    /// Rewrite `Location`, `Content-Location`, `Refresh` and `Link` URLs naming the origin to
+    /// the client's public scheme and host.
+    pub rewrite_urls: bool,
 }
 
 /// `[cache]`: the in-memory store.
@@ -479,6 +484,7 @@ mod tests {
         assert_eq!(c.cache.max_size, ByteSize::mib(256));
         assert_eq!(c.origin.authority.as_str(), "127.0.0.1:9000");
         assert_eq!(c.origin.base_path, "");
+        assert!(c.origin.rewrite_urls && !c.origin.preserve_host);
         assert_eq!(c.normalize.page_param, "page");
         assert!(c.routes.is_empty());
     }
@@ -583,6 +589,8 @@ mod tests {
                 "cache.max_fill_memory",
             ),
             ("max_header_size = \"1KiB\"\n", "origin.max_header_size"),
+            ("preserve_host = \"yes\"\n", "origin.preserve_host"),
+            ("rewrite_urls = 1\n", "origin.rewrite_urls"),
         ];
         for (extra, key) in rows {
             let e = err(&format!("{base}{extra}"));

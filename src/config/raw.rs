@@ -48,6 +48,10 @@ struct RawOrigin {
         serialize_with = "super::binary_size"
     )]
     max_header_size: ByteSize,
+    #[serde(default)]
+    preserve_host: bool,
+    #[serde(default = "d_true")]
+    rewrite_urls: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -312,6 +316,8 @@ fn validate_origin(
         pool_idle_timeout: raw.pool_idle_timeout,
         pool_max_idle_per_host: raw.pool_max_idle_per_host,
         max_header_size: raw.max_header_size,
+        preserve_host: raw.preserve_host,
+        rewrite_urls: raw.rewrite_urls,
     })
 }
 

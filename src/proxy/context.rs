@@ -137,15 +137,23 @@ impl<'a> Ctx<'a> {
         Ok(ctx)
     }
 
-    /// The headers of this request's origin request.
+    /// The headers of this request's origin request. With `origin.preserve_host`, `Host` is
+    /// the client's host as keyed (none for HTTP/1.0 without one: the origin's authority).
     pub fn origin_headers(&self, proxy: &Proxy) -> HeaderMap {
-        proxy.config().forwarding.headers(
+        let mut h = proxy.config().forwarding.headers(
             self.headers(),
             &self.client,
             self.head.version,
             self.peer,
             self.credential.as_ref(),
-        )
+        );
+        if proxy.config().origin.preserve_host {
+            let host = self.client.public().host;
+            if let (false, Ok(v)) = (host.is_empty(), HeaderValue::from_str(&host)) {
+                h.insert(header::HOST, v);
+            }
+        }
+        h
     }
 
     /// What storability needs to know about this request, for an answer that just arrived

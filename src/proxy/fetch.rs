@@ -20,6 +20,7 @@ use crate::cache::{tags, CachedObject, Lookup, NewObject};
 use crate::compress::{self, DecodeError};
 use crate::error::ProxyError;
 use crate::origin::{self, OriginBody};
+use crate::rewrite::Public;
 use crate::rfc::coding::{self, Coding};
 use crate::rfc::directives::no_transform;
 use crate::rfc::etag::{if_none_match_list, stored_etags};
@@ -54,6 +55,8 @@ pub struct FillJob {
     pub vary_source: HeaderMap,
     /// A background refresh (stale-while-revalidate): skipped if another one already replaced the object.
     pub background: bool,
+    /// The scheme and host the origin's URLs are rewritten to (both in the key).
+    pub public: Public,
 }
 
 /// How a fetch ended, as every waiter sees it.
@@ -263,7 +266,8 @@ impl Proxy {
         let mut req = Request::new(origin::empty_body());
         *req.uri_mut() = self.origin.uri(&job.path_and_query)?;
         *req.headers_mut() = headers;
-        self.send_origin(job.route, job.asker.as_ref(), req).await
+        self.send_origin(job.route, job.asker.as_ref(), &job.public, req)
+            .await
     }
 
     /// What storability needs to know about the fill's request.
@@ -282,16 +286,19 @@ impl Proxy {
         }
     }
 
-    /// One origin round trip, counted per route. On a `shared-verified` route its status is the
-    /// verdict on the asker's credential, whichever path sent it.
+    /// One origin round trip, counted per route. The answer's URLs naming the origin are
+    /// rewritten to `public` here, before any path reads, stores or merges its fields. On a
+    /// `shared-verified` route its status is the verdict on the asker's credential, whichever
+    /// path sent it.
     pub(super) async fn send_origin(
         &self,
         route: Option<usize>,
         asker: Option<&Asker>,
+        public: &Public,
         req: Request<OriginBody>,
     ) -> Result<Response<Incoming>, ProxyError> {
         let t0 = Instant::now();
-        let r = self.origin.send(req).await;
+        let mut r = self.origin.send(req).await;
         let failed = r.as_ref().err().is_some_and(ProxyError::is_origin_failure);
         self.metrics.origin(route, t0.elapsed(), failed);
         if let (Some(asker), Ok(resp)) = (asker, &r) {
@@ -299,6 +306,9 @@ impl Proxy {
             if recorded == Recorded::Verification {
                 self.metrics.verification_fetch();
             }
+        }
+        if let (Ok(resp), true) = (&mut r, self.cfg.origin.rewrite_urls) {
+            self.origin_addr.rewrite(resp.headers_mut(), public);
         }
         r
     }

@@ -169,6 +169,7 @@ impl Proxy {
             tags,
             vary_source: ctx.vary.clone().into_owned(),
             background,
+            public: ctx.client.public(),
         }
     }
 }

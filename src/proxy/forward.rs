@@ -14,8 +14,9 @@ use super::{respond, Proxy};
 use crate::body::{declared_length, ClientBodyError, IdleTimeout, ProxyBody};
 use crate::cache::tags;
 use crate::error::ProxyError;
-use crate::forwarding::{self, Client};
+use crate::forwarding;
 use crate::origin;
+use crate::rewrite::{OriginAddr, Public};
 use crate::rfc::cache_status::{CacheStatus, Detail, Fwd};
 use crate::rfc::storable;
 
@@ -66,7 +67,7 @@ impl Proxy {
         };
         let ticket = self.store.purge_ticket();
         let (mut parts, rbody) = self
-            .send_origin(ctx.route.id, ctx.asker.as_ref(), oreq)
+            .send_origin(ctx.route.id, ctx.asker.as_ref(), &ctx.client.public(), oreq)
             .await?
             .into_parts();
         origin::strip_hop_by_hop(&mut parts.headers);
@@ -167,13 +168,15 @@ impl Proxy {
         }
     }
 
-    /// The normalized target of a Location-style value that points at the host the request was for.
+    /// The normalized target of a Location-style value that points at the host the request was
+    /// for, or at the origin's own address (as sent when `origin.rewrite_urls` is off).
     pub(super) fn same_origin_target(
         &self,
         ctx: &Ctx<'_>,
         value: Option<&http::HeaderValue>,
     ) -> Option<String> {
-        let target = same_origin_path(value?.to_str().ok()?, &ctx.client)?;
+        let value = value?.to_str().ok()?;
+        let target = same_origin_path(value, &ctx.client.public(), &self.origin_addr)?;
         self.normalizer
             .normalize(&target)
             .ok()
@@ -181,15 +184,24 @@ impl Proxy {
     }
 }
 
-/// Path of a Location value when it points at the host the request was for.
-fn same_origin_path(value: &str, client: &Client) -> Option<String> {
+/// Path of a Location value when it points at the client's scheme and host, or at the origin
+/// under its base path (the same resource, reached through this proxy).
+fn same_origin_path(value: &str, public: &Public, origin: &OriginAddr) -> Option<String> {
     if value.starts_with('/') && !value.starts_with("//") {
         return Some(value.to_string());
     }
-    let uri: http::Uri = value.parse().ok()?;
+    if let Some(path) = origin.proxy_path(value) {
+        return Some(path);
+    }
+    // A network-path reference takes the scheme the client used.
+    let absolute = match value.starts_with("//") {
+        true => format!("{}:{value}", public.scheme),
+        false => value.to_string(),
+    };
+    let uri: http::Uri = absolute.parse().ok()?;
     let proto = uri.scheme_str()?.to_ascii_lowercase();
     let host = forwarding::normalize_host(uri.authority()?.as_str(), &proto)?;
-    (host == client.host && proto == client.proto).then(|| {
+    (host == public.host && proto == public.scheme).then(|| {
         uri.path_and_query()
             .map_or("/".to_string(), |p| p.as_str().to_string())
     })
@@ -201,21 +213,26 @@ mod tests {
 
     #[test]
     fn location_same_origin() {
-        let client = Client {
+        let public = Public {
+            scheme: "http".into(),
             host: "api.example:8080".into(),
-            proto: "http".into(),
-            extra: None,
-            trusted: false,
         };
+        let authority = "origin:3000".parse().unwrap();
+        let origin = OriginAddr::new("http", &authority, "/v1");
         let rows = [
             ("/a/b", Some("/a/b")),
             ("http://API.example:8080/x?y", Some("/x?y")),
+            ("//api.example:8080/x", Some("/x")),
             ("https://api.example:8080/x", None),
             ("http://evil.example/x", None),
             ("//evil.example/x", None),
+            // The origin's own address, under its base path: the proxy's path.
+            ("http://origin:3000/v1/items/7", Some("/items/7")),
+            ("http://origin:3000/v2/items/7", None),
         ];
         for (value, want) in rows {
-            assert_eq!(same_origin_path(value, &client).as_deref(), want, "{value}");
+            let got = same_origin_path(value, &public, &origin);
+            assert_eq!(got.as_deref(), want, "{value}");
         }
     }
 }

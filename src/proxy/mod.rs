@@ -39,6 +39,7 @@ use crate::error::ProxyError;
 use crate::metrics::{Gauges, Metrics, Snapshot};
 use crate::normalize::Normalizer;
 use crate::origin::{self, Origin};
+use crate::rewrite::OriginAddr;
 use crate::rfc::cache_status::{CacheStatus, Detail};
 use crate::rfc::storable::Retention;
 use crate::rfc::vary::ListFields;
@@ -71,6 +72,8 @@ pub struct Proxy {
     vary_lists: ListFields,
     /// Credential verdicts of `shared-verified` routes.
     verdicts: Verdicts,
+    /// The origin's address, as response fields name it (URL rewriting, invalidation).
+    origin_addr: OriginAddr,
 }
 
 impl Proxy {
@@ -105,6 +108,11 @@ impl Proxy {
             verdicts: Verdicts::new(
                 cfg.cache.max_verdict_memory.as_u64() as usize,
                 clock.clone(),
+            ),
+            origin_addr: OriginAddr::new(
+                cfg.origin.scheme.as_str(),
+                &cfg.origin.authority,
+                &cfg.origin.base_path,
             ),
             metrics: Metrics::new(cfg.routes.iter().map(|r| r.config.path.clone()).collect()),
             store,

@@ -94,7 +94,7 @@ impl Proxy {
                 *req.method_mut() = Method::HEAD;
                 *req.uri_mut() = uri;
                 *req.headers_mut() = self.fill_headers(ctx);
-                self.send_origin(ctx.route.id, ctx.asker.as_ref(), req)
+                self.send_origin(ctx.route.id, ctx.asker.as_ref(), &ctx.client.public(), req)
                     .await
             }
             Err(e) => Err(e),

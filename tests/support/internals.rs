@@ -46,3 +46,13 @@ pub async fn stored_body(p: &Running, path: &str) -> Option<Bytes> {
         _ => None,
     }
 }
+
+/// The headers stored for `GET path` on `public_origin` (`http://api.example`; the variant a
+/// request without headers matches), fresh or not.
+pub async fn stored_headers(p: &Running, public_origin: &str, path: &str) -> Option<HeaderMap> {
+    let key = apicache::normalize::cache_key(public_origin, path, None);
+    match p.proxy.store().lookup(&key, &HeaderMap::new()).await {
+        apicache::cache::Lookup::Hit(o) => Some(o.headers.clone()),
+        _ => None,
+    }
+}

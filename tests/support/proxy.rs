@@ -27,6 +27,8 @@ pub struct ProxyBuilder {
     origin_url: String,
     admin: bool,
     routes: Vec<String>,
+    /// Extra `[origin]` lines, as written in the file.
+    origin_lines: Vec<String>,
     edits: Vec<Edit>,
 }
 
@@ -42,6 +44,7 @@ impl ProxyBuilder {
             origin_url: origin_url.to_string(),
             admin: false,
             routes: Vec::new(),
+            origin_lines: Vec::new(),
             edits: Vec::new(),
         }
     }
@@ -55,6 +58,12 @@ impl ProxyBuilder {
     /// One route, as the inside of a TOML inline table: `path = "/a/{id}", ttl = "5s"`.
     pub fn route(mut self, fields: &str) -> Self {
         self.routes.push(format!("{{ {fields} }}"));
+        self
+    }
+
+    /// One `[origin]` key, as written in the file: `preserve_host = true`.
+    pub fn origin_key(mut self, line: &str) -> Self {
+        self.origin_lines.push(line.to_string());
         self
     }
 
@@ -74,6 +83,9 @@ impl ProxyBuilder {
              [origin]\nurl = \"{}\"\ntimeout = \"1s\"\nconnect_timeout = \"1s\"\n",
             self.origin_url
         );
+        for line in &self.origin_lines {
+            text += &format!("{line}\n");
+        }
         if self.admin {
             text += &format!("[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n");
         }
