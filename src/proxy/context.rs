@@ -13,6 +13,7 @@ use crate::config::Credentialed;
 use crate::error::ProxyError;
 use crate::forwarding::{Client, Forwarding};
 use crate::normalize::{self, NormalizeError, Normalized};
+use crate::request_id::REQUEST_ID;
 use crate::rfc::cache_status::Detail;
 use crate::rfc::directives::Directives;
 use crate::rfc::storable::RequestFacts;
@@ -42,11 +43,18 @@ pub struct Ctx<'a> {
     pub vary: Cow<'a, HeaderMap>,
     /// Milliseconds spent waiting for the origin, for the access log.
     pub origin_ms: Option<u128>,
+    /// The request id: logged, sent to the origin and echoed to the client.
+    pub request_id: HeaderValue,
 }
 
 impl<'a> Ctx<'a> {
     /// Gather the facts; a request the cache cannot key safely is refused (400, 414, 421).
-    pub fn new(proxy: &Proxy, head: &'a Parts, peer: SocketAddr) -> Result<Self, ProxyError> {
+    pub fn new(
+        proxy: &Proxy,
+        head: &'a Parts,
+        peer: SocketAddr,
+        request_id: HeaderValue,
+    ) -> Result<Self, ProxyError> {
         let cfg = proxy.config();
         let target = head.uri.path_and_query().map_or("/", |p| p.as_str());
         if target.len() as u64 > cfg.server.max_uri_length.as_u64() {
@@ -94,6 +102,7 @@ impl<'a> Ctx<'a> {
             key: String::new(),
             directives: Directives::default(),
             origin_ms: None,
+            request_id,
         };
         ctx.route.policy.per_credential = per_credential;
         if ctx.is_read() && ctx.bypass.is_none() {
@@ -107,15 +116,18 @@ impl<'a> Ctx<'a> {
         Ok(ctx)
     }
 
-    /// The headers of this request's origin request.
+    /// The headers of this request's origin request, with this request's id (replacing any the
+    /// client sent that was not kept).
     pub fn origin_headers(&self, proxy: &Proxy) -> HeaderMap {
-        proxy.config().forwarding.headers(
+        let mut h = proxy.config().forwarding.headers(
             self.headers(),
             &self.client,
             self.head.version,
             self.peer,
             self.credential.as_ref(),
-        )
+        );
+        h.insert(REQUEST_ID, self.request_id.clone());
+        h
     }
 
     /// What storability needs to know about this request, for an answer that just arrived
