@@ -1,9 +1,13 @@
-//! Errors, and the one place they become responses: short plain text, never stored.
+//! Errors, and the one place they become responses: short plain text, never stored. The error
+//! rides along in the response's extensions, so `Proxy::finish` can name it in `Cache-Status`.
+
+use std::error::Error as StdError;
+use std::io;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
-use crate::body::ProxyBody;
+use crate::body::{BodyStalled, ProxyBody};
 use crate::normalize::NormalizeError;
 
 /// What went wrong while answering a request.
@@ -14,13 +18,13 @@ pub enum ProxyError {
     BadRequest(#[from] NormalizeError),
     /// The origin could not be reached.
     #[error("origin unreachable")]
-    Connect,
+    Connect(OriginCause),
     /// The origin did not answer in time.
     #[error("origin timed out")]
     Timeout,
     /// The origin answered something unusable or closed mid-response.
     #[error("bad origin response")]
-    Origin,
+    Origin(OriginCause),
     /// The origin answered with this server error (reported when a stale object stood in).
     #[error("origin answered {0}")]
     OriginStatus(StatusCode),
@@ -52,7 +56,7 @@ impl ProxyError {
             ProxyError::UriTooLong => StatusCode::URI_TOO_LONG,
             ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ProxyError::Connect | ProxyError::Origin => StatusCode::BAD_GATEWAY,
+            ProxyError::Connect(_) | ProxyError::Origin(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout | ProxyError::NotCached => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::OriginStatus(s) if *s == StatusCode::GATEWAY_TIMEOUT => *s,
             ProxyError::OriginStatus(_) => StatusCode::BAD_GATEWAY,
@@ -64,11 +68,28 @@ impl ProxyError {
     pub fn is_origin_failure(&self) -> bool {
         matches!(
             self,
-            ProxyError::Connect
+            ProxyError::Connect(_)
                 | ProxyError::Timeout
-                | ProxyError::Origin
+                | ProxyError::Origin(_)
                 | ProxyError::OriginStatus(_)
         )
+    }
+
+    /// The `Cache-Status` detail naming this error: the origin failure's cause, or what was wrong
+    /// with the request.
+    pub fn detail(&self) -> &'static str {
+        match self {
+            ProxyError::BadRequest(_) => "bad-request",
+            ProxyError::Connect(c) | ProxyError::Origin(c) => c.as_str(),
+            ProxyError::Timeout => OriginCause::Timeout.as_str(),
+            ProxyError::OriginStatus(_) => "origin-error",
+            ProxyError::NotCached => "only-if-cached",
+            ProxyError::PayloadTooLarge => "body-too-large",
+            ProxyError::BadBody => "bad-body",
+            ProxyError::UriTooLong => "uri-too-long",
+            ProxyError::Misdirected => "misdirected",
+            ProxyError::CredentialRejected(_) => "credential-rejected",
+        }
     }
 
     /// The `fwd-status` this error stands for: the origin's own status, or the one answered for it.
@@ -79,16 +100,112 @@ impl ProxyError {
         }
     }
 
-    /// A short plain-text response.
+    /// A short plain-text response, carrying the error in its extensions.
     pub fn into_response(self) -> Response<ProxyBody> {
         let mut r = plain_text(self.status(), format!("{self}\n"));
-        if let ProxyError::CredentialRejected(rejection) = self {
-            if let Some(c) = rejection.challenge {
-                r.headers_mut().insert(header::WWW_AUTHENTICATE, c);
+        if let ProxyError::CredentialRejected(rejection) = &self {
+            if let Some(c) = &rejection.challenge {
+                r.headers_mut().insert(header::WWW_AUTHENTICATE, c.clone());
             }
         }
+        r.extensions_mut().insert(self);
         r
     }
+}
+
+/// Why an exchange with the origin failed, as logs and `Cache-Status` name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OriginCause {
+    /// Nothing listens on the origin's port (connection refused).
+    Refused,
+    /// Connecting, the response head or a body chunk took too long.
+    Timeout,
+    /// The origin reset the connection.
+    Reset,
+    /// The origin closed the connection before a complete response.
+    Closed,
+    /// The TLS handshake or the TLS layer failed.
+    Tls,
+    /// The origin's bytes were not a usable HTTP response (or a corrupt gzip body).
+    Protocol,
+    /// Anything else (a DNS failure, a panicked fill).
+    Other,
+}
+
+impl OriginCause {
+    /// The token logs and `Cache-Status` use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OriginCause::Refused => "refused",
+            OriginCause::Timeout => "timeout",
+            OriginCause::Reset => "reset",
+            OriginCause::Closed => "closed",
+            OriginCause::Tls => "tls",
+            OriginCause::Protocol => "protocol",
+            OriginCause::Other => "other",
+        }
+    }
+
+    /// Classify an error by walking its `source()` chain (at most 16 links): TLS wording first
+    /// (TLS libraries wrap their errors in `io::Error`s of unrelated kinds), then the first
+    /// `io::Error` kind, hyper's own kinds, and an idle body.
+    pub fn of(e: &(dyn StdError + 'static)) -> Self {
+        let chain = || {
+            let mut cur = Some(e);
+            std::iter::from_fn(move || {
+                let this = cur?;
+                cur = this.source();
+                Some(this)
+            })
+            .take(16)
+        };
+        if chain().any(looks_like_tls) {
+            return OriginCause::Tls;
+        }
+        for err in chain() {
+            if let Some(io) = err.downcast_ref::<io::Error>() {
+                match io_cause(io.kind()) {
+                    OriginCause::Other => {}
+                    cause => return cause,
+                }
+            }
+            if err.is::<BodyStalled>() || err.is::<tokio::time::error::Elapsed>() {
+                return OriginCause::Timeout;
+            }
+            if let Some(h) = err.downcast_ref::<hyper::Error>() {
+                if h.is_timeout() {
+                    return OriginCause::Timeout;
+                }
+                if h.is_incomplete_message() || h.is_canceled() || h.is_closed() {
+                    return OriginCause::Closed;
+                }
+                if h.is_parse() || h.is_parse_status() || h.is_parse_too_large() {
+                    return OriginCause::Protocol;
+                }
+            }
+        }
+        OriginCause::Other
+    }
+}
+
+/// The cause an `io::Error` kind stands for (`Other` when it says nothing specific).
+fn io_cause(kind: io::ErrorKind) -> OriginCause {
+    use io::ErrorKind::*;
+    match kind {
+        ConnectionRefused => OriginCause::Refused,
+        TimedOut | WouldBlock => OriginCause::Timeout,
+        ConnectionReset | ConnectionAborted | BrokenPipe => OriginCause::Reset,
+        UnexpectedEof | NotConnected => OriginCause::Closed,
+        _ => OriginCause::Other,
+    }
+}
+
+/// Whether an error's own message speaks of TLS (rustls, native-tls and OpenSSL wordings).
+fn looks_like_tls(e: &(dyn StdError + 'static)) -> bool {
+    let msg = e.to_string().to_ascii_lowercase();
+    ["tls", "ssl", "certificate", "handshake"]
+        .iter()
+        .any(|w| msg.contains(w))
 }
 
 /// Why an admin call was refused.
@@ -156,8 +273,8 @@ mod tests {
     fn every_error_is_short_uncacheable_text() {
         let proxy = [
             (ProxyError::BadRequest(NormalizeError::NotAPath), 400),
-            (ProxyError::Connect, 502),
-            (ProxyError::Origin, 502),
+            (ProxyError::Connect(OriginCause::Refused), 502),
+            (ProxyError::Origin(OriginCause::Closed), 502),
             (ProxyError::Timeout, 504),
             (ProxyError::NotCached, 504),
             (ProxyError::PayloadTooLarge, 413),
@@ -197,6 +314,98 @@ mod tests {
             ProxyError::OriginStatus(StatusCode::SERVICE_UNAVAILABLE).fwd_status(),
             503
         );
-        assert_eq!(ProxyError::Connect.fwd_status(), 502);
+        assert_eq!(ProxyError::Connect(OriginCause::Refused).fwd_status(), 502);
+        let r = ProxyError::Timeout.into_response();
+        assert_eq!(
+            r.extensions().get::<ProxyError>().unwrap().detail(),
+            "timeout"
+        );
+    }
+
+    /// An error that wraps another, as hyper-util's connect errors and TLS libraries do.
+    #[derive(Debug)]
+    struct Wrap(&'static str, Option<Box<dyn StdError + Send + Sync>>);
+
+    impl std::fmt::Display for Wrap {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl StdError for Wrap {
+        fn source(&self) -> Option<&(dyn StdError + 'static)> {
+            self.1.as_deref().map(|e| e as &(dyn StdError + 'static))
+        }
+    }
+
+    fn wrap(msg: &'static str, inner: impl StdError + Send + Sync + 'static) -> Wrap {
+        Wrap(msg, Some(Box::new(inner)))
+    }
+
+    #[test]
+    fn origin_failure_causes_from_error_chains() {
+        use io::ErrorKind as K;
+        let io = |k: K| io::Error::new(k, "os error");
+        let rows: Vec<(Box<dyn StdError + Send + Sync>, OriginCause)> = vec![
+            (
+                Box::new(wrap("tcp connect error", io(K::ConnectionRefused))),
+                OriginCause::Refused,
+            ),
+            (
+                Box::new(wrap(
+                    "client error (Connect)",
+                    wrap("tcp connect error", io(K::TimedOut)),
+                )),
+                OriginCause::Timeout,
+            ),
+            (
+                Box::new(wrap("connection error", io(K::ConnectionReset))),
+                OriginCause::Reset,
+            ),
+            (Box::new(io(K::BrokenPipe)), OriginCause::Reset),
+            (Box::new(io(K::UnexpectedEof)), OriginCause::Closed),
+            (Box::new(wrap("body", BodyStalled)), OriginCause::Timeout),
+            (
+                Box::new(wrap(
+                    "client error (Connect)",
+                    io::Error::new(K::InvalidData, "invalid peer certificate: UnknownIssuer"),
+                )),
+                OriginCause::Tls,
+            ),
+            (
+                Box::new(io::Error::other("received fatal alert: HandshakeFailure")),
+                OriginCause::Tls,
+            ),
+            // A kind that says nothing, under one that does: the specific one wins.
+            (
+                Box::new(io::Error::other(wrap("x", io(K::ConnectionRefused)))),
+                OriginCause::Refused,
+            ),
+            (
+                Box::new(wrap("dns error", io(K::Other))),
+                OriginCause::Other,
+            ),
+            (Box::new(Wrap("no source", None)), OriginCause::Other),
+        ];
+        for (e, want) in rows {
+            assert_eq!(OriginCause::of(e.as_ref()), want, "{e}");
+        }
+    }
+
+    #[test]
+    fn a_cycle_of_sources_is_walked_a_bounded_number_of_times() {
+        #[derive(Debug)]
+        struct Loop;
+        impl std::fmt::Display for Loop {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("loop")
+            }
+        }
+        impl StdError for Loop {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                Some(&Loop)
+            }
+        }
+        assert_eq!(OriginCause::of(&Loop), OriginCause::Other);
     }
 }

@@ -252,6 +252,56 @@ impl Forwarding {
     }
 }
 
+/// Most `X-Forwarded-For` hops walked back from the peer looking for the client.
+const MAX_HOPS: usize = 32;
+
+impl Forwarding {
+    /// Who sent the request, for the access log: the peer (`ip:port`), or, when the peer is a
+    /// trusted proxy, the nearest `X-Forwarded-For` address that is not one (all of them
+    /// trusted: the first). A hop that is not an address stops the walk: the peer it is.
+    pub fn client_addr(&self, h: &HeaderMap, peer: SocketAddr) -> String {
+        let trusted = |ip: IpAddr| self.trusted.iter().any(|n| n.contains(&ip));
+        if !trusted(peer.ip()) {
+            return peer.to_string();
+        }
+        let lines: Vec<&str> = h
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let hops = lines.iter().rev().flat_map(|l| l.rsplit(','));
+        match forwarded_client(hops, trusted) {
+            Some(ip) => ip.to_string(),
+            None => peer.to_string(),
+        }
+    }
+}
+
+/// The client among `X-Forwarded-For` hops given nearest first: the first one `trusted` does not
+/// vouch for, or the farthest if it vouches for all; `None` at a hop that is not an IP address
+/// (`1.2.3.4:5` and `[::1]:5` count as their address) or when more than [`MAX_HOPS`] are trusted.
+fn forwarded_client<'a>(
+    hops: impl Iterator<Item = &'a str>,
+    trusted: impl Fn(IpAddr) -> bool,
+) -> Option<IpAddr> {
+    let mut last = None;
+    for (i, hop) in hops.enumerate() {
+        if i == MAX_HOPS {
+            return None;
+        }
+        let hop = hop.trim();
+        let ip = hop
+            .parse::<IpAddr>()
+            .or_else(|_| hop.parse::<SocketAddr>().map(|a| a.ip()))
+            .ok()?;
+        if !trusted(ip) {
+            return Some(ip);
+        }
+        last = Some(ip);
+    }
+    last
+}
+
 /// What a trusted proxy says: its `X-Forwarded-Proto` and `X-Forwarded-Host` lists (every
 /// line, each element checked and normalized; the `listener`'s scheme when it sent none) and a
 /// hash of its other forwarding fields. A value that is not a list of schemes or hosts is a 400:
@@ -539,6 +589,40 @@ mod tests {
                 assert!(!h.contains_key("forwarded"));
             }
         }
+    }
+
+    #[test]
+    fn the_client_behind_trusted_proxies() {
+        let f = fwd(&["10.0.0.0/8"], &[]);
+        let addr = |peer: &str, xff: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in xff {
+                h.append("x-forwarded-for", HeaderValue::from_str(v).unwrap());
+            }
+            f.client_addr(&h, peer.parse().unwrap())
+        };
+        // (peer, X-Forwarded-For lines, client)
+        let rows: &[(&str, &[&str], &str)] = &[
+            (PEER, &[], "192.0.2.7:4000"),
+            // An untrusted peer's own list is its word alone.
+            (PEER, &["6.6.6.6"], "192.0.2.7:4000"),
+            (LB, &[], "10.1.2.3:4000"),
+            (LB, &["203.0.113.9"], "203.0.113.9"),
+            // The nearest untrusted hop: what a client wrote farther left is not believed.
+            (LB, &["6.6.6.6, 203.0.113.9, 10.0.0.7"], "203.0.113.9"),
+            (LB, &["6.6.6.6", "203.0.113.9 , 10.0.0.7"], "203.0.113.9"),
+            (LB, &["10.0.0.9, 10.0.0.7"], "10.0.0.9"),
+            (LB, &["203.0.113.9:5555"], "203.0.113.9"),
+            (LB, &["[2001:db8::1]:443"], "2001:db8::1"),
+            (LB, &["2001:db8::1"], "2001:db8::1"),
+            (LB, &["unknown"], "10.1.2.3:4000"),
+            (LB, &["203.0.113.9, garbage, 10.0.0.7"], "10.1.2.3:4000"),
+        ];
+        for (peer, xff, want) in rows {
+            assert_eq!(addr(peer, xff), *want, "{peer} {xff:?}");
+        }
+        let many = vec!["10.0.0.1"; 100].join(",");
+        assert_eq!(addr(LB, &[&many]), "10.1.2.3:4000", "walk bounded");
     }
 
     #[test]

@@ -9,13 +9,17 @@
 //! - [`cache`]: stored objects, the store (the only moka user), tag index, collapsing,
 //!   hit-for-pass, background encodings
 //! - [`proxy`]: the request path (context → decision → serve / fill / forward / reject → finish),
-//!   with 304/HEAD refreshes, POST answers stored for GETs and kept 206 parts
+//!   with 304/HEAD refreshes, POST answers stored for GETs, kept 206 parts and the access log
 //! - [`verify`]: credential verdicts of `shared-verified` routes (the origin decides who reads)
-//! - [`forwarding`]: the host a request is for (trusted proxies, allowed hosts) and the headers
-//!   the origin gets; [`rewrite`]: origin URLs in response fields rewritten to that host
+//! - [`forwarding`]: the host a request is for (trusted proxies, allowed hosts), the client a
+//!   trusted proxy forwarded for, and the headers the origin gets; [`rewrite`]: origin URLs in
+//!   response fields rewritten to that host
+//! - [`request_id`]: `X-Request-Id`, kept from the client or generated; [`cors`]: cache fields
+//!   exposed to browser code
 //! - [`origin`]: the pooled client; [`compress`]: codecs; [`body`]: response bodies
 //! - [`server`]: listeners and shutdown; [`admin`]: purge API, stats; [`metrics`]: counters
-//! - [`error`]: errors and the one place they become responses; [`clock`]: injectable time
+//! - [`error`]: errors (and origin failure causes) and the one place they become responses;
+//!   [`clock`]: injectable time
 
 pub mod admin;
 pub mod body;
@@ -23,12 +27,14 @@ pub mod cache;
 pub mod clock;
 pub mod compress;
 pub mod config;
+pub mod cors;
 pub mod error;
 pub mod forwarding;
 pub mod metrics;
 pub mod normalize;
 pub mod origin;
 pub mod proxy;
+pub mod request_id;
 pub mod rewrite;
 pub mod rfc;
 pub mod routes;

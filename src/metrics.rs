@@ -20,7 +20,7 @@ const BUCKETS: [f64; 12] = [
 /// Series kept per route.
 #[derive(Default)]
 struct RouteSeries {
-    requests: [AtomicU64; 4],
+    requests: [AtomicU64; CacheResult::ALL.len()],
     origin_requests: AtomicU64,
     origin_errors: AtomicU64,
     latency: [AtomicU64; BUCKETS.len() + 1],
@@ -32,7 +32,7 @@ pub struct Metrics {
     /// Route labels, `none` last.
     labels: Vec<String>,
     routes: Vec<RouteSeries>,
-    revalidated: AtomicU64,
+    revalidations: AtomicU64,
     not_modified: AtomicU64,
     purges: AtomicU64,
     purged_objects: AtomicU64,
@@ -52,14 +52,22 @@ impl Default for Metrics {
 /// Request and origin counts, for one route or all.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct Counts {
-    /// Fresh hits.
+    /// Requests answered (every result; not the ones refused before the cache, `bad_requests`).
+    pub requests: u64,
+    /// Fresh hits: answered without the origin.
     pub hits: u64,
-    /// Misses.
+    /// Misses: this request's own origin fetch.
     pub misses: u64,
     /// Stale served.
     pub stale: u64,
     /// Passes.
     pub passes: u64,
+    /// Requests that waited for another one's origin fetch.
+    pub collapsed: u64,
+    /// Requests answered from a stored response the origin confirmed (304, or 200 to a HEAD).
+    pub revalidated: u64,
+    /// `hits / requests` (0 before any request): only HIT counts as a hit.
+    pub hit_ratio: f64,
     /// Origin requests.
     pub origin_requests: u64,
     /// Origin failures.
@@ -82,8 +90,9 @@ pub struct Snapshot {
     /// Every route together.
     #[serde(flatten)]
     pub total: Counts,
-    /// Upstream 304s.
-    pub revalidated: u64,
+    /// Stored responses refreshed by the origin without a body (304s, 200s to a HEAD), background
+    /// refreshes included.
+    pub revalidations: u64,
     /// Client 304s.
     pub not_modified: u64,
     /// Purge calls.
@@ -139,6 +148,33 @@ fn result_slot(r: CacheResult) -> usize {
         CacheResult::Miss => 1,
         CacheResult::Stale => 2,
         CacheResult::Pass => 3,
+        CacheResult::Collapsed => 4,
+        CacheResult::Revalidated => 5,
+    }
+}
+
+impl Counts {
+    /// The count of one result.
+    pub fn of(&self, r: CacheResult) -> u64 {
+        match r {
+            CacheResult::Hit => self.hits,
+            CacheResult::Miss => self.misses,
+            CacheResult::Stale => self.stale,
+            CacheResult::Pass => self.passes,
+            CacheResult::Collapsed => self.collapsed,
+            CacheResult::Revalidated => self.revalidated,
+        }
+    }
+
+    /// Fill in `requests` and `hit_ratio` from the per-result counts.
+    fn with_totals(mut self) -> Self {
+        self.requests = CacheResult::ALL.iter().map(|r| self.of(*r)).sum();
+        self.hit_ratio = if self.requests == 0 {
+            0.0
+        } else {
+            self.hits as f64 / self.requests as f64
+        };
+        self
     }
 }
 
@@ -150,7 +186,7 @@ impl Metrics {
         Self {
             routes: labels.iter().map(|_| RouteSeries::default()).collect(),
             labels,
-            revalidated: AtomicU64::new(0),
+            revalidations: AtomicU64::new(0),
             not_modified: AtomicU64::new(0),
             purges: AtomicU64::new(0),
             purged_objects: AtomicU64::new(0),
@@ -188,9 +224,9 @@ impl Metrics {
         s.latency_sum_us.fetch_add(d.as_micros() as u64, Relaxed);
     }
 
-    /// Count an upstream revalidation answered 304.
+    /// Count a stored response refreshed by the origin without a body.
     pub fn revalidated(&self) {
-        self.revalidated.fetch_add(1, Relaxed);
+        self.revalidations.fetch_add(1, Relaxed);
     }
 
     /// Count a 304 served from the cache.
@@ -242,9 +278,13 @@ impl Metrics {
                     misses: s.requests[1].load(Relaxed),
                     stale: s.requests[2].load(Relaxed),
                     passes: s.requests[3].load(Relaxed),
+                    collapsed: s.requests[4].load(Relaxed),
+                    revalidated: s.requests[5].load(Relaxed),
                     origin_requests: s.origin_requests.load(Relaxed),
                     origin_errors: s.origin_errors.load(Relaxed),
-                },
+                    ..Counts::default()
+                }
+                .with_totals(),
             })
             .collect();
         let mut total = Counts::default();
@@ -254,12 +294,14 @@ impl Metrics {
             total.misses += c.misses;
             total.stale += c.stale;
             total.passes += c.passes;
+            total.collapsed += c.collapsed;
+            total.revalidated += c.revalidated;
             total.origin_requests += c.origin_requests;
             total.origin_errors += c.origin_errors;
         }
         Snapshot {
-            total,
-            revalidated: self.revalidated.load(Relaxed),
+            total: total.with_totals(),
+            revalidations: self.revalidations.load(Relaxed),
             not_modified: self.not_modified.load(Relaxed),
             purges: self.purges.load(Relaxed),
             purged_objects: self.purged_objects.load(Relaxed),
@@ -292,13 +334,8 @@ impl Metrics {
         );
         for r in &s.routes {
             let route = escape(&r.route);
-            let c = r.counts;
-            for (result, v) in [
-                ("hit", c.hits),
-                ("miss", c.misses),
-                ("stale", c.stale),
-                ("pass", c.passes),
-            ] {
+            for result in CacheResult::ALL {
+                let (result, v) = (result.label(), r.counts.of(result));
                 let _ = writeln!(
                     o,
                     "apicache_requests_total{{result=\"{result}\",route=\"{route}\"}} {v}"
@@ -336,8 +373,8 @@ impl Metrics {
         let counters = [
             (
                 "apicache_revalidations_total",
-                "Upstream revalidations answered 304.",
-                s.revalidated,
+                "Stored responses refreshed by the origin without a body (304, 200 to a HEAD), background refreshes included.",
+                s.revalidations,
             ),
             (
                 "apicache_not_modified_total",
@@ -462,6 +499,10 @@ mod tests {
         m.origin(None, Duration::from_secs(60), false);
         m.request(Some(0), CacheResult::Hit);
         m.request(None, CacheResult::Miss);
+        for _ in 0..9 {
+            m.request(Some(0), CacheResult::Collapsed);
+        }
+        m.request(Some(0), CacheResult::Revalidated);
         m.bad_request();
         let s = m.snapshot(Gauges::default());
         assert_eq!(
@@ -473,10 +514,20 @@ mod tests {
             ),
             (1, 1, 3, 1)
         );
+        assert_eq!((s.total.collapsed, s.total.revalidated), (9, 1));
+        assert_eq!((s.total.requests, s.routes[0].counts.requests), (12, 11));
+        assert_eq!(s.total.hit_ratio, 1.0 / 12.0);
+        assert_eq!(s.routes[1].counts.hit_ratio, 0.0);
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["collapsed"], 9);
+        assert_eq!(json["routes"][0]["revalidated"], 1);
         let text = m.prometheus(&s);
         for line in [
             "apicache_requests_total{result=\"hit\",route=\"/a/{id}\"} 1",
             "apicache_requests_total{result=\"miss\",route=\"none\"} 1",
+            "apicache_requests_total{result=\"collapsed\",route=\"/a/{id}\"} 9",
+            "apicache_requests_total{result=\"revalidated\",route=\"/a/{id}\"} 1",
+            "apicache_requests_total{result=\"revalidated\",route=\"none\"} 0",
             "apicache_origin_requests_total{route=\"/a/{id}\"} 2",
             "apicache_origin_errors_total{route=\"/a/{id}\"} 1",
             "apicache_origin_latency_seconds_bucket{route=\"/a/{id}\",le=\"0.001\"} 1",

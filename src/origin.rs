@@ -13,7 +13,8 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::body::ClientBodyError;
 use crate::config::OriginConfig;
-use crate::error::ProxyError;
+use crate::error::{OriginCause, ProxyError};
+use crate::request_id::REQUEST_ID;
 
 /// Request bodies sent to the origin.
 pub type OriginBody = BoxBody<Bytes, crate::body::BoxError>;
@@ -75,7 +76,8 @@ impl Origin {
         self.cfg.body_timeout
     }
 
-    /// Send a request; errors map to 502 (connect, bad response) and 504 (no headers in time).
+    /// Send a request; errors map to 502 (connect, bad response) and 504 (no headers in time),
+    /// and are logged with their cause, the origin's address and the request id.
     ///
     /// A bodiless GET or HEAD that fails without a response (typically a pooled connection the
     /// origin closed as it was reused: Node's keep-alive timeout, worker recycling) is retried
@@ -86,6 +88,45 @@ impl Origin {
     ) -> Result<Response<Incoming>, ProxyError> {
         // The pool speaks HTTP/1.1 whatever the client used.
         *req.version_mut() = Version::HTTP_11;
+        let request_id = req.headers().get(REQUEST_ID).cloned();
+        let path = req.uri().path().to_string();
+        let (e, why) = match self.exchange(req).await {
+            Ok(resp) => return Ok(resp),
+            Err(failed) => failed,
+        };
+        if e.is_origin_failure() {
+            self.log_failure(request_id.as_ref(), &path, &e, &why);
+        } else {
+            tracing::debug!(error = %why, "client request body failed");
+        }
+        Err(e)
+    }
+
+    /// Log an origin failure with its cause, the origin's address and the request id (`why`: the
+    /// underlying error chain).
+    pub fn log_failure(
+        &self,
+        request_id: Option<&HeaderValue>,
+        path: &str,
+        e: &ProxyError,
+        why: &str,
+    ) {
+        let id = request_id.and_then(|v| v.to_str().ok());
+        tracing::warn!(
+            origin = %self.cfg.authority,
+            cause = %e.detail(),
+            request_id = %id.unwrap_or("-"),
+            path = %path,
+            error = %why,
+            "origin request failed"
+        );
+    }
+
+    /// [`Origin::send`] without the failure log: the error, and the whole chain behind it.
+    async fn exchange(
+        &self,
+        req: Request<OriginBody>,
+    ) -> Result<Response<Incoming>, (ProxyError, String)> {
         let deadline = tokio::time::Instant::now() + self.cfg.timeout;
         let idempotent = matches!(*req.method(), Method::GET | Method::HEAD);
         let again = (idempotent && req.body().is_end_stream()).then(|| {
@@ -98,41 +139,69 @@ impl Origin {
         let first = tokio::time::timeout_at(deadline, self.client.request(req)).await;
         let (method, uri, headers) = match (first, again) {
             (Ok(Err(e)), Some(again)) if !e.is_connect() => {
-                tracing::debug!(error = %e, "origin request failed before a response: retrying once");
+                let cause = OriginCause::of(&e).as_str();
+                let error = error_chain(&e);
+                tracing::debug!(%error, cause, "origin request failed before a response: retrying once");
                 again
             }
-            (first, _) => return Self::outcome(first),
+            (first, _) => return self.outcome(first),
         };
         let mut req = Request::new(empty_body());
         *req.method_mut() = method;
         *req.uri_mut() = uri;
         *req.headers_mut() = headers;
-        Self::outcome(tokio::time::timeout_at(deadline, self.fresh.request(req)).await)
+        self.outcome(tokio::time::timeout_at(deadline, self.fresh.request(req)).await)
     }
 
     fn outcome(
+        &self,
         r: Result<Result<Response<Incoming>, LegacyError>, tokio::time::error::Elapsed>,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<Incoming>, (ProxyError, String)> {
         match r {
-            Err(_) => Err(ProxyError::Timeout),
-            Ok(Err(e)) if e.is_connect() => {
-                tracing::warn!(error = %e, "origin connect failed");
-                Err(ProxyError::Connect)
+            Err(_) => {
+                let why = format!("no response headers within {:?}", self.cfg.timeout);
+                Err((ProxyError::Timeout, why))
             }
-            Ok(Err(e)) => match ClientBodyError::find(&e) {
-                Some(ClientBodyError::TooLarge) => Err(ProxyError::PayloadTooLarge),
-                Some(ClientBodyError::Malformed(why)) => {
-                    tracing::debug!(error = %why, "client request body failed");
-                    Err(ProxyError::BadBody)
+            Ok(Err(e)) if e.is_connect() => {
+                Err((ProxyError::Connect(OriginCause::of(&e)), error_chain(&e)))
+            }
+            Ok(Err(e)) => {
+                let why = error_chain(&e);
+                match ClientBodyError::find(&e) {
+                    Some(ClientBodyError::TooLarge) => Err((ProxyError::PayloadTooLarge, why)),
+                    Some(ClientBodyError::Malformed(_)) => Err((ProxyError::BadBody, why)),
+                    None => Err((ProxyError::Origin(OriginCause::of(&e)), why)),
                 }
-                None => {
-                    tracing::warn!(error = %e, "origin request failed");
-                    Err(ProxyError::Origin)
-                }
-            },
+            }
             Ok(Ok(resp)) => Ok(resp),
         }
     }
+}
+
+/// An error and its sources, `: `-separated (at most 16 links; a link that repeats the previous
+/// one's text is skipped).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut prev = out.clone();
+    let mut cur = e.source();
+    for _ in 0..15 {
+        let Some(err) = cur else { break };
+        let msg = err.to_string();
+        if msg != prev && !prev.ends_with(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        prev = msg;
+        cur = err.source();
+    }
+    out
+}
+
+/// Remove the fields of an origin response that belong to one exchange and are never stored or
+/// replayed: hop-by-hop fields, and the request id an origin may echo.
+pub fn strip_response_fields(h: &mut HeaderMap) {
+    strip_hop_by_hop(h);
+    h.remove(REQUEST_ID);
 }
 
 /// Hop-by-hop fields (RFC 9110 §7.6.1) plus the ones a `Connection` header names.
@@ -196,5 +265,20 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+        // An origin's echo of the request id is one exchange's, never stored or replayed.
+        h.insert(REQUEST_ID, HeaderValue::from_static("abc"));
+        strip_response_fields(&mut h);
+        assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn error_chains_are_joined_without_repeats() {
+        let inner = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = std::io::Error::other(crate::body::BodyStalled);
+        assert_eq!(error_chain(&e), "origin body stalled");
+        #[derive(Debug, thiserror::Error)]
+        #[error("tcp connect error")]
+        struct Outer(#[source] std::io::Error);
+        assert_eq!(error_chain(&Outer(inner)), "tcp connect error: refused");
     }
 }

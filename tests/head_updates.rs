@@ -40,7 +40,7 @@ async fn a_head_on_a_stale_response_is_forwarded_as_head_and_refreshes_it() {
     assert_eq!(hdr(&h, "x-rev"), "2");
     assert_eq!(hdr(&h, "cache-control"), "max-age=60");
     assert_eq!(origin.count(), 2);
-    assert_eq!(p.proxy.snapshot().await.revalidated, 1);
+    assert_eq!(p.proxy.snapshot().await.revalidations, 1);
     p.shutdown().await;
 }
 
@@ -238,7 +238,7 @@ async fn head_refresh_purged_meanwhile(soft: bool) {
     let (s, h, _) = head.await.unwrap();
     assert_eq!((s, hdr(&h, "x-rev")), (200, "2"));
     assert!(!hdr(&h, "cache-status").contains("stored"), "{h:?}");
-    assert_eq!(p.proxy.snapshot().await.revalidated, 0);
+    assert_eq!(p.proxy.snapshot().await.revalidations, 0);
     // The purge wins: the next GET asks the origin.
     origin.set_handler(move |_| tagged("3", "max-age=60"));
     let h = assert_get(&p, "/h", "MISS", BODY).await;

@@ -74,7 +74,10 @@ async fn every_error_answer_is_short_uncacheable_text() {
     assert_eq!(s, 502);
     assert!(plain(&h) && b.len() < 100, "{h:?}");
     assert_eq!(hdr(&h, "x-cache"), "MISS");
-    assert_eq!(hdr(&h, "cache-status"), "apicache; fwd=uri-miss");
+    assert_eq!(
+        hdr(&h, "cache-status"),
+        "apicache; fwd=uri-miss; fwd-status=502; detail=refused"
+    );
     let (s, h, _) = get_with(&p, "/down", &[("cache-control", "only-if-cached")]).await;
     assert_eq!(s, 504);
     assert!(plain(&h));

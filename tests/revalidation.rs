@@ -48,7 +48,7 @@ async fn stale_object_revalidated_upstream_with_if_none_match() {
     assert_eq!(hdr(&h, "content-type"), "application/json");
     assert_eq!(hdr(&h, "etag"), "\"rev-1\"");
     assert_eq!(hdr(&h, "content-length"), body.len().to_string());
-    assert_eq!(hdr(&h, "x-cache"), "HIT");
+    assert_eq!(hdr(&h, "x-cache"), "REVALIDATED");
     assert!(hdr(&h, "cache-status").contains("fwd-status=304"), "{h:?}");
     assert_eq!(
         origin.bytes_sent(),
@@ -70,7 +70,8 @@ async fn stale_object_revalidated_upstream_with_if_none_match() {
     assert_eq!(origin.count(), 2);
 
     let st = stats(&p).await;
-    assert_eq!(stat(&st, "revalidated"), 1);
+    assert_eq!(stat(&st, "revalidations"), 1);
+    assert_eq!(stat(&st, "revalidated"), 1, "one REVALIDATED answer: {st}");
     assert_eq!(stat(&st, "origin_requests"), 2);
 
     p.shutdown().await;
@@ -181,7 +182,8 @@ async fn client_no_cache_revalidates_upstream() {
     // Any re-encoding the refreshes started would be counted once it has run.
     p.settle().await;
     let st = stats(&p).await;
-    assert_eq!(stat(&st, "revalidated"), 2);
+    assert_eq!(stat(&st, "revalidations"), 2);
+    assert_eq!(stat(&st, "revalidated"), 2, "two REVALIDATED answers: {st}");
     assert_eq!(
         stat(&st, "compressions"),
         2,
@@ -229,6 +231,7 @@ async fn revalidation_with_changed_body_replaces_object_and_variants() {
     assert_eq!(origin.count(), 2);
     let st = stats(&p).await;
     assert_eq!(stat(&st, "compressions"), 4, "{st}");
+    assert_eq!(stat(&st, "revalidations"), 0, "{st}");
     assert_eq!(stat(&st, "revalidated"), 0, "{st}");
 
     p.shutdown().await;

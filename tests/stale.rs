@@ -79,7 +79,7 @@ async fn soft_purge_revalidates_when_origin_is_up() {
         purge(&p, "PURGE", "/r", &[("fastly-soft-purge", "1")]).await,
         1
     );
-    let h = assert_get(&p, "/r", "HIT", &body("/r")).await;
+    let h = assert_get(&p, "/r", "REVALIDATED", &body("/r")).await;
     assert_eq!(origin.count(), 2, "one revalidation");
     let seen = origin.last();
     assert_eq!(seen.path_and_query, "/r");
@@ -100,8 +100,8 @@ async fn soft_purge_revalidates_when_origin_is_up() {
         purge(&p, "POST", "/purge-all", &[("soft-purge", "1")]).await,
         2
     );
-    assert_get(&p, "/r", "HIT", &body("/r")).await;
-    assert_get(&p, "/q", "HIT", &body("/q")).await;
+    assert_get(&p, "/r", "REVALIDATED", &body("/r")).await;
+    assert_get(&p, "/q", "REVALIDATED", &body("/q")).await;
     assert_eq!(origin.count(), 5);
     assert!(origin.last().headers.contains_key("if-none-match"));
     assert_get(&p, "/r", "HIT", &body("/r")).await;

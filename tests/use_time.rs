@@ -45,7 +45,7 @@ async fn lifetime_zero_responses_are_revalidated_on_the_next_request() {
         assert_get(&p, path, "MISS", "{\"v\":1}").await;
         for _ in 0..3 {
             let before = origin.count_for(path);
-            let h = assert_get(&p, path, "HIT", "{\"v\":1}").await;
+            let h = assert_get(&p, path, "REVALIDATED", "{\"v\":1}").await;
             assert_eq!(
                 origin.count_for(path),
                 before + 1,

@@ -147,6 +147,9 @@ pub struct CacheConfig {
     pub store_set_cookie: bool,
     /// Send `Surrogate-Key` on to clients instead of stripping it.
     pub expose_surrogate_keys: bool,
+    /// On CORS answers, add `X-Cache`, `Cache-Status` and `Age` to
+    /// `Access-Control-Expose-Headers`, so browser code can read them.
+    pub expose_cache_headers_to_cors: bool,
     /// Most Vary variants kept per URL.
     pub max_variants: usize,
     /// How long a stale object with validators is kept for a conditional refresh (0: only stale windows).
@@ -217,6 +220,7 @@ impl Default for CacheConfig {
             heuristic_max: Duration::from_secs(24 * 3600),
             store_set_cookie: false,
             expose_surrogate_keys: false,
+            expose_cache_headers_to_cors: false,
             max_variants: 16,
             keep_for_revalidation: Duration::from_secs(3600),
             stale_grace: Duration::from_secs(10),

@@ -332,6 +332,13 @@ mod tests {
     #[test]
     fn stale_grace_and_vary_normalize() {
         let c = parse("").unwrap();
+        assert!(!c.cache.expose_cache_headers_to_cors);
+        assert!(
+            parse("expose_cache_headers_to_cors = true\n")
+                .unwrap()
+                .cache
+                .expose_cache_headers_to_cors
+        );
         assert_eq!(c.cache.stale_grace, Duration::from_secs(10));
         assert!(c.cache.vary_normalize.is_empty());
         let c = parse("stale_grace = \"0s\"\nvary_normalize = [\"X-Flags\"]\n").unwrap();
@@ -349,6 +356,10 @@ mod tests {
             ),
             ("vary_normalize = [\"\"]\n", "cache.vary_normalize[0]"),
             ("vary_normalize = \"accept\"\n", "cache.vary_normalize"),
+            (
+                "expose_cache_headers_to_cors = \"yes\"\n",
+                "cache.expose_cache_headers_to_cors",
+            ),
         ];
         for (setting, key) in rows {
             let e = parse(setting).unwrap_err().to_string();

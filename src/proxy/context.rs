@@ -14,6 +14,7 @@ use crate::config::Credentialed;
 use crate::error::ProxyError;
 use crate::forwarding::{Client, Forwarding};
 use crate::normalize::{self, NormalizeError, Normalized};
+use crate::request_id::REQUEST_ID;
 use crate::rfc::cache_status::Detail;
 use crate::rfc::directives::Directives;
 use crate::rfc::storable::RequestFacts;
@@ -49,11 +50,18 @@ pub struct Ctx<'a> {
     pub asker: Option<Asker>,
     /// On a `shared-verified` route, for a request the cache may answer: what its verdict allows.
     pub admission: Option<Admission>,
+    /// The request id: logged, sent to the origin and echoed to the client.
+    pub request_id: HeaderValue,
 }
 
 impl<'a> Ctx<'a> {
     /// Gather the facts; a request the cache cannot key safely is refused (400, 414, 421).
-    pub fn new(proxy: &Proxy, head: &'a Parts, peer: SocketAddr) -> Result<Self, ProxyError> {
+    pub fn new(
+        proxy: &Proxy,
+        head: &'a Parts,
+        peer: SocketAddr,
+        request_id: HeaderValue,
+    ) -> Result<Self, ProxyError> {
         let cfg = proxy.config();
         let target = head.uri.path_and_query().map_or("/", |p| p.as_str());
         if target.len() as u64 > cfg.server.max_uri_length.as_u64() {
@@ -107,6 +115,7 @@ impl<'a> Ctx<'a> {
             origin_ms: None,
             asker: None,
             admission: None,
+            request_id,
         };
         // Only a read's answer is a verdict: a CORS preflight or a POST says nothing about
         // whether the credential may read. Nor does one for a path the origin may read as
@@ -137,8 +146,9 @@ impl<'a> Ctx<'a> {
         Ok(ctx)
     }
 
-    /// The headers of this request's origin request. With `origin.preserve_host`, `Host` is
-    /// the client's host as keyed (none for HTTP/1.0 without one: the origin's authority).
+    /// The headers of this request's origin request, with this request's id (replacing any the
+    /// client sent that was not kept). With `origin.preserve_host`, `Host` is the client's host
+    /// as keyed (none for HTTP/1.0 without one: the origin's authority).
     pub fn origin_headers(&self, proxy: &Proxy) -> HeaderMap {
         let mut h = proxy.config().forwarding.headers(
             self.headers(),
@@ -153,6 +163,7 @@ impl<'a> Ctx<'a> {
                 h.insert(header::HOST, v);
             }
         }
+        h.insert(REQUEST_ID, self.request_id.clone());
         h
     }
 

@@ -18,8 +18,9 @@ use crate::cache::pass::worth_remembering;
 use crate::cache::purges::Ticket;
 use crate::cache::{tags, CachedObject, Lookup, NewObject};
 use crate::compress::{self, DecodeError};
-use crate::error::ProxyError;
+use crate::error::{OriginCause, ProxyError};
 use crate::origin::{self, OriginBody};
+use crate::request_id::REQUEST_ID;
 use crate::rewrite::Public;
 use crate::rfc::coding::{self, Coding};
 use crate::rfc::directives::no_transform;
@@ -97,6 +98,9 @@ impl Fetched {
         self.summary.clone()
     }
 }
+
+/// An origin body that failed while being read: its error, and the error chain for the log.
+pub(super) type BodyFailed = (ProxyError, String);
 
 /// What a fill may reuse instead of fetching a whole body.
 #[derive(Default)]
@@ -181,7 +185,7 @@ impl Proxy {
         };
         let facts = self.facts(&job, request_time, response_time);
         let (mut parts, body) = resp.into_parts();
-        origin::strip_hop_by_hop(&mut parts.headers);
+        origin::strip_response_fields(&mut parts.headers);
         let body = IdleTimeout::new(body, self.origin.body_timeout());
         let storable = storable::evaluate(
             parts.status,
@@ -202,7 +206,11 @@ impl Proxy {
             Ok(Read::Complete(b)) => b,
             Ok(Read::TooLarge(rest)) => return self.pass(&job, parts, rest, NoStore::TooLarge),
             Ok(Read::OverBudget(rest)) => return self.pass(&job, parts, rest, NoStore::FillMemory),
-            Err(e) => return Fetched::done(Summary::Failed(e)),
+            Err(failed) => {
+                let id = job.headers.get(REQUEST_ID);
+                let e = self.body_failed(id, &job.path_and_query, failed);
+                return Fetched::done(Summary::Failed(e));
+            }
         };
         let (body, gzip, etags) =
             match decode_for_storing(body, encoding, &mut parts.headers, limit) {
@@ -211,7 +219,11 @@ impl Proxy {
                     return self.pass(&job, parts, ProxyBody::full(raw), NoStore::TooLarge)
                 }
                 Err((DecodeError::Corrupt, _)) => {
-                    return Fetched::done(Summary::Failed(ProxyError::Origin))
+                    let e = ProxyError::Origin(OriginCause::Protocol);
+                    let id = job.headers.get(REQUEST_ID);
+                    let why = "corrupt gzip body";
+                    self.origin.log_failure(id, &job.path_and_query, &e, why);
+                    return Fetched::done(Summary::Failed(e));
                 }
             };
         if gzip.is_some() && !budget.grow(body.len()) {
@@ -381,6 +393,17 @@ impl Proxy {
         stored
     }
 
+    /// Log an origin body that failed while being read, and return its error.
+    pub(super) fn body_failed(
+        &self,
+        request_id: Option<&HeaderValue>,
+        path: &str,
+        (e, why): BodyFailed,
+    ) -> ProxyError {
+        self.origin.log_failure(request_id, path, &e, &why);
+        e
+    }
+
     /// The `[cache]` settings storability depends on.
     pub(super) fn cache_policy(&self) -> CachePolicy {
         CachePolicy {
@@ -402,12 +425,13 @@ fn stale_or_failed(stale: Option<&Arc<CachedObject>>, e: ProxyError) -> Summary 
 /// A declared length over the limit streams through at once instead of after `limit` bytes.
 /// The bytes read are reserved in `budget` as they arrive (a declared length all at once); a
 /// reservation that fails stops buffering the same way.
+/// A body that fails is the origin's fault: its error, with the chain behind it for the log.
 pub(super) async fn read_limited(
     body: IdleTimeout<Incoming>,
     headers: &HeaderMap,
     limit: usize,
     budget: &mut Reservation,
-) -> Result<Read, ProxyError> {
+) -> Result<Read, BodyFailed> {
     let mut body = Box::pin(body);
     let declared = declared_length(headers).and_then(|n| usize::try_from(n).ok());
     let mut chunks: Vec<Bytes> = Vec::new();
@@ -423,7 +447,13 @@ pub(super) async fn read_limited(
         let Some(frame) = body.frame().await else {
             break;
         };
-        let frame = frame.map_err(|_| ProxyError::Origin)?;
+        let frame = frame.map_err(|e| {
+            let e: &(dyn std::error::Error + 'static) = e.as_ref();
+            (
+                ProxyError::Origin(OriginCause::of(e)),
+                origin::error_chain(e),
+            )
+        })?;
         if let Ok(data) = frame.into_data() {
             let need = buf.len() + data.len();
             too_big = need > limit;

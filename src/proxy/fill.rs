@@ -14,7 +14,7 @@ use super::Proxy;
 use crate::body::ProxyBody;
 use crate::cache::collapse::Joined;
 use crate::cache::{tags, CachedObject};
-use crate::error::ProxyError;
+use crate::error::{OriginCause, ProxyError};
 use crate::rfc::cache_status::{CacheStatus, Detail, Fwd};
 use crate::rfc::coding::{self, Coding};
 use crate::rfc::directives::Directives;
@@ -54,13 +54,16 @@ impl Proxy {
                 Joined::Leader(f) => (f.summary, f.response, f.withheld, false),
                 Joined::Waiter(s) => (s, None, HeaderMap::new(), true),
                 Joined::Lost => (
-                    Summary::Failed(ProxyError::Origin),
+                    Summary::Failed(ProxyError::Origin(OriginCause::Other)),
                     None,
                     HeaderMap::new(),
                     true,
                 ),
             };
             let now = self.clock.now();
+            // A waiter's answer is the leader's fetch, whatever it brought: counted as its own
+            // result, so one origin fetch is not read as many misses.
+            let status = status.collapsed(collapsed);
             match summary {
                 Summary::Stored(obj, _) if !obj.vary.matches(&ctx.vary) => {
                     // Now the URL's Vary fields are known: collapse with this variant's requests.
@@ -69,13 +72,13 @@ impl Proxy {
                 }
                 Summary::Stored(obj, revalidated) => {
                     let status = if revalidated {
-                        status.fwd_status(304).ttl(obj.ttl(now))
+                        status.revalidated(304).ttl(obj.ttl(now))
                     } else {
                         status.stored()
                     };
                     let mut resp = self.serve(&obj, ctx);
                     resp.headers_mut().extend(withheld);
-                    return (resp, status.collapsed(collapsed));
+                    return (resp, status);
                 }
                 // The leader's stale variant is not this request's: never hand it over.
                 Summary::Stale(obj, e) if !obj.vary.matches(&ctx.vary) => {
@@ -85,6 +88,7 @@ impl Proxy {
                     let status = CacheStatus::forward(Fwd::Stale)
                         .fwd_status(e.fwd_status())
                         .ttl(obj.ttl(now))
+                        .collapsed(collapsed)
                         .detail(Detail::StaleIfError);
                     return (self.serve(&obj, ctx), status);
                 }

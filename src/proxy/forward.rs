@@ -70,7 +70,7 @@ impl Proxy {
             .send_origin(ctx.route.id, ctx.asker.as_ref(), &ctx.client.public(), oreq)
             .await?
             .into_parts();
-        origin::strip_hop_by_hop(&mut parts.headers);
+        origin::strip_response_fields(&mut parts.headers);
         if !ctx.key.is_empty() {
             self.clear_pass_if_cacheable(ctx, &parts);
             if let Some(old) = head_target {
@@ -148,7 +148,11 @@ impl Proxy {
                 (self.relay(ctx, parts, ProxyBody::full(bytes)), status)
             }
             Ok(PostAnswer::Streamed(rest)) => (self.relay(ctx, parts, rest), status),
-            Err(e) => (e.into_response(), status),
+            Err(failed) => {
+                let id = Some(&ctx.request_id);
+                let e = self.body_failed(id, &ctx.norm.path_and_query, failed);
+                (e.into_response(), status)
+            }
         }
     }
 

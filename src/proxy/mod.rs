@@ -2,7 +2,7 @@
 //! use-time decision over the store's lookup), then one `match` that serves, fills, forwards or
 //! rejects, then finish (X-Cache, Cache-Status, Via, surrogate stripping, metrics, access log).
 //!
-//! - [`context`]: the per-request facts
+//! - [`context`]: the per-request facts; [`access`]: the access log line
 //! - [`lookup`]: the decision, serving nothing itself
 //! - [`fill`]: collapsed fills and what each waiter gets; [`fetch`]: the leader's origin fetch
 //! - [`refresh`]: stored responses updated by a 304 or a HEAD response
@@ -10,6 +10,7 @@
 //!   [`partial`]: 206 answers kept as parts
 //! - [`respond`]: answers built from stored objects, on-the-fly compression of passed responses
 
+mod access;
 mod context;
 mod fetch;
 mod fill;
@@ -39,14 +40,27 @@ use crate::error::ProxyError;
 use crate::metrics::{Gauges, Metrics, Snapshot};
 use crate::normalize::Normalizer;
 use crate::origin::{self, Origin};
+use crate::request_id::{self, REQUEST_ID};
 use crate::rewrite::OriginAddr;
 use crate::rfc::cache_status::{CacheStatus, Detail};
 use crate::rfc::storable::Retention;
 use crate::rfc::vary::ListFields;
 use crate::verify::{Admission, Verdicts};
+use access::AccessLine;
 use context::Ctx;
 use fetch::Summary;
 use lookup::Decision;
+
+/// `status` for an answer that is this error: the origin's status when the origin failed, and
+/// the cause as `detail` (it replaces a detail that said why the request was forwarded).
+fn failed(status: CacheStatus, e: &ProxyError) -> CacheStatus {
+    let status = if e.is_origin_failure() {
+        status.fwd_status(e.fwd_status())
+    } else {
+        status
+    };
+    status.detail(Detail::Error(e.detail()))
+}
 
 /// Bytes the hit-for-pass memory may hold.
 const PASS_MEMORY_BYTES: usize = 8 << 20;
@@ -74,6 +88,8 @@ pub struct Proxy {
     verdicts: Verdicts,
     /// The origin's address, as response fields name it (URL rewriting, invalidation).
     origin_addr: OriginAddr,
+    /// Ids for requests that come without a usable `X-Request-Id`.
+    ids: request_id::Generator,
 }
 
 impl Proxy {
@@ -115,6 +131,7 @@ impl Proxy {
                 &cfg.origin.base_path,
             ),
             metrics: Metrics::new(cfg.routes.iter().map(|r| r.config.path.clone()).collect()),
+            ids: request_id::Generator::default(),
             store,
             clock,
             cfg,
@@ -129,9 +146,10 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         let start = Instant::now();
         let (head, body) = req.into_parts();
-        let mut ctx = match Ctx::new(&self, &head, peer) {
+        let request_id = self.ids.for_request(&head.headers);
+        let mut ctx = match Ctx::new(&self, &head, peer, request_id.clone()) {
             Ok(ctx) => ctx,
-            Err(e) => return self.reject(&head.method, e),
+            Err(e) => return self.reject(&head, peer, request_id, e, start),
         };
         let (resp, status) = match self.decide(&ctx).await {
             Decision::Serve(obj, status) => (self.serve(&obj, &ctx), status),
@@ -153,8 +171,8 @@ impl Proxy {
         self.finish(resp, status, &ctx, start)
     }
 
-    /// Stamp the answer and account for it: X-Cache, Cache-Status, Via, surrogate headers,
-    /// metrics and the access log.
+    /// Stamp the answer and account for it: X-Cache, Cache-Status (naming the error of an error
+    /// answer), X-Request-Id, Via, surrogate stripping, CORS exposure, metrics and the access log.
     fn finish(
         &self,
         mut resp: Response<ProxyBody>,
@@ -162,7 +180,10 @@ impl Proxy {
         ctx: &Ctx<'_>,
         start: Instant,
     ) -> Response<ProxyBody> {
-        let status = self.credential_detail(status, ctx);
+        let mut status = self.credential_detail(status, ctx);
+        if let Some(e) = resp.extensions().get::<ProxyError>() {
+            status = failed(status, e);
+        }
         let result = status.result();
         self.metrics.request(ctx.route.id, result);
         let h = resp.headers_mut();
@@ -170,21 +191,30 @@ impl Proxy {
         if let Ok(v) = HeaderValue::try_from(status.to_string()) {
             h.insert("cache-status", v);
         }
+        h.insert(REQUEST_ID, ctx.request_id.clone());
         origin::add_via(h, ctx.head.version, &self.cfg.server.via);
         if !self.cfg.cache.expose_surrogate_keys {
             h.remove("surrogate-key");
             h.remove("surrogate-control");
         }
-        tracing::info!(
-            target: "apicache::access",
-            method = %ctx.head.method,
-            path = %ctx.norm.path_and_query,
-            status = resp.status().as_u16(),
-            cache = result.as_str(),
-            origin_ms = ctx.origin_ms.map(|m| m as i64).unwrap_or(-1),
-            total_us = start.elapsed().as_micros() as u64,
-        );
-        resp
+        if self.cfg.cache.expose_cache_headers_to_cors {
+            crate::cors::expose_cache_fields(h);
+        }
+        if !AccessLine::enabled() {
+            return resp;
+        }
+        let line = AccessLine {
+            method: ctx.head.method.clone(),
+            path: ctx.norm.path_and_query.clone(),
+            status: resp.status().as_u16(),
+            cache: result.as_str(),
+            detail: status.detail.map_or("-", Detail::as_str),
+            client: self.cfg.forwarding.client_addr(ctx.headers(), ctx.peer),
+            request_id: ctx.request_id.clone(),
+            origin_ms: ctx.origin_ms.map_or(-1, |m| m as i64),
+            start,
+        };
+        line.attach(resp)
     }
 
     /// On a `shared-verified` route, what the credential's verdict did: why an unverified or
@@ -213,11 +243,40 @@ impl Proxy {
         }
     }
 
-    /// A request refused before the cache is consulted (its target cannot be normalized).
-    fn reject(&self, method: &Method, e: ProxyError) -> Response<ProxyBody> {
+    /// A request refused before the cache is consulted (its target cannot be normalized, is too
+    /// long, or names a host this proxy does not answer for): Cache-Status names why.
+    fn reject(
+        &self,
+        head: &http::request::Parts,
+        peer: SocketAddr,
+        request_id: HeaderValue,
+        e: ProxyError,
+        start: Instant,
+    ) -> Response<ProxyBody> {
         self.metrics.bad_request();
-        tracing::info!(method = %method, status = e.status().as_u16(), error = %e, "rejected request");
-        e.into_response()
+        let status = failed(CacheStatus::default(), &e);
+        let mut resp = e.into_response();
+        let h = resp.headers_mut();
+        if let Ok(v) = HeaderValue::try_from(status.to_string()) {
+            h.insert("cache-status", v);
+        }
+        h.insert(REQUEST_ID, request_id.clone());
+        if !AccessLine::enabled() {
+            return resp;
+        }
+        let line = AccessLine {
+            method: head.method.clone(),
+            // The target is what could not be read safely (it may hold an API key): not logged.
+            path: "-".into(),
+            status: resp.status().as_u16(),
+            cache: "-",
+            detail: status.detail.map_or("-", Detail::as_str),
+            client: self.cfg.forwarding.client_addr(&head.headers, peer),
+            request_id,
+            origin_ms: -1,
+            start,
+        };
+        line.attach(resp)
     }
 
     /// Answer from a stored object.

@@ -112,7 +112,12 @@ impl Proxy {
         {
             Ok(Read::Complete(b)) => b,
             Ok(Read::TooLarge(rest) | Read::OverBudget(rest)) => return relay(head, rest),
-            Err(e) => return e.into_response(),
+            Err(failed) => {
+                let id = Some(&ctx.request_id);
+                return self
+                    .body_failed(id, &ctx.norm.path_and_query, failed)
+                    .into_response();
+            }
         };
         if bytes.len() as u64 == range.len() {
             self.store_part(

@@ -8,12 +8,11 @@ use http::{header, HeaderMap, Method, Response};
 use hyper::body::Incoming;
 
 use super::context::Ctx;
-use super::fetch::{decode_for_storing, read_limited, take_withheld, Read};
+use super::fetch::{decode_for_storing, read_limited, take_withheld, BodyFailed, Read};
 use super::Proxy;
 use crate::body::{IdleTimeout, ProxyBody};
 use crate::cache::budget::Reservation;
 use crate::cache::purges::Ticket;
-use crate::error::ProxyError;
 use crate::normalize;
 use crate::rfc::coding::{self, Coding};
 use crate::rfc::directives::Directives;
@@ -91,7 +90,7 @@ impl Proxy {
         &self,
         headers: &HeaderMap,
         body: IdleTimeout<Incoming>,
-    ) -> Result<PostAnswer, ProxyError> {
+    ) -> Result<PostAnswer, BodyFailed> {
         let limit = self.cfg.cache.max_object_size.as_u64() as usize;
         let mut budget = self.fill_budget.reservation();
         Ok(

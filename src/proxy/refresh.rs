@@ -116,12 +116,13 @@ impl Proxy {
             (HeadNext::Fail, Err(e)) => return Some((e.into_response(), status)),
             _ => return None,
         };
-        origin::strip_hop_by_hop(&mut parts.headers);
-        let status = status.fwd_status(parts.status.as_u16());
+        origin::strip_response_fields(&mut parts.headers);
         if let Some(obj) = self.head_update(ctx, &stale, &parts, ticket).await {
-            let status = status.ttl(obj.ttl(self.clock.now())).stored();
+            let status = status.revalidated(parts.status.as_u16());
+            let status = status.ttl(obj.ttl(self.clock.now()));
             return Some((self.serve(&obj, ctx), status));
         }
+        let status = status.fwd_status(parts.status.as_u16());
         let resp = respond::response(parts.status, parts.headers, ProxyBody::empty());
         Some((self.passed(resp, ctx.headers()), status))
     }
@@ -234,7 +235,7 @@ fn head_next(answer: Option<StatusCode>, usable: bool) -> HeadNext {
 /// RFC 9111 §4.3.4: the 304's end-to-end fields replace the stored ones of the same name.
 pub(super) fn merge_304(stored: &HeaderMap, update: &HeaderMap) -> HeaderMap {
     let mut update = update.clone();
-    origin::strip_hop_by_hop(&mut update);
+    origin::strip_response_fields(&mut update);
     update.remove(header::CONTENT_LENGTH);
     update.remove(header::CONTENT_ENCODING);
     let mut headers = stored.clone();

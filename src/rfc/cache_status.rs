@@ -69,6 +69,8 @@ pub enum Detail {
     /// The path read strictly and as the origin may read it match different routes, one of
     /// them `shared-verified`: forwarded uncached.
     AmbiguousRoute,
+    /// An error answer, with its cause (`refused`, `timeout`, `uri-too-long`, …).
+    Error(&'static str),
 }
 
 impl Detail {
@@ -88,6 +90,7 @@ impl Detail {
             Detail::CredentialUnverified => "credential-unverified",
             Detail::CredentialRejected => "credential-rejected",
             Detail::AmbiguousRoute => "ambiguous-route",
+            Detail::Error(cause) => cause,
         }
     }
 
@@ -100,17 +103,22 @@ impl Detail {
     }
 }
 
-/// What the cache did for a request, as `X-Cache` and the metrics show it.
+/// What the cache did for a request, as `X-Cache` and the metrics show it. Only `Hit` is
+/// answered without the origin's help: a hit ratio is hits over all requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheResult {
-    /// Served fresh from the cache (or revalidated with a 304 from the origin).
+    /// Served fresh from the cache, without asking the origin.
     Hit,
-    /// Fetched from the origin.
+    /// Fetched from the origin (this request's own fetch).
     Miss,
     /// Served stale (stale-while-revalidate, stale-if-error, max-stale).
     Stale,
     /// Not cacheable: forwarded.
     Pass,
+    /// Waited for another request's origin fetch and got its outcome: no origin request of its own.
+    Collapsed,
+    /// The origin confirmed the stored response (a 304, or a 200 to a HEAD), which was served.
+    Revalidated,
 }
 
 impl CacheResult {
@@ -121,6 +129,8 @@ impl CacheResult {
             CacheResult::Miss => "MISS",
             CacheResult::Stale => "STALE",
             CacheResult::Pass => "PASS",
+            CacheResult::Collapsed => "COLLAPSED",
+            CacheResult::Revalidated => "REVALIDATED",
         }
     }
 
@@ -131,15 +141,19 @@ impl CacheResult {
             CacheResult::Miss => "miss",
             CacheResult::Stale => "stale",
             CacheResult::Pass => "pass",
+            CacheResult::Collapsed => "collapsed",
+            CacheResult::Revalidated => "revalidated",
         }
     }
 
     /// Every result, in metrics order.
-    pub const ALL: [CacheResult; 4] = [
+    pub const ALL: [CacheResult; 6] = [
         CacheResult::Hit,
         CacheResult::Miss,
         CacheResult::Stale,
         CacheResult::Pass,
+        CacheResult::Collapsed,
+        CacheResult::Revalidated,
     ];
 }
 
@@ -158,6 +172,10 @@ pub struct CacheStatus {
     pub stored: bool,
     /// This request waited on another one's origin fetch.
     pub collapsed: bool,
+    /// The stored response was refreshed by the origin without a body (a 304, or a 200 to a
+    /// HEAD) and served. Not a parameter of its own: the header shows it as `fwd-status` and
+    /// `stored`.
+    pub revalidated: bool,
     /// Why the answer is what it is.
     pub detail: Option<Detail>,
 }
@@ -212,17 +230,34 @@ impl CacheStatus {
         }
     }
 
+    /// The origin answered `status` without a body, and the stored response it refreshed is
+    /// served (stored again).
+    pub fn revalidated(self, status: u16) -> Self {
+        CacheStatus {
+            revalidated: true,
+            stored: true,
+            fwd_status: Some(status),
+            ..self
+        }
+    }
+
     /// Marked collapsed when `collapsed`.
     pub fn collapsed(self, collapsed: bool) -> Self {
         CacheStatus { collapsed, ..self }
     }
 
-    /// The X-Cache / metrics view of this status.
+    /// The X-Cache / metrics view of this status. A stale answer is `Stale` whoever fetched; a
+    /// waiter is `Collapsed` whatever the leader's fetch did (the leader's own result counts that
+    /// fetch), so origin work is counted once.
     pub fn result(&self) -> CacheResult {
         if self.detail.is_some_and(Detail::is_stale) {
             CacheResult::Stale
-        } else if self.hit || self.fwd_status == Some(304) {
+        } else if self.hit {
             CacheResult::Hit
+        } else if self.collapsed {
+            CacheResult::Collapsed
+        } else if self.revalidated {
+            CacheResult::Revalidated
         } else if matches!(self.fwd, Some(Fwd::Bypass | Fwd::Method))
             || self.detail == Some(Detail::VaryChurn)
         {
@@ -291,14 +326,31 @@ mod tests {
                 Stale,
             ),
             (
-                fwd(Fwd::Stale).fwd_status(304).ttl(60).collapsed(true),
-                "apicache; fwd=stale; fwd-status=304; ttl=60; collapsed",
-                Hit,
+                fwd(Fwd::Stale).revalidated(304).ttl(60).collapsed(true),
+                "apicache; fwd=stale; fwd-status=304; ttl=60; stored; collapsed",
+                Collapsed,
             ),
             (
-                fwd(Fwd::Request).fwd_status(304).ttl(60),
-                "apicache; fwd=request; fwd-status=304; ttl=60",
-                Hit,
+                fwd(Fwd::Stale).revalidated(304).ttl(60),
+                "apicache; fwd=stale; fwd-status=304; ttl=60; stored",
+                Revalidated,
+            ),
+            (
+                fwd(Fwd::Request).revalidated(304).ttl(60),
+                "apicache; fwd=request; fwd-status=304; ttl=60; stored",
+                Revalidated,
+            ),
+            // A HEAD whose 200 refreshed the stored GET response.
+            (
+                fwd(Fwd::Stale).revalidated(200).ttl(30),
+                "apicache; fwd=stale; fwd-status=200; ttl=30; stored",
+                Revalidated,
+            ),
+            // A 304 relayed without refreshing anything stored is no revalidation.
+            (
+                fwd(Fwd::Bypass).fwd_status(304),
+                "apicache; fwd=bypass; fwd-status=304",
+                Pass,
             ),
             (
                 fwd(Fwd::UriMiss).stored(),
@@ -308,7 +360,39 @@ mod tests {
             (
                 fwd(Fwd::VaryMiss).stored().collapsed(true),
                 "apicache; fwd=vary-miss; stored; collapsed",
+                Collapsed,
+            ),
+            (
+                fwd(Fwd::UriMiss)
+                    .fwd_status(502)
+                    .collapsed(true)
+                    .detail(Detail::Error("refused")),
+                "apicache; fwd=uri-miss; fwd-status=502; collapsed; detail=refused",
+                Collapsed,
+            ),
+            // A waiter handed the leader's stale-if-error answer was served stale.
+            (
+                fwd(Fwd::Stale)
+                    .fwd_status(503)
+                    .ttl(-4)
+                    .collapsed(true)
+                    .detail(Detail::StaleIfError),
+                "apicache; fwd=stale; fwd-status=503; ttl=-4; collapsed; detail=stale-if-error",
+                Stale,
+            ),
+            (
+                fwd(Fwd::UriMiss)
+                    .fwd_status(504)
+                    .detail(Detail::Error("timeout")),
+                "apicache; fwd=uri-miss; fwd-status=504; detail=timeout",
                 Miss,
+            ),
+            (
+                fwd(Fwd::Bypass)
+                    .fwd_status(502)
+                    .detail(Detail::Error("reset")),
+                "apicache; fwd=bypass; fwd-status=502; detail=reset",
+                Pass,
             ),
             (
                 fwd(Fwd::UriMiss).detail(Detail::NotStored(NoStore::Private)),
@@ -346,6 +430,11 @@ mod tests {
                 "apicache; detail=only-if-cached",
                 Miss,
             ),
+            (
+                CacheStatus::default().detail(Detail::Error("uri-too-long")),
+                "apicache; detail=uri-too-long",
+                Miss,
+            ),
         ];
         for (status, header, result) in rows {
             assert_eq!(status.to_string(), header);
@@ -356,8 +445,14 @@ mod tests {
     #[test]
     fn result_strings() {
         let x: Vec<&str> = CacheResult::ALL.iter().map(|r| r.as_str()).collect();
-        assert_eq!(x, ["HIT", "MISS", "STALE", "PASS"]);
+        assert_eq!(
+            x,
+            ["HIT", "MISS", "STALE", "PASS", "COLLAPSED", "REVALIDATED"]
+        );
         let l: Vec<&str> = CacheResult::ALL.iter().map(|r| r.label()).collect();
-        assert_eq!(l, ["hit", "miss", "stale", "pass"]);
+        assert_eq!(
+            l,
+            ["hit", "miss", "stale", "pass", "collapsed", "revalidated"]
+        );
     }
 }

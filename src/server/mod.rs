@@ -115,7 +115,10 @@ pub async fn start(cfg: Config) -> std::io::Result<Running> {
             async move { crate::admin::handle(&p, req).await }
         })));
     }
-    tracing::info!(%addr, admin = ?admin_addr, "apicache listening");
+    match admin_addr {
+        Some(admin) => tracing::info!(%addr, %admin, "apicache listening"),
+        None => tracing::info!(%addr, admin = "off", "apicache listening"),
+    }
     Ok(Running {
         addr,
         admin_addr,

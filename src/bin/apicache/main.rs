@@ -52,14 +52,26 @@ pub static malloc_conf: &[u8] = b"background_thread:true,dirty_decay_ms:1000,muz
 /// The demo's config, embedded so `apicache demo` works from any directory.
 const DEMO_CONFIG: &str = include_str!("../../../config/demo.toml");
 
+/// Whether log lines get ANSI colours: only on a terminal, and never when `NO_COLOR` is set to
+/// anything but the empty string (no-color.org). A log file or collector gets plain text.
+fn use_colour(is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 fn main() -> std::process::ExitCode {
+    use std::io::IsTerminal;
     let cli = Cli::parse();
+    let ansi = use_colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR"),
+    );
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .init();
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -213,6 +225,28 @@ impl Signals {
         {
             let _ = tokio::signal::ctrl_c().await;
             "Ctrl-C"
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::use_colour;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        // (stderr is a terminal, NO_COLOR, colour)
+        let rows = [
+            (true, None, true),
+            (true, Some(""), true),
+            (true, Some("1"), false),
+            (true, Some("0"), false),
+            (false, None, false),
+            (false, Some(""), false),
+        ];
+        for (tty, no_color, want) in rows {
+            let v = no_color.map(std::ffi::OsString::from);
+            assert_eq!(use_colour(tty, v), want, "{tty} {no_color:?}");
         }
     }
 }

@@ -1,0 +1,160 @@
+//! The binary's logs as an operator's collector sees them (stderr a pipe): plain text without
+//! ANSI colour codes, addresses printed plainly, an access line per request with client, bytes
+//! and request id, and origin failures with their cause and the origin's address.
+
+mod support;
+use support::*;
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Kills the child whatever happens in the test.
+struct Guard(u32);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(self.0.to_string())
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stderr_is_plain_text_with_complete_access_lines() {
+    let origin = Origin::start(|s| match s.path_and_query.as_str() {
+        "/stream" => Reply::ok(json_body(3000, "s")).header("cache-control", "no-store"),
+        _ => Reply::ok("{\"ok\":true}").header("cache-control", CACHEABLE),
+    })
+    .await;
+    let (port, admin_port) = (free_port(), free_port());
+    let dir = std::env::temp_dir().join(format!("apicache-logs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            // No pooled connections: once the origin stops, the next request is refused.
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[origin]\nurl = \"{}\"\n\
+             pool_max_idle_per_host = 0\n\
+             [admin]\nlisten = \"127.0.0.1:{admin_port}\"\ntoken = \"{TOKEN}\"\n",
+            origin.url()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_apicache"))
+        .arg("--config")
+        .arg(&cfg)
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let guard = Guard(child.id());
+    let mut stderr = child.stderr.take().unwrap();
+    // Read all along, so a full pipe can never block the proxy.
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = stderr.read_to_string(&mut out);
+        out
+    });
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut up = false;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "apicache did not start");
+
+    let rid = [("x-request-id", "log-test-1")];
+    let (s, h, _) = request(addr, "GET", "/cached", &rid, b"").await;
+    assert_eq!((s, hdr(&h, "x-cache")), (200, "MISS"));
+    let (_, h, _) = request(addr, "GET", "/cached", &[], b"").await;
+    assert_eq!(hdr(&h, "x-cache"), "HIT");
+    let generated = hdr(&h, "x-request-id").to_string();
+    let (s, _, body) = request(
+        addr,
+        "GET",
+        "/stream",
+        &[("x-request-id", "log-stream")],
+        b"",
+    )
+    .await;
+    assert_eq!(s, 200);
+    let streamed = body.len();
+    origin.stop().await;
+    let (s, _, _) = request(addr, "GET", "/down", &[("x-request-id", "log-down")], b"").await;
+    assert_eq!(s, 502);
+
+    let term = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    std::mem::forget(guard);
+    assert_eq!(status.code(), Some(0));
+    let log = reader.join().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+
+    assert!(!log.contains('\x1b'), "ANSI codes on a pipe:\n{log}");
+    assert!(!log.contains("Some("), "{log}");
+    let listening = log.lines().find(|l| l.contains("apicache listening"));
+    let listening = listening.unwrap_or_else(|| panic!("no start line:\n{log}"));
+    assert!(
+        listening.contains(&format!("addr=127.0.0.1:{port}"))
+            && listening.contains(&format!("admin=127.0.0.1:{admin_port}")),
+        "{listening}"
+    );
+    let access = |id: &str| {
+        let line = log
+            .lines()
+            .find(|l| l.contains("apicache::access") && l.contains(&format!("request_id={id}")));
+        line.unwrap_or_else(|| panic!("no access line for {id}:\n{log}"))
+            .to_string()
+    };
+    let miss = access("log-test-1");
+    for field in [
+        "method=GET",
+        "path=/cached",
+        "status=200",
+        "cache=\"MISS\"",
+        "client=127.0.0.1:",
+        "bytes=11",
+        "complete=true",
+        "origin_ms=",
+    ] {
+        assert!(miss.contains(field), "{field} missing: {miss}");
+    }
+    assert!(access(&generated).contains("cache=\"HIT\" detail=- client=127.0.0.1:"));
+    let stream = access("log-stream");
+    assert!(
+        stream.contains(&format!("bytes={streamed} complete=true")),
+        "{stream}"
+    );
+    assert!(access("log-down").contains("status=502 cache=\"MISS\" detail=refused"));
+    let failure = log
+        .lines()
+        .find(|l| l.contains("origin request failed") && l.contains("request_id=log-down"));
+    let failure = failure.unwrap_or_else(|| panic!("no origin failure line:\n{log}"));
+    assert!(
+        failure.contains("WARN")
+            && failure.contains(&format!("origin={}", origin.addr))
+            && failure.contains("cause=refused"),
+        "{failure}"
+    );
+}
