@@ -264,11 +264,16 @@ impl Forwarding {
         if !trusted(peer.ip()) {
             return peer.to_string();
         }
-        let lines: Vec<&str> = h
+        // A line that is not text stops the walk: skipping it would let what a client wrote
+        // before it pass for what a trusted proxy appended after.
+        let Ok(lines) = h
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
+            .map(|v| v.to_str())
+            .collect::<Result<Vec<&str>, _>>()
+        else {
+            return peer.to_string();
+        };
         let hops = lines.iter().rev().flat_map(|l| l.rsplit(','));
         match forwarded_client(hops, trusted) {
             Some(ip) => ip.to_string(),
@@ -365,6 +370,15 @@ pub fn normalize_host(raw: &str, proto: &str) -> Option<String> {
     if a.as_str().contains('@') || a.host().is_empty() {
         return None;
     }
+    // A host is a name, an IPv4 address or a bracketed IPv6 one. The sub-delimiters `Authority`
+    // also lets through (`,` `;` `'` …) would split or end a host where lists and quoted values
+    // are built from it (X-Forwarded-Host, rewritten Refresh URLs).
+    let name = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
+    let v6 = |b: u8| b.is_ascii_hexdigit() || matches!(b, b':' | b'.' | b'[' | b']');
+    let host = a.host().as_bytes();
+    if !(host.iter().all(|b| name(*b)) || host.starts_with(b"[") && host.iter().all(|b| v6(*b))) {
+        return None;
+    }
     let host = a.host().to_ascii_lowercase();
     let default = match proto {
         "https" => 443,
@@ -414,6 +428,16 @@ mod tests {
             ("a b", "http", None),
             ("", "http", None),
             ("evil/x", "http", None),
+            ("victim.example,evil", "http", None),
+            ("a;b", "http", None),
+            ("a'b", "http", None),
+            (
+                "internal_name.local:8080",
+                "http",
+                Some("internal_name.local:8080"),
+            ),
+            ("10.0.0.1", "http", Some("10.0.0.1")),
+            ("[fe80::1]:8443", "http", Some("[fe80::1]:8443")),
         ];
         for (raw, proto, want) in rows {
             assert_eq!(normalize_host(raw, proto).as_deref(), want, "{raw}");

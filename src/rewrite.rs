@@ -310,7 +310,9 @@ impl OriginAddr {
 /// What follows the base path, as an absolute path: `""` → `/`, `?q` → `/?q`. As a reference
 /// on its own (`alone`), `//x` is written `/.//x`, which stays a path: `//x` would name the host `x`.
 fn write_path(rest: &[u8], alone: bool, out: &mut Vec<u8>) {
-    if alone && rest.starts_with(b"//") {
+    // Browsers read `/\`, `/<TAB>/` and the like as `//`: a path that would name a host.
+    let host_like = |b: u8| matches!(b, b'/' | b'\\' | b'\t' | b'\r' | b'\n');
+    if alone && rest.first() == Some(&b'/') && rest.get(1).is_some_and(|b| host_like(*b)) {
         out.extend_from_slice(b"/.");
     } else if !rest.starts_with(b"/") {
         out.push(b'/');

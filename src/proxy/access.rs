@@ -58,6 +58,11 @@ impl AccessLine {
 
     /// Log `resp` now if its body is complete or empty, else when its stream ends.
     pub fn attach(self, resp: Response<ProxyBody>) -> Response<ProxyBody> {
+        // hyper never polls these bodies: waiting for their end would log them as cut short.
+        if self.method == http::Method::HEAD || matches!(self.status, 100..=199 | 204 | 304) {
+            self.emit(0, true);
+            return resp;
+        }
         let (parts, body) = resp.into_parts();
         let body = match body {
             ProxyBody::Full(b) => {

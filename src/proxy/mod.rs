@@ -181,10 +181,12 @@ impl Proxy {
         start: Instant,
     ) -> Response<ProxyBody> {
         let mut status = self.credential_detail(status, ctx);
+        // Classified before an error's cause replaces the detail: a forward is a PASS whether
+        // or not the origin then failed.
+        let result = status.result();
         if let Some(e) = resp.extensions().get::<ProxyError>() {
             status = failed(status, e);
         }
-        let result = status.result();
         self.metrics.request(ctx.route.id, result);
         let h = resp.headers_mut();
         h.insert("x-cache", HeaderValue::from_static(result.as_str()));

@@ -165,6 +165,11 @@ fn without_a_public_host_urls_become_paths() {
             "http://origin:1/base//evil.example/x",
             Some("/.//evil.example/x"),
         ),
+        // Nor `/\evil.example/`, which browsers read the same way.
+        (
+            "http://origin:1/base/\\evil.example/",
+            Some("/./\\evil.example/"),
+        ),
         ("http://other/base/x", None),
     ];
     for (value, want) in rows {

@@ -203,9 +203,13 @@ pub fn evaluate(
     if fields.private() && !own_cache {
         return Err(NoStore::Private);
     }
+    // `X-Request-Id` is unique per request (apicache generates one when the client sent none),
+    // so varying on it is varying on everything.
     if headers.get_all(header::VARY).iter().any(|v| {
-        v.to_str()
-            .is_ok_and(|s| s.split(',').any(|f| f.trim() == "*"))
+        v.to_str().is_ok_and(|s| {
+            s.split(',')
+                .any(|f| f.trim() == "*" || f.trim().eq_ignore_ascii_case("x-request-id"))
+        })
     }) {
         return Err(NoStore::VaryStar);
     }

@@ -139,6 +139,16 @@ fn unstorable_responses() {
     assert_eq!(
         eval(
             200,
+            &[
+                ("cache-control", "max-age=5"),
+                ("vary", "Accept, X-Request-ID")
+            ]
+        ),
+        Err(NoStore::VaryStar)
+    );
+    assert_eq!(
+        eval(
+            200,
             &[("cache-control", "max-age=5"), ("set-cookie", "a=b")]
         ),
         Err(NoStore::SetCookie)
