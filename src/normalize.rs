@@ -257,7 +257,7 @@ fn hex_val(b: u8) -> Option<u8> {
 }
 
 /// Uppercase percent-encodings and decode the ones that stand for unreserved characters.
-fn normalize_percent(s: &str) -> Result<String, NormalizeError> {
+pub(crate) fn normalize_percent(s: &str) -> Result<String, NormalizeError> {
     if !s.contains('%') && s.is_ascii() {
         return Ok(s.to_string());
     }

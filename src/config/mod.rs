@@ -385,7 +385,7 @@ pub struct Config {
     pub compression: CompressionConfig,
     /// Admin listener, if any.
     pub admin: Option<AdminConfig>,
-    /// Per-route behaviour, compiled; first match wins.
+    /// Per-route behaviour, compiled; the most specific pattern matching a path wins.
     pub routes: crate::routes::Routes,
     /// Allowed hosts, trusted proxies and stripped fields, compiled.
     #[serde(skip)]
@@ -526,6 +526,11 @@ mod tests {
         assert!(e.contains("routes[0].tags"), "{e}");
         let e = err("[origin]\nurl = \"http://a:1\"\n[[routes]]\npath = \"/a/{id\"\n");
         assert!(e.contains("routes[0].path"), "{e}");
+        let e = err("[origin]\nurl = \"http://a:1\"\n[[routes]]\npath = \"/a\"\n[[routes]]\npath = \"users/{id}\"\n");
+        assert!(
+            e.contains("<inline>") && e.contains("routes[1].path") && e.contains("start with `/`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -193,8 +193,8 @@ impl RawConfig {
         }
         let forwarding = crate::forwarding::Forwarding::compile(&self.server, &self.normalize)
             .map_err(|(key, why)| invalid(&key, why))?;
-        let routes =
-            crate::routes::Routes::compile(self.routes).map_err(|(key, why)| invalid(&key, why))?;
+        let routes = crate::routes::Routes::compile(self.routes, &self.normalize)
+            .map_err(|(key, why)| invalid(&key, why))?;
         let admin = match self.admin {
             None => None,
             Some(a) => {
