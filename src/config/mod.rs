@@ -1,7 +1,9 @@
 //! The TOML configuration: a raw serde layer that rejects unknown keys ([`raw`]), validated into
-//! [`Config`].
+//! [`Config`]; its printed form ([`print`]) and start-time warnings ([`warnings`]).
 
+mod print;
 mod raw;
+pub mod warnings;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -312,23 +314,41 @@ impl Default for CompressionConfig {
 }
 
 /// `[admin]`, validated: the purge/metrics listener.
-#[derive(Clone, Serialize)]
+#[derive(Clone)]
 pub struct AdminConfig {
     /// Address of the admin listener (keep it private).
     pub listen: SocketAddr,
     /// Bearer token every admin call must carry, if set.
-    #[serde(skip)]
     pub token: Option<String>,
-    /// Where the token came from, for `--check-config` (never the token itself).
-    #[serde(skip)]
-    pub token_source: String,
+    /// The environment variable the token was read from, so a printed config names it again.
+    pub token_env: Option<String>,
+}
+
+/// What a printed config shows instead of an inline admin token; loading it is refused.
+pub const REDACTED_TOKEN: &str = "<redacted>";
+
+impl Serialize for AdminConfig {
+    /// The token itself is never written: `token_env` names its variable, and an inline token
+    /// is written as [`REDACTED_TOKEN`].
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("AdminConfig", 2)?;
+        st.serialize_field("listen", &self.listen)?;
+        match (&self.token_env, &self.token) {
+            (Some(env), _) => st.serialize_field("token_env", env)?,
+            (None, Some(_)) => st.serialize_field("token", REDACTED_TOKEN)?,
+            (None, None) => st.skip_field("token")?,
+        }
+        st.end()
+    }
 }
 
 impl std::fmt::Debug for AdminConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AdminConfig")
             .field("listen", &self.listen)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token", &self.token.as_ref().map(|_| REDACTED_TOKEN))
+            .field("token_env", &self.token_env)
             .finish()
     }
 }

@@ -198,16 +198,25 @@ impl RawConfig {
         let admin = match self.admin {
             None => None,
             Some(a) => {
-                let (token, token_source) = match (a.token, a.token_env) {
+                let (token, token_env) = match (a.token, a.token_env) {
                     (Some(_), Some(_)) => {
                         return Err(invalid(
                             "admin.token",
                             "set either token or token_env, not both".into(),
                         ))
                     }
-                    (Some(t), None) => (Some(t), "admin.token".to_string()),
+                    (Some(t), None) if t == REDACTED_TOKEN => {
+                        return Err(invalid(
+                            "admin.token",
+                            format!(
+                                "`{REDACTED_TOKEN}` is what --check-config prints instead of the \
+                                 token: put the real token back, or use token_env"
+                            ),
+                        ))
+                    }
+                    (Some(t), None) => (Some(t), None),
                     (None, Some(env)) => match std::env::var(&env) {
-                        Ok(t) if !t.is_empty() => (Some(t), format!("${env}")),
+                        Ok(t) if !t.is_empty() => (Some(t), Some(env)),
                         _ => {
                             return Err(invalid(
                                 "admin.token_env",
@@ -215,7 +224,7 @@ impl RawConfig {
                             ))
                         }
                     },
-                    (None, None) => (None, "none (admin API unauthenticated)".to_string()),
+                    (None, None) => (None, None),
                 };
                 if token.as_deref().is_some_and(|t| t.len() < 16) {
                     return Err(invalid(
@@ -232,7 +241,7 @@ impl RawConfig {
                 Some(AdminConfig {
                     listen: a.listen,
                     token,
-                    token_source,
+                    token_env,
                 })
             }
         };

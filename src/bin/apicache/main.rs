@@ -70,35 +70,6 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// The effective configuration as TOML that loads again to the same configuration. The admin
-/// token itself is never printed: one read from the environment stays `token_env`, and an inline
-/// one becomes `token_env = "APICACHE_ADMIN_TOKEN"`, so the output fails closed (an error naming
-/// the variable) instead of loading as an unauthenticated admin API.
-fn effective_config(cfg: &apicache::Config) -> anyhow::Result<String> {
-    let mut doc = toml::Value::try_from(cfg)?;
-    let mut notes = String::new();
-    if let (Some(a), Some(table)) = (&cfg.admin, doc.get_mut("admin")) {
-        let env = match a.token_source.strip_prefix('$') {
-            Some(env) => Some(env.to_string()),
-            None if a.token.is_some() => {
-                notes +=
-                    "# admin.token is not printed: export it as APICACHE_ADMIN_TOKEN to load this
-";
-                Some("APICACHE_ADMIN_TOKEN".to_string())
-            }
-            None => {
-                notes += "# admin API has no token: anyone who can reach it can purge
-";
-                None
-            }
-        };
-        if let (Some(env), Some(t)) = (env, table.as_table_mut()) {
-            t.insert("token_env".into(), toml::Value::String(env));
-        }
-    }
-    Ok(format!("{notes}{}", toml::to_string_pretty(&doc)?))
-}
-
 fn run(cli: Cli) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -112,8 +83,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         None => {
             let cfg = apicache::Config::load(&cli.config)?;
             if cli.check_config {
+                for w in cfg.warnings() {
+                    tracing::warn!("{w}");
+                }
                 println!("# {}: valid", cli.config.display());
-                print!("{}", effective_config(&cfg)?);
+                print!("{}", cfg.effective_toml()?);
                 return Ok(());
             }
             rt.block_on(async {
