@@ -224,9 +224,11 @@ impl Default for CacheConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NormalizeConfig {
-    /// Query parameter that carries the page number ("" disables).
+    /// Query parameter that carries the page number ("", the default: off). Setting it says
+    /// that on this API no page parameter means `default_page`: every request without it is
+    /// then keyed and forwarded with `page_param=default_page`.
     pub page_param: String,
-    /// The page value that equals no page parameter at all.
+    /// The page a request without `page_param` asks for.
     pub default_page: String,
     /// Sort query parameters by name so their order does not matter.
     pub sort_query: bool,
@@ -254,7 +256,7 @@ pub struct NormalizeConfig {
 impl Default for NormalizeConfig {
     fn default() -> Self {
         Self {
-            page_param: "page".into(),
+            page_param: String::new(),
             default_page: "1".into(),
             sort_query: true,
             ignore_params: vec!["utm_*".into()],
@@ -476,7 +478,7 @@ mod tests {
         assert_eq!(c.cache.max_size, ByteSize::mib(256));
         assert_eq!(c.origin.authority.as_str(), "127.0.0.1:9000");
         assert_eq!(c.origin.base_path, "");
-        assert_eq!(c.normalize.page_param, "page");
+        assert_eq!(c.normalize.page_param, "");
         assert!(c.routes.is_empty());
     }
 

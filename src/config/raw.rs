@@ -165,6 +165,7 @@ impl RawConfig {
                 "must be a single token such as `api-token` or `Bearer`".into(),
             ));
         }
+        validate_page(n, invalid)?;
         for (key, d) in [
             (
                 "server.header_read_timeout",
@@ -258,6 +259,63 @@ impl RawConfig {
     }
 }
 
+/// `page_param` and `default_page` are written into every forwarded URL that lacks them, so
+/// they must read back as themselves and not be removed again by another rule.
+fn validate_page(
+    n: &NormalizeConfig,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<(), ConfigError> {
+    if n.page_param.is_empty() {
+        return Ok(());
+    }
+    let plain = |s: &str, extra: &[u8]| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b) || extra.contains(&b))
+    };
+    if !plain(&n.page_param, b"[]") {
+        return Err(invalid(
+            "normalize.page_param",
+            format!(
+                "{:?} must be a plain parameter name (letters, digits, - . _ ~ [ ])",
+                n.page_param
+            ),
+        ));
+    }
+    if !plain(&n.default_page, b"") {
+        return Err(invalid(
+            "normalize.default_page",
+            format!(
+                "{:?} must be a plain value (letters, digits, - . _ ~)",
+                n.default_page
+            ),
+        ));
+    }
+    if n.auth_params
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(&n.page_param))
+    {
+        return Err(invalid(
+            "normalize.page_param",
+            format!("{:?} is also in normalize.auth_params", n.page_param),
+        ));
+    }
+    if let Some(i) = n
+        .ignore_params
+        .iter()
+        .position(|g| crate::normalize::glob_match(g, &n.page_param))
+    {
+        return Err(invalid(
+            "normalize.page_param",
+            format!(
+                "{:?} is also matched by normalize.ignore_params[{i}], which would drop it",
+                n.page_param
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn validate_origin(
     raw: RawOrigin,
     invalid: &dyn Fn(&str, String) -> ConfigError,
@@ -327,6 +385,40 @@ fn validate_origin(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn page_settings_are_validated() {
+        let base = "[origin]\nurl = \"http://a:1\"\n[normalize]\n";
+        // (settings, Some(key named in the error) or None: valid)
+        let rows = [
+            ("", None),
+            ("page_param = \"\"\ndefault_page = \"\"\n", None),
+            ("page_param = \"page\"\n", None),
+            ("page_param = \"_page\"\ndefault_page = \"0\"\n", None),
+            ("page_param = \"page[number]\"\n", None),
+            ("page_param = \"pa ge\"\n", Some("normalize.page_param")),
+            ("page_param = \"p&q\"\n", Some("normalize.page_param")),
+            ("page_param = \"p%41\"\n", Some("normalize.page_param")),
+            (
+                "page_param = \"page\"\ndefault_page = \"\"\n",
+                Some("normalize.default_page"),
+            ),
+            (
+                "page_param = \"page\"\ndefault_page = \"1#\"\n",
+                Some("normalize.default_page"),
+            ),
+            ("page_param = \"apikey\"\n", Some("normalize.page_param")),
+            ("page_param = \"utm_page\"\n", Some("normalize.page_param")),
+        ];
+        for (settings, want) in rows {
+            let got = Config::parse(&format!("{base}{settings}"));
+            match (want, got) {
+                (None, Ok(_)) => {}
+                (Some(key), Err(e)) => assert!(e.to_string().contains(key), "{settings}: {e}"),
+                (want, got) => panic!("{settings}: want {want:?}, got {:?}", got.err()),
+            }
+        }
+    }
 
     fn parse(cache: &str) -> Result<Config, ConfigError> {
         Config::parse(&format!("[origin]\nurl = \"http://a:1\"\n[cache]\n{cache}"))
