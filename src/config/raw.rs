@@ -316,14 +316,14 @@ fn validate_page(
     Ok(())
 }
 
-fn validate_origin(
-    raw: RawOrigin,
+/// The scheme, authority and base path of an `origin.url`.
+fn parse_origin_url(
+    url: &str,
     invalid: &dyn Fn(&str, String) -> ConfigError,
-) -> Result<OriginConfig, ConfigError> {
-    let uri: http::Uri = raw
-        .url
+) -> Result<(Scheme, http::uri::Authority, String), ConfigError> {
+    let uri: http::Uri = url
         .parse()
-        .map_err(|e| invalid("origin.url", format!("malformed URL {:?}: {e}", raw.url)))?;
+        .map_err(|e| invalid("origin.url", format!("malformed URL {url:?}: {e}")))?;
     let scheme = match uri.scheme_str() {
         Some("http") => Scheme::HTTP,
         Some(other) => {
@@ -335,14 +335,14 @@ fn validate_origin(
         None => {
             return Err(invalid(
                 "origin.url",
-                format!("{:?} needs a scheme, e.g. http://127.0.0.1:9000", raw.url),
+                format!("{url:?} needs a scheme, e.g. http://127.0.0.1:9000"),
             ))
         }
     };
     let authority = uri
         .authority()
         .cloned()
-        .ok_or_else(|| invalid("origin.url", format!("{:?} has no host", raw.url)))?;
+        .ok_or_else(|| invalid("origin.url", format!("{url:?} has no host")))?;
     if authority.as_str().contains('@') {
         return Err(invalid(
             "origin.url",
@@ -352,7 +352,39 @@ fn validate_origin(
     if uri.query().is_some() {
         return Err(invalid("origin.url", "must not have a query".into()));
     }
-    let base_path = uri.path().trim_end_matches('/').to_string();
+    Ok((
+        scheme,
+        authority,
+        uri.path().trim_end_matches('/').to_string(),
+    ))
+}
+
+impl Config {
+    /// This configuration with `origin.url` replaced and every other setting kept, for
+    /// `apicache demo --config`, which puts the demo API behind a user's file.
+    pub fn with_origin_url(mut self, url: &str) -> Result<Config, ConfigError> {
+        let invalid = |key: &str, reason: String| ConfigError::Invalid {
+            file: Path::new(INLINE).to_path_buf(),
+            key: key.to_string(),
+            reason,
+        };
+        let (scheme, authority, base_path) = parse_origin_url(url, &invalid)?;
+        self.origin = OriginConfig {
+            url: url.to_string(),
+            scheme,
+            authority,
+            base_path,
+            ..self.origin
+        };
+        Ok(self)
+    }
+}
+
+fn validate_origin(
+    raw: RawOrigin,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<OriginConfig, ConfigError> {
+    let (scheme, authority, base_path) = parse_origin_url(&raw.url, invalid)?;
     if raw.timeout.is_zero() {
         return Err(invalid("origin.timeout", "must be more than 0".into()));
     }
