@@ -21,7 +21,7 @@ impl Config {
             .collect();
         if let Some(a) = self.admin.as_ref().filter(|a| a.token.is_none()) {
             out.push(format!(
-                "admin API on {} has no token: anyone who can reach it can purge",
+                "admin API has no token: anyone who can reach it ({}) can purge",
                 a.listen
             ));
         }
