@@ -1,7 +1,8 @@
 //! apicache: a caching reverse proxy for one HTTP JSON API.
 //!
 //! Map of the crate:
-//! - [`config`]: TOML → validated [`config::Config`]; [`routes`]: the routes compiled once
+//! - [`config`]: TOML → validated [`config::Config`], printed back for `--check-config`, and its
+//!   start-time warnings; [`routes`]: the routes compiled once (most specific pattern wins)
 //! - [`normalize`]: request target → normalized URL, moved credentials, cache key
 //! - [`rfc`]: HTTP caching decisions as pure functions (directives, HTTP-dates, storability,
 //!   use-time freshness and stale rules, Vary, codings, ETags, conditionals and ranges, which

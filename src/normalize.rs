@@ -1,8 +1,8 @@
 //! Request normalization: one object is cached once, whatever spelling of its URL a client used.
 //!
 //! Applies RFC 3986 §6.2.2 (percent-encoding case, unreserved characters, dot segments), then the
-//! configured rules: default page dropped, parameters sorted, ignored ones removed, list values
-//! sorted, and API keys moved out of the query into an `Authorization` value.
+//! configured rules: the default page made explicit, parameters sorted, ignored ones removed,
+//! list values sorted, and API keys moved out of the query into an `Authorization` value.
 
 use http::HeaderValue;
 use sha2::{Digest, Sha256};
@@ -96,61 +96,63 @@ impl Normalizer {
         }
         let path_len = out.len();
         let mut credential = None;
-        if let Some(q) = raw_query {
-            let mut params: Vec<(String, Option<String>)> = Vec::new();
-            for piece in q.split('&').filter(|p| !p.is_empty()) {
-                let (name, value) = match piece.find('=') {
-                    Some(i) => (&piece[..i], Some(&piece[i + 1..])),
-                    None => (piece, None),
-                };
-                let name = normalize_percent(name)?;
-                let value = value.map(normalize_percent).transpose()?;
-                if self
-                    .cfg
-                    .auth_params
-                    .iter()
-                    .any(|a| a.eq_ignore_ascii_case(&name))
-                {
-                    if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
-                        // Two keys: the cache and the origin could each pick a different one.
-                        if credential.is_some() {
-                            return Err(NormalizeError::DuplicateCredential);
-                        }
-                        credential = Some(self.credential_header(v)?);
+        let mut params: Vec<(String, Option<String>)> = Vec::new();
+        for piece in raw_query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = match piece.find('=') {
+                Some(i) => (&piece[..i], Some(&piece[i + 1..])),
+                None => (piece, None),
+            };
+            let name = normalize_percent(name)?;
+            let value = value.map(normalize_percent).transpose()?;
+            if self
+                .cfg
+                .auth_params
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(&name))
+            {
+                if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
+                    // Two keys: the cache and the origin could each pick a different one.
+                    if credential.is_some() {
+                        return Err(NormalizeError::DuplicateCredential);
                     }
-                    continue;
+                    credential = Some(self.credential_header(v)?);
                 }
-                if self.cfg.ignore_params.iter().any(|g| glob_match(g, &name)) {
-                    continue;
-                }
-                if !self.cfg.page_param.is_empty()
-                    && name == self.cfg.page_param
-                    && value.as_deref() == Some(self.cfg.default_page.as_str())
-                {
-                    continue;
-                }
-                let value = match value {
-                    Some(v) if self.cfg.list_params.contains(&name) => {
-                        let mut items: Vec<&str> = v.split(',').filter(|s| !s.is_empty()).collect();
-                        items.sort_unstable();
-                        items.dedup();
-                        Some(items.join(","))
-                    }
-                    v => v,
-                };
-                params.push((name, value));
+                continue;
             }
-            if self.cfg.sort_query {
-                // Stable by name only: repeated parameters keep their relative order, which may matter.
-                params.sort_by(|a, b| a.0.cmp(&b.0));
+            if self.cfg.ignore_params.iter().any(|g| glob_match(g, &name)) {
+                continue;
             }
-            for (i, (name, value)) in params.iter().enumerate() {
-                out.push(if i == 0 { '?' } else { '&' });
-                out.push_str(name);
-                if let Some(v) = value {
-                    out.push('=');
-                    out.push_str(v);
+            let value = match value {
+                Some(v) if self.cfg.list_params.contains(&name) => {
+                    let mut items: Vec<&str> = v.split(',').filter(|s| !s.is_empty()).collect();
+                    items.sort_unstable();
+                    items.dedup();
+                    Some(items.join(","))
                 }
+                v => v,
+            };
+            params.push((name, value));
+        }
+        // No page parameter means the default page (the operator said so by setting
+        // page_param): the canonical form names it, because only `?page=1` means page 1 on
+        // every API, so the origin answers the same question for both spellings.
+        if !self.cfg.page_param.is_empty() && !params.iter().any(|(n, _)| *n == self.cfg.page_param)
+        {
+            params.push((
+                self.cfg.page_param.clone(),
+                Some(self.cfg.default_page.clone()),
+            ));
+        }
+        if self.cfg.sort_query {
+            // Stable by name only: repeated parameters keep their relative order, which may matter.
+            params.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        for (i, (name, value)) in params.iter().enumerate() {
+            out.push(if i == 0 { '?' } else { '&' });
+            out.push_str(name);
+            if let Some(v) = value {
+                out.push('=');
+                out.push_str(v);
             }
         }
         Ok(Normalized {
@@ -257,7 +259,7 @@ fn hex_val(b: u8) -> Option<u8> {
 }
 
 /// Uppercase percent-encodings and decode the ones that stand for unreserved characters.
-fn normalize_percent(s: &str) -> Result<String, NormalizeError> {
+pub(crate) fn normalize_percent(s: &str) -> Result<String, NormalizeError> {
     if !s.contains('%') && s.is_ascii() {
         return Ok(s.to_string());
     }
@@ -352,10 +354,56 @@ mod tests {
     }
 
     #[test]
-    fn default_page_is_dropped() {
-        assert_eq!(n("/x?page=1").path_and_query, "/x");
+    fn page_dedupe_is_off_by_default() {
         assert_eq!(n("/x").path_and_query, "/x");
-        assert_eq!(n("/x?page=2").path_and_query, "/x?page=2");
+        assert_eq!(n("/x?page=1").path_and_query, "/x?page=1");
+    }
+
+    #[test]
+    fn default_page_is_made_explicit() {
+        let page = |param: &str, default: &str, sort_query: bool| NormalizeConfig {
+            page_param: param.into(),
+            default_page: default.into(),
+            sort_query,
+            ..Default::default()
+        };
+        // (config, target, canonical form)
+        let rows = [
+            (page("page", "1", true), "/x", "/x?page=1"),
+            (page("page", "1", true), "/x?page=1", "/x?page=1"),
+            (page("page", "1", true), "/x?pa%67e=1", "/x?page=1"),
+            (page("page", "1", true), "/x?page=2", "/x?page=2"),
+            (page("page", "1", true), "/x?b=2&a=1", "/x?a=1&b=2&page=1"),
+            (page("page", "1", true), "/x?z=1&page=1", "/x?page=1&z=1"),
+            (page("page", "1", true), "/x?apiKey=k", "/x?page=1"),
+            (page("page", "1", true), "/x?utm_source=m", "/x?page=1"),
+            (page("page", "1", true), "/x?page=", "/x?page="),
+            (page("page", "1", true), "/x?page", "/x?page"),
+            (page("page", "1", true), "/x?Page=3", "/x?Page=3&page=1"),
+            (page("page", "1", false), "/x?z=1", "/x?z=1&page=1"),
+            (page("_page", "1", true), "/posts", "/posts?_page=1"),
+            (
+                page("_page", "1", true),
+                "/posts?_limit=10",
+                "/posts?_limit=10&_page=1",
+            ),
+            (page("p", "0", true), "/x", "/x?p=0"),
+            (
+                page("page[number]", "1", true),
+                "/x?a=1",
+                "/x?a=1&page[number]=1",
+            ),
+            (page("", "1", true), "/x", "/x"),
+            (page("", "1", true), "/x?page=1", "/x?page=1"),
+        ];
+        for (cfg, target, want) in rows {
+            let norm = Normalizer::new(&cfg);
+            let got = norm.normalize(target).unwrap().path_and_query;
+            assert_eq!(got, want, "{target} ({})", cfg.page_param);
+            assert!(got.parse::<http::Uri>().is_ok(), "{got} is a valid target");
+            let again = norm.normalize(&got).unwrap().path_and_query;
+            assert_eq!(again, want, "{target} twice");
+        }
     }
 
     #[test]

@@ -3,17 +3,94 @@
 mod support;
 use support::*;
 
+/// json-server's `_page`: no parameter means every item, `_page=1` the first ten.
+fn paged_origin_reply(s: &Seen) -> Reply {
+    let body = if s.path_and_query.contains("_page=") {
+        format!("{{\"items\":10,\"asked\":\"{}\"}}", s.path_and_query)
+    } else {
+        format!("{{\"items\":500,\"asked\":\"{}\"}}", s.path_and_query)
+    };
+    Reply::ok(body).header("cache-control", CACHEABLE)
+}
+
+/// With `page_param` set, `/x` and `/x?page=1` are one object, and the origin is asked the
+/// unambiguous form, `?page=1`, whichever spelling came first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn default_page_is_one_object() {
-    let origin = cacheable_origin().await;
-    let p = proxy(&origin).await;
-    get(&p, "/x").await;
-    let (_, h, _) = get(&p, "/x?page=1").await;
-    assert_eq!(hdr(&h, "x-cache"), "HIT");
+async fn default_page_is_forwarded_in_canonical_form() {
+    let origin = Origin::start(paged_origin_reply).await;
+    let p = ProxyBuilder::new(&origin)
+        .config(|c| c.normalize.page_param = "_page".into())
+        .start()
+        .await;
+    let ten = "{\"items\":10,\"asked\":\"/posts?_page=1\"}";
+    assert_get(&p, "/posts", "MISS", ten).await;
+    assert_eq!(origin.last().path_and_query, "/posts?_page=1");
+    assert_get(&p, "/posts?_page=1", "HIT", ten).await;
     assert_eq!(origin.count(), 1);
-    let (_, h, _) = get(&p, "/x?page=2").await;
+
+    // The other order: the explicit form first.
+    let ten = "{\"items\":10,\"asked\":\"/users?_page=1\"}";
+    assert_get(&p, "/users?_page=1", "MISS", ten).await;
+    assert_get(&p, "/users", "HIT", ten).await;
+    assert_eq!(origin.count(), 2);
+
+    // Sorted in like any other parameter; another page is another object.
+    let (_, h, _) = get(&p, "/posts?_sort=id&_limit=5").await;
     assert_eq!(hdr(&h, "x-cache"), "MISS");
-    assert_eq!(origin.last().path_and_query, "/x?page=2");
+    assert_eq!(
+        origin.last().path_and_query,
+        "/posts?_limit=5&_page=1&_sort=id"
+    );
+    let (_, h, _) = get(&p, "/posts?_page=2").await;
+    assert_eq!(hdr(&h, "x-cache"), "MISS");
+    assert_eq!(origin.last().path_and_query, "/posts?_page=2");
+    assert_eq!(origin.count(), 4);
+    p.shutdown().await;
+}
+
+/// By default no page parameter is assumed: `/posts` and `/posts?_page=1` are two questions,
+/// forwarded as asked (on json-server: all 500 items, and the first 10).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_dedupe_is_off_by_default() {
+    let origin = Origin::start(paged_origin_reply).await;
+    let p = proxy(&origin).await;
+    assert_get(&p, "/posts", "MISS", "{\"items\":500,\"asked\":\"/posts\"}").await;
+    assert_eq!(origin.last().path_and_query, "/posts");
+    let (_, h, body) = get(&p, "/posts?page=1").await;
+    assert_eq!(hdr(&h, "x-cache"), "MISS");
+    assert_eq!(text(&body), "{\"items\":500,\"asked\":\"/posts?page=1\"}");
+    assert_eq!(origin.last().path_and_query, "/posts?page=1");
+    assert_eq!(origin.count(), 2);
+    p.shutdown().await;
+}
+
+/// URL purges and the invalidation after an unsafe method use the canonical form too, so either
+/// spelling removes the one object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_canonical_form_is_what_purges_hit() {
+    let origin = cacheable_origin().await;
+    let p = ProxyBuilder::new(&origin)
+        .admin()
+        .config(|c| c.normalize.page_param = "page".into())
+        .start()
+        .await;
+    let body = "{\"path\":\"/x?page=1\"}";
+    assert_get(&p, "/x?page=1", "MISS", body).await;
+    assert_eq!(purge(&p, "PURGE", "/x", &[]).await, 1);
+    assert_get(&p, "/x", "MISS", body).await;
+    assert_eq!(purge(&p, "PURGE", "/x?page=1", &[]).await, 1);
+    assert_get(&p, "/x?page=1", "MISS", body).await;
+    assert_eq!(origin.count(), 3);
+
+    let (status, _, _) = post(&p, "/x", b"{}").await;
+    assert_eq!(status, 200);
+    let seen = origin.last();
+    assert_eq!(
+        (seen.method.as_str(), seen.path_and_query.as_str()),
+        ("POST", "/x?page=1")
+    );
+    assert_get(&p, "/x", "MISS", body).await;
+    assert_eq!(origin.count(), 5);
     p.shutdown().await;
 }
 

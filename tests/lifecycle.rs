@@ -119,7 +119,8 @@ fn check_config_output_loads_again() {
             "the token was printed"
         );
     }
-    // An inline token is not printed; the output names the variable to set instead.
+    // An inline token is not printed. The printed file refuses to load until the token is put
+    // back: it can never start an admin API with no token or another one.
     let inline = dir.join("inline.toml");
     std::fs::write(
         &inline,
@@ -128,10 +129,82 @@ fn check_config_output_loads_again() {
     .unwrap();
     let printed = check(&inline);
     assert!(!printed.contains("inline-secret"), "{printed}");
+    assert!(printed.contains("token = \"<redacted>\""), "{printed}");
+    let redacted = dir.join("redacted.toml");
+    std::fs::write(&redacted, &printed).unwrap();
+    let out = std::process::Command::new(exe)
+        .args(["--check-config", "--config"])
+        .arg(&redacted)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        printed.contains("token_env = \"APICACHE_ADMIN_TOKEN\""),
-        "{printed}"
+        err.contains("redacted.toml")
+            && err.contains("admin.token")
+            && err.contains("put the real token back"),
+        "{err}"
     );
+    let restored = dir.join("restored.toml");
+    std::fs::write(
+        &restored,
+        printed.replace("<redacted>", "inline-secret-123456"),
+    )
+    .unwrap();
+    assert_eq!(check(&restored), printed);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A route path that can never match fails `--check-config`; a sort-like `list_params` entry
+/// is valid but warned about, on stderr and in the printed config.
+#[test]
+fn check_config_refuses_dead_routes_and_warns_about_sorted_sorts() {
+    let exe = env!("CARGO_BIN_EXE_apicache");
+    let dir = std::env::temp_dir().join(format!("apicache-routes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dead = dir.join("dead.toml");
+    std::fs::write(
+        &dead,
+        "[origin]\nurl = \"http://127.0.0.1:9\"\n[[routes]]\npath = \"users/{id}\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(exe)
+        .args(["--check-config", "--config"])
+        .arg(&dead)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("dead.toml")
+            && err.contains("routes[0].path")
+            && err.contains("start with `/`"),
+        "{err}"
+    );
+    let sorts = dir.join("sorts.toml");
+    std::fs::write(
+        &sorts,
+        "[origin]\nurl = \"http://127.0.0.1:9\"\n[normalize]\nlist_params = [\"fields\", \"_sort\"]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(exe)
+        .args(["--check-config", "--config"])
+        .arg(&sorts)
+        .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for text in [&stdout, &stderr] {
+        assert!(
+            text.contains("`_sort` looks like a sort parameter")
+                && text.contains("order of its values will be ignored")
+                && !text.contains("`fields`"),
+            "{text}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

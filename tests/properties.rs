@@ -95,12 +95,17 @@ fn render(path: &str, params: &[Param], keep_keys: bool) -> String {
     t
 }
 
-fn normalizers() -> [(NormalizeConfig, Normalizer); 2] {
+fn normalizers() -> [(NormalizeConfig, Normalizer); 3] {
     let with_lists = NormalizeConfig {
         list_params: vec!["fields".into()],
         ..NormalizeConfig::default()
     };
-    [NormalizeConfig::default(), with_lists].map(|c| {
+    let with_pages = NormalizeConfig {
+        page_param: "page".into(),
+        list_params: vec!["fields".into()],
+        ..NormalizeConfig::default()
+    };
+    [NormalizeConfig::default(), with_lists, with_pages].map(|c| {
         let n = Normalizer::new(&c);
         (c, n)
     })
@@ -125,6 +130,33 @@ proptest! {
             prop_assert!(twice.credential.is_none());
             prop_assert!(once.path_and_query.starts_with('/'));
         }
+    }
+
+    /// With page dedupe on, a target without the page parameter and the same target with
+    /// `page=1` anywhere (any spelling) are one canonical form, which names the page.
+    #[test]
+    fn page_spellings_share_one_canonical_form(
+        path in path(),
+        params in prop::collection::vec(param(), 0..8),
+        spelling in prop::sample::select(vec!["page=1", "pa%67e=1", "page=%31"]),
+        at in any::<prop::sample::Index>(),
+    ) {
+        let params: Vec<Param> = params
+            .into_iter()
+            .filter(|p| !matches!(p, Param::Plain(n, _) if n == "page" || n == "pa%67e"))
+            .collect();
+        let keys = params.iter().filter(|p| matches!(p, Param::Key(..))).count();
+        prop_assume!(keys < 2);
+        let without = render(&path, &params, true);
+        let mut with_page = params.clone();
+        with_page.insert(at.index(params.len() + 1), Param::Plain(spelling.to_string(), None));
+        let with_page = render(&path, &with_page, true);
+        let (_, n) = &normalizers()[2];
+        let a = n.normalize(&without).expect("well-formed");
+        let b = n.normalize(&with_page).expect("well-formed");
+        prop_assert_eq!(&a.path_and_query, &b.path_and_query, "{} vs {}", without, with_page);
+        let query = a.path_and_query.split_once('?').map_or("", |(_, q)| q);
+        prop_assert_eq!(query.split('&').filter(|p| *p == "page=1").count(), 1, "{}", a.path_and_query);
     }
 
     #[test]

@@ -10,10 +10,21 @@ fuzz_target!(|text: &str| {
     let Ok(cfg) = Config::parse(text) else {
         return;
     };
-    let printed = toml::to_string(&cfg).expect("a valid config serializes");
-    let again = match Config::parse(&printed) {
-        Ok(c) => c,
-        Err(e) => panic!("effective config does not parse back: {e}\n{printed}"),
+    let printed = cfg.effective_toml().expect("a valid config serializes");
+    let token = cfg.admin.as_ref().and_then(|a| a.token.clone());
+    if let Some(t) = &token {
+        assert!(!printed.contains(t.as_str()), "the admin token was printed");
+    }
+    // An inline token is printed as <redacted>, which loads only once the token is put back.
+    let restored = match (&token, cfg.admin.as_ref().and_then(|a| a.token_env.as_ref())) {
+        (Some(t), None) => printed.replace("\ntoken = \"<redacted>\"\n", &format!("\ntoken = {}\n", toml::Value::String(t.clone()))),
+        _ => printed.clone(),
     };
-    assert_eq!(toml::to_string(&again).expect("serializes"), printed);
+    let again = match Config::parse(&restored) {
+        Ok(c) => c,
+        Err(e) => panic!("effective config does not parse back: {e}\n{restored}"),
+    };
+    assert_eq!(again.effective_toml().expect("serializes"), printed);
+    assert_eq!(format!("{again:?}"), format!("{cfg:?}"));
+    assert_eq!(again.admin.and_then(|a| a.token), token);
 });

@@ -13,6 +13,7 @@ fuzz_target!(|input: (&str, u8, u8, &[u8])| {
     let (target, name_pick, pos, secret_bytes) = input;
     let cfg = NormalizeConfig {
         list_params: vec!["fields".into()],
+        page_param: "page".into(),
         ..NormalizeConfig::default()
     };
     let n = Normalizer::new(&cfg);

@@ -1,7 +1,9 @@
 //! The TOML configuration: a raw serde layer that rejects unknown keys ([`raw`]), validated into
-//! [`Config`].
+//! [`Config`]; its printed form ([`print`]) and start-time warnings ([`warnings`]).
 
+mod print;
 mod raw;
+pub mod warnings;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -236,9 +238,11 @@ impl Default for CacheConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NormalizeConfig {
-    /// Query parameter that carries the page number ("" disables).
+    /// Query parameter that carries the page number ("", the default: off). Setting it says
+    /// that on this API no page parameter means `default_page`: every request without it is
+    /// then keyed and forwarded with `page_param=default_page`.
     pub page_param: String,
-    /// The page value that equals no page parameter at all.
+    /// The page a request without `page_param` asks for.
     pub default_page: String,
     /// Sort query parameters by name so their order does not matter.
     pub sort_query: bool,
@@ -266,7 +270,7 @@ pub struct NormalizeConfig {
 impl Default for NormalizeConfig {
     fn default() -> Self {
         Self {
-            page_param: "page".into(),
+            page_param: String::new(),
             default_page: "1".into(),
             sort_query: true,
             ignore_params: vec!["utm_*".into()],
@@ -326,23 +330,41 @@ impl Default for CompressionConfig {
 }
 
 /// `[admin]`, validated: the purge/metrics listener.
-#[derive(Clone, Serialize)]
+#[derive(Clone)]
 pub struct AdminConfig {
     /// Address of the admin listener (keep it private).
     pub listen: SocketAddr,
     /// Bearer token every admin call must carry, if set.
-    #[serde(skip)]
     pub token: Option<String>,
-    /// Where the token came from, for `--check-config` (never the token itself).
-    #[serde(skip)]
-    pub token_source: String,
+    /// The environment variable the token was read from, so a printed config names it again.
+    pub token_env: Option<String>,
+}
+
+/// What a printed config shows instead of an inline admin token; loading it is refused.
+pub const REDACTED_TOKEN: &str = "<redacted>";
+
+impl Serialize for AdminConfig {
+    /// The token itself is never written: `token_env` names its variable, and an inline token
+    /// is written as [`REDACTED_TOKEN`].
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("AdminConfig", 2)?;
+        st.serialize_field("listen", &self.listen)?;
+        match (&self.token_env, &self.token) {
+            (Some(env), _) => st.serialize_field("token_env", env)?,
+            (None, Some(_)) => st.serialize_field("token", REDACTED_TOKEN)?,
+            (None, None) => st.skip_field("token")?,
+        }
+        st.end()
+    }
 }
 
 impl std::fmt::Debug for AdminConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AdminConfig")
             .field("listen", &self.listen)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token", &self.token.as_ref().map(|_| REDACTED_TOKEN))
+            .field("token_env", &self.token_env)
             .finish()
     }
 }
@@ -417,7 +439,7 @@ pub struct Config {
     pub compression: CompressionConfig,
     /// Admin listener, if any.
     pub admin: Option<AdminConfig>,
-    /// Per-route behaviour, compiled; first match wins.
+    /// Per-route behaviour, compiled; the most specific pattern matching a path wins.
     pub routes: crate::routes::Routes,
     /// Allowed hosts, trusted proxies and stripped fields, compiled.
     #[serde(skip)]
@@ -475,149 +497,4 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn err(text: &str) -> String {
-        Config::parse(text).unwrap_err().to_string()
-    }
-
-    #[test]
-    fn minimal_config_gets_defaults() {
-        let c = Config::parse("[origin]\nurl = \"http://127.0.0.1:9000\"\n").unwrap();
-        assert_eq!(c.cache.max_size, ByteSize::mib(256));
-        assert_eq!(c.origin.authority.as_str(), "127.0.0.1:9000");
-        assert_eq!(c.origin.base_path, "");
-        assert!(c.origin.rewrite_urls && !c.origin.preserve_host);
-        assert_eq!(c.normalize.page_param, "page");
-        assert!(c.routes.is_empty());
-    }
-
-    #[test]
-    fn full_example_parses() {
-        let text = include_str!("../../config/apicache.toml");
-        let c = Config::parse(text).unwrap();
-        assert!(!c.routes.is_empty());
-    }
-
-    #[test]
-    fn effective_config_round_trips() {
-        let c = Config::parse(include_str!("../../config/apicache.toml")).unwrap();
-        let text = toml::to_string(&c).unwrap();
-        assert!(text.contains("max_size = \"256MiB\""), "{text}");
-        let rows = [
-            (1500, "1500B"),
-            (1536, "1536B"),
-            (3072, "3KiB"),
-            (0, "0B"),
-            (8 << 30, "8GiB"),
-        ];
-        for (bytes, printed) in rows {
-            assert_eq!(exact_size(bytes), printed);
-            let back: ByteSize = printed.parse().unwrap();
-            assert_eq!(back.as_u64(), bytes, "{printed}");
-        }
-        let again = Config::parse(&text).unwrap();
-        assert_eq!(again.cache.max_size, c.cache.max_size);
-        assert_eq!(again.routes.len(), c.routes.len());
-    }
-
-    #[test]
-    fn missing_origin_url_names_key() {
-        let e = err("[origin]\n");
-        assert!(e.contains("origin") && e.contains("url"), "{e}");
-    }
-
-    #[test]
-    fn unknown_key_is_rejected_with_its_path() {
-        let e = err("[origin]\nurl = \"http://a:1\"\n[cache]\nmax_sise = \"1MiB\"\n");
-        assert!(e.contains("cache") && e.contains("max_sise"), "{e}");
-    }
-
-    #[test]
-    fn bad_duration_names_key() {
-        let e = err("[origin]\nurl = \"http://a:1\"\ntimeout = \"soon\"\n");
-        assert!(e.contains("origin.timeout"), "{e}");
-    }
-
-    #[test]
-    fn bad_size_names_key() {
-        let e = err("[origin]\nurl = \"http://a:1\"\n[cache]\nmax_size = \"lots\"\n");
-        assert!(e.contains("cache.max_size"), "{e}");
-    }
-
-    #[test]
-    fn malformed_url_is_rejected() {
-        assert!(err("[origin]\nurl = \"not a url\"\n").contains("origin.url"));
-        assert!(err("[origin]\nurl = \"https://a:1\"\n").contains("not supported"));
-        assert!(err("[origin]\nurl = \"127.0.0.1:9000\"\n").contains("origin.url"));
-    }
-
-    #[test]
-    fn route_tags_must_use_path_params() {
-        let e = err("[origin]\nurl = \"http://a:1\"\n[[routes]]\npath = \"/a/{id}\"\ntags = [\"x-{nope}\"]\n");
-        assert!(e.contains("routes[0].tags"), "{e}");
-        let e = err("[origin]\nurl = \"http://a:1\"\n[[routes]]\npath = \"/a/{id\"\n");
-        assert!(e.contains("routes[0].path"), "{e}");
-    }
-
-    #[test]
-    fn hardening_keys_are_validated_with_their_names() {
-        let base = "[origin]\nurl = \"http://a:1\"\n";
-        let rows = [
-            (
-                "[server]\nheader_read_timeout = \"0s\"\n",
-                "server.header_read_timeout",
-            ),
-            ("[server]\nidle_timeout = \"0s\"\n", "server.idle_timeout"),
-            (
-                "[server]\nmax_uri_length = \"10B\"\n",
-                "server.max_uri_length",
-            ),
-            ("[server]\nhosts = [\"a b\"]\n", "server.hosts[0]"),
-            (
-                "[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n",
-                "server.trusted_proxies[0]",
-            ),
-            (
-                "[normalize]\nstrip_request_headers = [\"a:b\"]\n",
-                "normalize.strip_request_headers[0]",
-            ),
-            (
-                "[normalize]\ntrailing_slash = \"drop\"\n",
-                "normalize.trailing_slash",
-            ),
-            ("[cache]\ncredentialed = \"maybe\"\n", "cache.credentialed"),
-            (
-                "[cache]\nmax_fill_memory = \"1MiB\"\n",
-                "cache.max_fill_memory",
-            ),
-            ("max_header_size = \"1KiB\"\n", "origin.max_header_size"),
-            ("preserve_host = \"yes\"\n", "origin.preserve_host"),
-            ("rewrite_urls = 1\n", "origin.rewrite_urls"),
-        ];
-        for (extra, key) in rows {
-            let e = err(&format!("{base}{extra}"));
-            assert!(e.contains(key), "{extra}: {e}");
-        }
-        let c = Config::parse(&format!(
-            "{base}[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.1\"]\nhosts = [\"API.x:80\"]\n"
-        ))
-        .unwrap();
-        assert_eq!(c.cache.fill_memory(), 64 << 20);
-        assert_eq!(c.server.hosts, ["API.x:80"]);
-    }
-
-    #[test]
-    fn route_auth_mode_parses() {
-        let c = Config::parse(
-            "[origin]\nurl = \"http://a:1\"\n[[routes]]\npath = \"/me/{*rest}\"\nauth = \"per-credential\"\n",
-        )
-        .unwrap();
-        assert_eq!(c.routes[0].auth, AuthMode::PerCredential);
-        assert!(err(
-            "[origin]\nurl = \"http://a:1\"\n[[routes]]\npath = \"/x\"\nauth = \"nobody\"\n"
-        )
-        .contains("routes[0].auth"));
-    }
-}
+mod tests;

@@ -169,6 +169,7 @@ impl RawConfig {
                 "must be a single token such as `api-token` or `Bearer`".into(),
             ));
         }
+        validate_page(n, invalid)?;
         for (key, d) in [
             (
                 "server.header_read_timeout",
@@ -197,21 +198,30 @@ impl RawConfig {
         }
         let forwarding = crate::forwarding::Forwarding::compile(&self.server, &self.normalize)
             .map_err(|(key, why)| invalid(&key, why))?;
-        let routes =
-            crate::routes::Routes::compile(self.routes).map_err(|(key, why)| invalid(&key, why))?;
+        let routes = crate::routes::Routes::compile(self.routes, &self.normalize)
+            .map_err(|(key, why)| invalid(&key, why))?;
         let admin = match self.admin {
             None => None,
             Some(a) => {
-                let (token, token_source) = match (a.token, a.token_env) {
+                let (token, token_env) = match (a.token, a.token_env) {
                     (Some(_), Some(_)) => {
                         return Err(invalid(
                             "admin.token",
                             "set either token or token_env, not both".into(),
                         ))
                     }
-                    (Some(t), None) => (Some(t), "admin.token".to_string()),
+                    (Some(t), None) if t == REDACTED_TOKEN => {
+                        return Err(invalid(
+                            "admin.token",
+                            format!(
+                                "`{REDACTED_TOKEN}` is what --check-config prints instead of the \
+                                 token: put the real token back, or use token_env"
+                            ),
+                        ))
+                    }
+                    (Some(t), None) => (Some(t), None),
                     (None, Some(env)) => match std::env::var(&env) {
-                        Ok(t) if !t.is_empty() => (Some(t), format!("${env}")),
+                        Ok(t) if !t.is_empty() => (Some(t), Some(env)),
                         _ => {
                             return Err(invalid(
                                 "admin.token_env",
@@ -219,7 +229,7 @@ impl RawConfig {
                             ))
                         }
                     },
-                    (None, None) => (None, "none (admin API unauthenticated)".to_string()),
+                    (None, None) => (None, None),
                 };
                 if token.as_deref().is_some_and(|t| t.len() < 16) {
                     return Err(invalid(
@@ -236,7 +246,7 @@ impl RawConfig {
                 Some(AdminConfig {
                     listen: a.listen,
                     token,
-                    token_source,
+                    token_env,
                 })
             }
         };
@@ -253,14 +263,71 @@ impl RawConfig {
     }
 }
 
-fn validate_origin(
-    raw: RawOrigin,
+/// `page_param` and `default_page` are written into every forwarded URL that lacks them, so
+/// they must read back as themselves and not be removed again by another rule.
+fn validate_page(
+    n: &NormalizeConfig,
     invalid: &dyn Fn(&str, String) -> ConfigError,
-) -> Result<OriginConfig, ConfigError> {
-    let uri: http::Uri = raw
-        .url
+) -> Result<(), ConfigError> {
+    if n.page_param.is_empty() {
+        return Ok(());
+    }
+    let plain = |s: &str, extra: &[u8]| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b) || extra.contains(&b))
+    };
+    if !plain(&n.page_param, b"[]") {
+        return Err(invalid(
+            "normalize.page_param",
+            format!(
+                "{:?} must be a plain parameter name (letters, digits, - . _ ~ [ ])",
+                n.page_param
+            ),
+        ));
+    }
+    if !plain(&n.default_page, b"") {
+        return Err(invalid(
+            "normalize.default_page",
+            format!(
+                "{:?} must be a plain value (letters, digits, - . _ ~)",
+                n.default_page
+            ),
+        ));
+    }
+    if n.auth_params
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(&n.page_param))
+    {
+        return Err(invalid(
+            "normalize.page_param",
+            format!("{:?} is also in normalize.auth_params", n.page_param),
+        ));
+    }
+    if let Some(i) = n
+        .ignore_params
+        .iter()
+        .position(|g| crate::normalize::glob_match(g, &n.page_param))
+    {
+        return Err(invalid(
+            "normalize.page_param",
+            format!(
+                "{:?} is also matched by normalize.ignore_params[{i}], which would drop it",
+                n.page_param
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The scheme, authority and base path of an `origin.url`.
+fn parse_origin_url(
+    url: &str,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<(Scheme, http::uri::Authority, String), ConfigError> {
+    let uri: http::Uri = url
         .parse()
-        .map_err(|e| invalid("origin.url", format!("malformed URL {:?}: {e}", raw.url)))?;
+        .map_err(|e| invalid("origin.url", format!("malformed URL {url:?}: {e}")))?;
     let scheme = match uri.scheme_str() {
         Some("http") => Scheme::HTTP,
         Some(other) => {
@@ -272,14 +339,14 @@ fn validate_origin(
         None => {
             return Err(invalid(
                 "origin.url",
-                format!("{:?} needs a scheme, e.g. http://127.0.0.1:9000", raw.url),
+                format!("{url:?} needs a scheme, e.g. http://127.0.0.1:9000"),
             ))
         }
     };
     let authority = uri
         .authority()
         .cloned()
-        .ok_or_else(|| invalid("origin.url", format!("{:?} has no host", raw.url)))?;
+        .ok_or_else(|| invalid("origin.url", format!("{url:?} has no host")))?;
     if authority.as_str().contains('@') {
         return Err(invalid(
             "origin.url",
@@ -289,7 +356,39 @@ fn validate_origin(
     if uri.query().is_some() {
         return Err(invalid("origin.url", "must not have a query".into()));
     }
-    let base_path = uri.path().trim_end_matches('/').to_string();
+    Ok((
+        scheme,
+        authority,
+        uri.path().trim_end_matches('/').to_string(),
+    ))
+}
+
+impl Config {
+    /// This configuration with `origin.url` replaced and every other setting kept, for
+    /// `apicache demo --config`, which puts the demo API behind a user's file.
+    pub fn with_origin_url(mut self, url: &str) -> Result<Config, ConfigError> {
+        let invalid = |key: &str, reason: String| ConfigError::Invalid {
+            file: Path::new(INLINE).to_path_buf(),
+            key: key.to_string(),
+            reason,
+        };
+        let (scheme, authority, base_path) = parse_origin_url(url, &invalid)?;
+        self.origin = OriginConfig {
+            url: url.to_string(),
+            scheme,
+            authority,
+            base_path,
+            ..self.origin
+        };
+        Ok(self)
+    }
+}
+
+fn validate_origin(
+    raw: RawOrigin,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<OriginConfig, ConfigError> {
+    let (scheme, authority, base_path) = parse_origin_url(&raw.url, invalid)?;
     if raw.timeout.is_zero() {
         return Err(invalid("origin.timeout", "must be more than 0".into()));
     }
@@ -324,6 +423,40 @@ fn validate_origin(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn page_settings_are_validated() {
+        let base = "[origin]\nurl = \"http://a:1\"\n[normalize]\n";
+        // (settings, Some(key named in the error) or None: valid)
+        let rows = [
+            ("", None),
+            ("page_param = \"\"\ndefault_page = \"\"\n", None),
+            ("page_param = \"page\"\n", None),
+            ("page_param = \"_page\"\ndefault_page = \"0\"\n", None),
+            ("page_param = \"page[number]\"\n", None),
+            ("page_param = \"pa ge\"\n", Some("normalize.page_param")),
+            ("page_param = \"p&q\"\n", Some("normalize.page_param")),
+            ("page_param = \"p%41\"\n", Some("normalize.page_param")),
+            (
+                "page_param = \"page\"\ndefault_page = \"\"\n",
+                Some("normalize.default_page"),
+            ),
+            (
+                "page_param = \"page\"\ndefault_page = \"1#\"\n",
+                Some("normalize.default_page"),
+            ),
+            ("page_param = \"apikey\"\n", Some("normalize.page_param")),
+            ("page_param = \"utm_page\"\n", Some("normalize.page_param")),
+        ];
+        for (settings, want) in rows {
+            let got = Config::parse(&format!("{base}{settings}"));
+            match (want, got) {
+                (None, Ok(_)) => {}
+                (Some(key), Err(e)) => assert!(e.to_string().contains(key), "{settings}: {e}"),
+                (want, got) => panic!("{settings}: want {want:?}, got {:?}", got.err()),
+            }
+        }
+    }
 
     fn parse(cache: &str) -> Result<Config, ConfigError> {
         Config::parse(&format!("[origin]\nurl = \"http://a:1\"\n[cache]\n{cache}"))

@@ -7,13 +7,17 @@ use clap::{Parser, Subcommand};
 
 mod demo;
 
+/// Where `--config` points when it is not given.
+const DEFAULT_CONFIG: &str = "config/apicache.toml";
+
 /// A caching reverse proxy for HTTP JSON APIs.
 #[derive(Parser)]
 #[command(name = "apicache", version, about, long_about = None)]
 struct Cli {
-    /// Path of the TOML config file.
-    #[arg(long, short, default_value = "config/apicache.toml", global = true)]
-    config: PathBuf,
+    /// Path of the TOML config file [default: config/apicache.toml]. With `demo`: a config to
+    /// run in front of the demo API instead of the built-in one (its origin.url is replaced).
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
     /// Validate the config, print the effective configuration, and exit (0 valid, 1 invalid).
     #[arg(long)]
     check_config: bool,
@@ -25,15 +29,15 @@ struct Cli {
 enum Command {
     /// Run a sample Banking API and apicache in front of it, and print curl lines to try.
     Demo {
-        /// Public address of the proxy.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: std::net::SocketAddr,
+        /// Public address of the proxy [default: 127.0.0.1:8080, or server.listen of --config].
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
         /// Address of the sample origin.
         #[arg(long, default_value = "127.0.0.1:9000")]
         origin_listen: std::net::SocketAddr,
-        /// Address of the admin API.
-        #[arg(long, default_value = "127.0.0.1:8081")]
-        admin_listen: std::net::SocketAddr,
+        /// Address of the admin API [default: 127.0.0.1:8081, or admin.listen of --config].
+        #[arg(long)]
+        admin_listen: Option<std::net::SocketAddr>,
     },
 }
 
@@ -82,50 +86,35 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// The effective configuration as TOML that loads again to the same configuration. The admin
-/// token itself is never printed: one read from the environment stays `token_env`, and an inline
-/// one becomes `token_env = "APICACHE_ADMIN_TOKEN"`, so the output fails closed (an error naming
-/// the variable) instead of loading as an unauthenticated admin API.
-fn effective_config(cfg: &apicache::Config) -> anyhow::Result<String> {
-    let mut doc = toml::Value::try_from(cfg)?;
-    let mut notes = String::new();
-    if let (Some(a), Some(table)) = (&cfg.admin, doc.get_mut("admin")) {
-        let env = match a.token_source.strip_prefix('$') {
-            Some(env) => Some(env.to_string()),
-            None if a.token.is_some() => {
-                notes +=
-                    "# admin.token is not printed: export it as APICACHE_ADMIN_TOKEN to load this
-";
-                Some("APICACHE_ADMIN_TOKEN".to_string())
-            }
-            None => {
-                notes += "# admin API has no token: anyone who can reach it can purge
-";
-                None
-            }
-        };
-        if let (Some(env), Some(t)) = (env, table.as_table_mut()) {
-            t.insert("token_env".into(), toml::Value::String(env));
-        }
-    }
-    Ok(format!("{notes}{}", toml::to_string_pretty(&doc)?))
-}
-
 fn run(cli: Cli) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     match cli.command {
+        Some(Command::Demo { .. }) if cli.check_config => anyhow::bail!(
+            "--check-config checks a config file: apicache --check-config --config FILE"
+        ),
         Some(Command::Demo {
             listen,
             origin_listen,
             admin_listen,
-        }) => rt.block_on(demo(listen, origin_listen, admin_listen)),
+        }) => rt.block_on(demo(
+            cli.config,
+            DemoAddrs {
+                listen,
+                origin: origin_listen,
+                admin: admin_listen,
+            },
+        )),
         None => {
-            let cfg = apicache::Config::load(&cli.config)?;
+            let path = cli.config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+            let cfg = apicache::Config::load(&path)?;
             if cli.check_config {
-                println!("# {}: valid", cli.config.display());
-                print!("{}", effective_config(&cfg)?);
+                for w in cfg.warnings() {
+                    tracing::warn!("{w}");
+                }
+                println!("# {}: valid", path.display());
+                print!("{}", cfg.effective_toml()?);
                 return Ok(());
             }
             rt.block_on(async {
@@ -133,44 +122,134 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let mut signals = Signals::new()?;
                 let running = apicache::start(cfg)
                     .await
-                    .with_context(|| format!("starting with {}", cli.config.display()))?;
+                    .with_context(|| format!("starting with {}", path.display()))?;
                 serve_until_signal(running, &mut signals).await
             })
         }
     }
 }
 
-async fn demo(
-    listen: std::net::SocketAddr,
-    origin_listen: std::net::SocketAddr,
-    admin_listen: std::net::SocketAddr,
-) -> anyhow::Result<()> {
-    let origin = tokio::net::TcpListener::bind(origin_listen)
+/// The demo's addresses as given on the command line.
+struct DemoAddrs {
+    listen: Option<std::net::SocketAddr>,
+    origin: std::net::SocketAddr,
+    admin: Option<std::net::SocketAddr>,
+}
+
+/// The config the demo runs: the built-in one, or the user's `file` with the demo origin as
+/// its origin; addresses given on the command line win over the file's.
+fn demo_config(
+    file: Option<&std::path::Path>,
+    origin_addr: std::net::SocketAddr,
+    addrs: &DemoAddrs,
+) -> anyhow::Result<apicache::Config> {
+    let Some(file) = file else {
+        let listen = addrs.listen.unwrap_or(([127, 0, 0, 1], 8080).into());
+        let admin = addrs.admin.unwrap_or(([127, 0, 0, 1], 8081).into());
+        let text = DEMO_CONFIG
+            .replace("127.0.0.1:9000", &origin_addr.to_string())
+            .replace("127.0.0.1:8080", &listen.to_string())
+            .replace("127.0.0.1:8081", &admin.to_string());
+        return apicache::Config::parse(&text).map_err(|e| {
+            anyhow::anyhow!("{}", e.to_string().replace("<inline>", "config/demo.toml"))
+        });
+    };
+    let cfg = apicache::Config::load(file)?;
+    let demo_url = format!("http://{origin_addr}");
+    tracing::info!(
+        file = %file.display(),
+        configured = %cfg.origin.url,
+        demo = %demo_url,
+        "demo: origin.url replaced by the demo origin"
+    );
+    let mut cfg = cfg.with_origin_url(&demo_url)?;
+    if let Some(l) = addrs.listen {
+        cfg.server.listen = l;
+    }
+    match (addrs.admin, cfg.admin.as_mut()) {
+        (Some(l), Some(a)) => a.listen = l,
+        (Some(_), None) => anyhow::bail!(
+            "--admin-listen: {} has no [admin] section to put on that address",
+            file.display()
+        ),
+        _ => {}
+    }
+    Ok(cfg)
+}
+
+async fn demo(file: Option<PathBuf>, addrs: DemoAddrs) -> anyhow::Result<()> {
+    let origin = tokio::net::TcpListener::bind(addrs.origin)
         .await
-        .with_context(|| format!("binding the demo origin on {origin_listen}"))?;
+        .with_context(|| format!("binding the demo origin on {}", addrs.origin))?;
     let origin_addr = origin.local_addr()?;
+    let cfg = demo_config(file.as_deref(), origin_addr, &addrs)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let origin_task = tokio::spawn(demo::serve_origin(origin, stop_rx));
-    let text = DEMO_CONFIG
-        .replace("127.0.0.1:9000", &origin_addr.to_string())
-        .replace("127.0.0.1:8080", &listen.to_string())
-        .replace("127.0.0.1:8081", &admin_listen.to_string());
-    let cfg = apicache::Config::parse(&text).map_err(|e| {
-        anyhow::anyhow!("{}", e.to_string().replace("<inline>", "config/demo.toml"))
-    })?;
     let mut signals = Signals::new()?;
+    let page_dedupe = cfg.normalize.page_param == "page";
+    let admin_token = cfg.admin.as_ref().is_some_and(|a| a.token.is_some());
     let running = apicache::start(cfg)
         .await
         .context("starting the demo proxy")?;
-    let p = running.addr;
-    let a = running.admin_addr.unwrap_or(admin_listen);
     println!(
-        "apicache demo\n  origin (Banking API): http://{origin_addr}\n  apicache:             http://{p}\n  admin API:            http://{a}\n\nTry:\n  curl -si http://{p}/accounts/A1/transactions | grep -iE '^(x-cache|cache-status|age|x-origin-requests)'   # MISS\n  curl -si http://{p}/accounts/A1/transactions | grep -iE '^(x-cache|cache-status|age|x-origin-requests)'   # HIT\n  curl -si 'http://{p}/accounts/A1/transactions?page=1' | grep -i '^x-cache'                               # HIT: page=1 is the same object\n  curl -s --compressed -o /dev/null -w '%{{size_download}} bytes br\\n' -H 'Accept-Encoding: br' http://{p}/accounts/A1/transactions\n  curl -si 'http://{p}/me?apiKey=demo-key' | grep -iE '^(x-cache|cache-status)'   # key moved to Authorization, out of the cache key\n  curl -s -X POST http://{a}/purge/account-A1                                     # purge every object tagged account-A1\n  curl -s http://{a}/metrics | grep apicache_requests_total\n\nCtrl-C stops both."
+        "{}",
+        banner(
+            origin_addr,
+            running.addr,
+            running.admin_addr,
+            file.is_none(),
+            page_dedupe,
+            admin_token
+        )
     );
     let served = serve_until_signal(running, &mut signals).await;
     let _ = stop_tx.send(true);
     let _ = origin_task.await;
     served
+}
+
+/// What the demo prints: the addresses and curl lines that work with the config it runs.
+fn banner(
+    origin: std::net::SocketAddr,
+    p: std::net::SocketAddr,
+    admin: Option<std::net::SocketAddr>,
+    builtin: bool,
+    page_dedupe: bool,
+    admin_token: bool,
+) -> String {
+    let show = "grep -iE '^(x-cache|cache-status|age|x-origin-requests)'";
+    let mut out = format!(
+        "apicache demo\n  origin (Banking API): http://{origin}\n  apicache:             http://{p}\n"
+    );
+    if let Some(a) = admin {
+        out += &format!("  admin API:            http://{a}\n");
+    }
+    out += &format!(
+        "\nTry:\n  curl -si http://{p}/accounts/A1/transactions | {show}   # MISS\n  curl -si http://{p}/accounts/A1/transactions | {show}   # HIT\n"
+    );
+    if page_dedupe {
+        out += &format!("  curl -si 'http://{p}/accounts/A1/transactions?page=1' | grep -i '^x-cache'   # HIT: page=1 is the same object\n");
+    }
+    out += &format!(
+        "  curl -s --compressed -o /dev/null -w '%{{size_download}} bytes br\\n' -H 'Accept-Encoding: br' http://{p}/accounts/A1/transactions\n  curl -si 'http://{p}/me?apiKey=demo-key' | grep -iE '^(x-cache|cache-status)'   # key moved to Authorization, out of the cache key\n"
+    );
+    if let Some(a) = admin {
+        let auth = if admin_token {
+            "-H \"Authorization: Bearer $TOKEN\" "
+        } else {
+            ""
+        };
+        if builtin {
+            out += &format!("  curl -s {auth}-X POST http://{a}/purge/account-A1   # purge every object tagged account-A1\n");
+        } else {
+            out += &format!(
+                "  curl -s {auth}-X PURGE http://{a}/accounts/A1/transactions   # purge one URL\n"
+            );
+        }
+        out += &format!("  curl -s {auth}http://{a}/metrics | grep apicache_requests_total\n");
+    }
+    out += "\nCtrl-C stops both.";
+    out
 }
 
 /// Serve until SIGINT or SIGTERM, then drain (up to `server.shutdown_grace`); a second signal

@@ -1,0 +1,233 @@
+//! The effective configuration as TOML (`--check-config`): every default written out, and
+//! loading it again gives the same configuration. The admin token is never printed.
+
+use super::{Config, REDACTED_TOKEN};
+
+impl Config {
+    /// This configuration as a TOML file that loads back to it, with its warnings as comments.
+    /// An inline admin token is printed as `token = "<redacted>"` (with a comment): loading
+    /// that is refused until the real token is put back, so the printed file can never start an
+    /// admin API with another token or none. A token read from the environment stays `token_env`.
+    pub fn effective_toml(&self) -> Result<String, toml::ser::Error> {
+        let mut out = String::new();
+        for w in self.warnings() {
+            out.push_str("# warning: ");
+            out.push_str(&w);
+            out.push('\n');
+        }
+        let text = toml::to_string_pretty(self)?;
+        let redacted = format!("\ntoken = \"{REDACTED_TOKEN}\"\n");
+        let explained = format!(
+            "\n# The admin token is not printed: replace {REDACTED_TOKEN} with it (or use \
+             token_env) before loading this file.{redacted}"
+        );
+        out.push_str(&text.replacen(&redacted, &explained, 1));
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// Every key set to something other than its default.
+    const FULL: &str = r#"
+[server]
+listen = "127.0.0.1:18080"
+header_read_timeout = "7s"
+idle_timeout = "45s"
+max_header_size = "32KiB"
+max_body_size = "2MiB"
+shutdown_grace = "3s"
+shutdown_idle_wait = "250ms"
+max_connections = 77
+via = "edge-7"
+hosts = ["api.example.com", "API.example.org:8443"]
+trusted_proxies = ["10.0.0.0/8", "192.0.2.1"]
+max_uri_length = "4KiB"
+
+[origin]
+url = "http://127.0.0.1:9000/v1/"
+connect_timeout = "1s"
+timeout = "12s"
+body_timeout = "9s"
+pool_idle_timeout = "3s"
+pool_max_idle_per_host = 12
+max_header_size = "16KiB"
+preserve_host = true
+rewrite_urls = false
+
+[cache]
+max_size = "64MiB"
+max_object_size = "1500B"
+hit_for_pass = "4s"
+heuristic_max = "2h"
+store_set_cookie = true
+expose_surrogate_keys = true
+max_variants = 5
+keep_for_revalidation = "10m"
+stale_grace = "0s"
+vary_normalize = ["X-Flags"]
+credentialed = "per-credential"
+max_fill_memory = "8MiB"
+max_verdict_memory = "1MiB"
+expose_cache_headers_to_cors = true
+
+[normalize]
+page_param = "_page"
+default_page = "0"
+sort_query = false
+ignore_params = ["utm_*", "fbclid"]
+list_params = ["fields", "_sort"]
+auth_params = ["key"]
+auth_scheme = "Bearer"
+strip_request_headers = ["X-HTTP-Method-Override"]
+drop_underscore_headers = false
+merge_slashes = false
+trailing_slash = "strip"
+case_insensitive_paths = true
+
+[compression]
+enabled = false
+types = ["application/json"]
+min_size = "2KiB"
+gzip_level = 6
+brotli_level = 5
+stream_gzip_level = 2
+stream_brotli_level = 1
+
+[admin]
+listen = "127.0.0.1:18081"
+token_env = "APICACHE_PRINT_TEST_TOKEN"
+
+[[routes]]
+path = "/accounts/{id}"
+ttl = "5m"
+cache = true
+auth = "per-credential"
+tags = ["account-{id}"]
+stale_while_revalidate = "30s"
+stale_if_error = "10m"
+
+[[routes]]
+path = "/bookings/{*rest}"
+cache = false
+
+[[routes]]
+path = "/products/{*rest}"
+ttl = "1m"
+auth = "shared-verified"
+verify_ttl = "2m"
+reject_ttl = "5s"
+"#;
+
+    fn set_token() {
+        // Only this module's tests read this variable.
+        std::env::set_var("APICACHE_PRINT_TEST_TOKEN", "0123456789abcdef-print");
+    }
+
+    /// The whole effective config, skipped and derived fields included (origin authority and
+    /// base path, compiled forwarding and routes), as text; plus the token itself.
+    fn effective(c: &Config) -> (String, Option<String>) {
+        (
+            format!("{c:?}\n{}", toml::to_string(c).unwrap()),
+            c.admin.as_ref().and_then(|a| a.token.clone()),
+        )
+    }
+
+    /// The printed file's leaves, by dotted key.
+    fn leaves(v: &toml::Value, at: String, out: &mut BTreeMap<String, toml::Value>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let at = if at.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{at}.{k}")
+                    };
+                    leaves(v, at, out);
+                }
+            }
+            v => {
+                out.insert(at, v.clone());
+            }
+        }
+    }
+
+    #[test]
+    fn full_config_prints_and_loads_back_the_same() {
+        set_token();
+        let c = Config::parse(FULL).unwrap();
+        let printed = c.effective_toml().unwrap();
+        assert!(!printed.contains("0123456789abcdef-print"), "{printed}");
+        assert!(printed.contains("token_env = \"APICACHE_PRINT_TEST_TOKEN\""));
+        assert!(printed.contains("# warning: normalize.list_params: `_sort`"));
+        let again = Config::parse(&printed).unwrap();
+        assert_eq!(effective(&again), effective(&c));
+        assert_eq!(again.origin.base_path, "/v1");
+        assert_eq!(again.effective_toml().unwrap(), printed);
+
+        // FULL really sets every key the printer writes to a non-default value, so a key added
+        // later without a place here fails this test.
+        let mut full = BTreeMap::new();
+        leaves(
+            &toml::Value::try_from(&c).unwrap(),
+            String::new(),
+            &mut full,
+        );
+        let mut default = BTreeMap::new();
+        let d = Config::parse("[origin]\nurl = \"http://a:1\"\n").unwrap();
+        leaves(
+            &toml::Value::try_from(&d).unwrap(),
+            String::new(),
+            &mut default,
+        );
+        for (key, v) in &default {
+            assert_ne!(full.get(key), Some(v), "{key} is at its default in FULL");
+        }
+        for key in ["cache.max_fill_memory", "admin.token_env", "admin.listen"] {
+            assert!(full.contains_key(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn inline_token_is_redacted_and_refused_until_put_back() {
+        let text = "[origin]\nurl = \"http://a:1\"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"inline-secret-123456\"\n";
+        let c = Config::parse(text).unwrap();
+        let printed = c.effective_toml().unwrap();
+        assert!(!printed.contains("inline-secret"), "{printed}");
+        assert!(
+            printed.contains(
+                "# The admin token is not printed: replace <redacted> with it (or use token_env) \
+                 before loading this file.\ntoken = \"<redacted>\"\n"
+            ),
+            "{printed}"
+        );
+        assert!(!format!("{c:?}").contains("inline-secret"));
+        let e = Config::parse(&printed).unwrap_err().to_string();
+        assert!(
+            e.contains("admin.token") && e.contains("put the real token back"),
+            "{e}"
+        );
+        let restored = printed.replace("<redacted>", "inline-secret-123456");
+        assert_eq!(effective(&Config::parse(&restored).unwrap()), effective(&c));
+    }
+
+    #[test]
+    fn no_token_stays_no_token() {
+        let text = "[origin]\nurl = \"http://a:1\"\n[admin]\nlisten = \"127.0.0.1:0\"\n";
+        let c = Config::parse(text).unwrap();
+        let printed = c.effective_toml().unwrap();
+        assert!(printed.starts_with("# warning: admin API has no token"));
+        assert!(!printed.contains("token ="), "{printed}");
+        assert_eq!(effective(&Config::parse(&printed).unwrap()), effective(&c));
+    }
+
+    #[test]
+    fn example_config_round_trips() {
+        let c = Config::parse(include_str!("../../config/apicache.toml")).unwrap();
+        let printed = c.effective_toml().unwrap();
+        assert_eq!(effective(&Config::parse(&printed).unwrap()), effective(&c));
+    }
+}

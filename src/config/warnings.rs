@@ -1,0 +1,88 @@
+//! Advice about a valid configuration that probably does not do what its author meant: logged at
+//! start and printed by `--check-config`, never fatal.
+
+use super::Config;
+
+impl Config {
+    /// One sentence per setting that is valid but likely a mistake.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .normalize
+            .list_params
+            .iter()
+            .filter(|name| looks_order_sensitive(name))
+            .map(|name| {
+                format!(
+                    "normalize.list_params: `{name}` looks like a sort parameter, but the order of \
+                     its values will be ignored (`{name}=price,name` is cached and forwarded as \
+                     `{name}=name,price`); remove it from list_params if the order matters"
+                )
+            })
+            .collect();
+        if let Some(a) = self.admin.as_ref().filter(|a| a.token.is_none()) {
+            out.push(format!(
+                "admin API has no token: anyone who can reach it ({}) can purge",
+                a.listen
+            ));
+        }
+        out
+    }
+}
+
+/// Whether a query parameter's name says the order of its values matters (`_sort=price,name`,
+/// `order_by=date,id`): sorting such a list changes what the request asks for.
+pub fn looks_order_sensitive(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.contains("sort") || lower.contains("order")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sort_like_names() {
+        // (name, looks order-sensitive)
+        let rows = [
+            ("sort", true),
+            ("_sort", true),
+            ("order", true),
+            ("_order", true),
+            ("order_by", true),
+            ("orderBy", true),
+            ("sort_by", true),
+            ("sortBy", true),
+            ("SORT", true),
+            ("x-Sorting", true),
+            ("reorder", true),
+            ("fields", false),
+            ("include", false),
+            ("tags", false),
+            ("", false),
+        ];
+        for (name, want) in rows {
+            assert_eq!(looks_order_sensitive(name), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn list_params_that_look_like_sorts_are_warned_about() {
+        let c = Config::parse(
+            "[origin]\nurl = \"http://a:1\"\n[normalize]\nlist_params = [\"fields\", \"_sort\", \"orderBy\"]\n",
+        )
+        .unwrap();
+        let w = c.warnings();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].contains("`_sort`") && w[0].contains("order of its values will be ignored"));
+        assert!(w[1].contains("`orderBy`"));
+        let quiet = Config::parse(
+            "[origin]\nurl = \"http://a:1\"\n[normalize]\nlist_params = [\"fields\"]\n",
+        )
+        .unwrap();
+        assert!(quiet.warnings().is_empty());
+        let open_admin =
+            Config::parse("[origin]\nurl = \"http://a:1\"\n[admin]\nlisten = \"127.0.0.1:0\"\n")
+                .unwrap();
+        assert!(open_admin.warnings()[0].contains("no token"));
+    }
+}
