@@ -136,8 +136,14 @@ impl Normalizer {
         // No page parameter means the default page (the operator said so by setting
         // page_param): the canonical form names it, because only `?page=1` means page 1 on
         // every API, so the origin answers the same question for both spellings.
-        if !self.cfg.page_param.is_empty() && !params.iter().any(|(n, _)| *n == self.cfg.page_param)
-        {
+        // Any spelling the origin may read as the page parameter counts as present: `%5B`/`%5D`
+        // for JSON:API's `page[number]`, and another case.
+        let names_page = |n: &str| {
+            n.replace("%5B", "[")
+                .replace("%5D", "]")
+                .eq_ignore_ascii_case(&self.cfg.page_param)
+        };
+        if !self.cfg.page_param.is_empty() && !params.iter().any(|(n, _)| names_page(n)) {
             params.push((
                 self.cfg.page_param.clone(),
                 Some(self.cfg.default_page.clone()),
@@ -379,7 +385,13 @@ mod tests {
             (page("page", "1", true), "/x?utm_source=m", "/x?page=1"),
             (page("page", "1", true), "/x?page=", "/x?page="),
             (page("page", "1", true), "/x?page", "/x?page"),
-            (page("page", "1", true), "/x?Page=3", "/x?Page=3&page=1"),
+            (page("page", "1", true), "/x?Page=3", "/x?Page=3"),
+            (
+                page("page[number]", "1", true),
+                "/x?page%5Bnumber%5D=2",
+                "/x?page%5Bnumber%5D=2",
+            ),
+            (page("page[number]", "1", true), "/x", "/x?page[number]=1"),
             (page("page", "1", false), "/x?z=1", "/x?z=1&page=1"),
             (page("_page", "1", true), "/posts", "/posts?_page=1"),
             (

@@ -12,6 +12,8 @@ impl Config {
             .iter()
             .filter(|name| looks_order_sensitive(name))
             .map(|name| {
+                // Escaped: the line is printed as a TOML comment, which a newline would end.
+                let name = name.escape_debug();
                 format!(
                     "normalize.list_params: `{name}` looks like a sort parameter, but the order of \
                      its values will be ignored (`{name}=price,name` is cached and forwarded as \

@@ -94,19 +94,9 @@ impl Proxy {
         if let Some(part) = self.part_for(ctx, stale.as_deref()).await {
             return part;
         }
-        if ctx.directives.only_if_cached {
-            let status = CacheStatus::default().detail(Detail::OnlyIfCached);
-            return Decision::Reject(ProxyError::NotCached, status);
-        }
-        if ctx.directives.no_store {
-            let status = CacheStatus::forward(Fwd::Bypass)
-                .detail(Detail::NotStored(NoStore::RequestNoStore));
-            return Decision::Forward(status);
-        }
         // Checked only now: a fresh stored object is served even while the key is marked pass.
-        if let Some(reason) = self.pass.get(&ctx.key) {
-            let status = CacheStatus::forward(Fwd::Bypass).detail(Detail::NotStored(reason));
-            return Decision::Forward(status);
+        if let Some(no_fill) = self.no_fill(ctx) {
+            return no_fill;
         }
         let flight = ctx.flight(&vary);
         // Only variants the origin can name (a 304 selects one by its ETag), and only when the
@@ -126,18 +116,8 @@ impl Proxy {
     /// served to it, not even stale on an origin error. The request itself goes to the origin,
     /// collapsed only with requests carrying the same credential, and its answer is the verdict.
     async fn verify_first(&self, ctx: &Ctx<'_>) -> Decision {
-        if ctx.directives.only_if_cached {
-            let status = CacheStatus::default().detail(Detail::OnlyIfCached);
-            return Decision::Reject(ProxyError::NotCached, status);
-        }
-        if ctx.directives.no_store {
-            let status = CacheStatus::forward(Fwd::Bypass)
-                .detail(Detail::NotStored(NoStore::RequestNoStore));
-            return Decision::Forward(status);
-        }
-        if let Some(reason) = self.pass.get(&ctx.key) {
-            let status = CacheStatus::forward(Fwd::Bypass).detail(Detail::NotStored(reason));
-            return Decision::Forward(status);
+        if let Some(no_fill) = self.no_fill(ctx) {
+            return no_fill;
         }
         // Always a miss to it: what others stored is none of an unverified asker's business.
         Decision::Fill {
@@ -145,5 +125,22 @@ impl Proxy {
             fwd: Fwd::UriMiss,
             flight: ctx.flight(&Vary::default()),
         }
+    }
+
+    /// What a request that nothing stored can answer gets instead of a fill: a 504 under
+    /// `only-if-cached`, a pass-through under request `no-store` or on a key marked pass.
+    fn no_fill(&self, ctx: &Ctx<'_>) -> Option<Decision> {
+        if ctx.directives.only_if_cached {
+            let status = CacheStatus::default().detail(Detail::OnlyIfCached);
+            return Some(Decision::Reject(ProxyError::NotCached, status));
+        }
+        if ctx.directives.no_store {
+            let status = CacheStatus::forward(Fwd::Bypass)
+                .detail(Detail::NotStored(NoStore::RequestNoStore));
+            return Some(Decision::Forward(status));
+        }
+        let reason = self.pass.get(&ctx.key)?;
+        let status = CacheStatus::forward(Fwd::Bypass).detail(Detail::NotStored(reason));
+        Some(Decision::Forward(status))
     }
 }
