@@ -74,12 +74,7 @@ impl VerdictKey {
     /// A collapsing suffix: requests still to be verified only ever wait for their own class's
     /// origin answer.
     pub fn flight_suffix(&self) -> String {
-        let mut s = String::with_capacity(9 + 64);
-        s.push_str(" #verify=");
-        for b in &self.class {
-            s.push_str(&format!("{b:02x}"));
-        }
-        s
+        format!(" #verify={}", crate::normalize::hex(&self.class))
     }
 }
 

@@ -143,13 +143,12 @@ impl Store {
             return Lookup::Miss;
         };
         let now = self.clock.now();
-        let mut others = Vec::new();
-        for obj in entry.objects.iter().filter(|o| self.live(o, now)) {
-            if obj.vary.matches(req_headers) {
-                return Lookup::Hit(obj.clone());
-            }
-            others.push(obj.clone());
+        let live = || entry.objects.iter().filter(|o| self.live(o, now));
+        // A hit clones one Arc; only a miss gathers the other variants.
+        if let Some(obj) = live().find(|o| o.vary.matches(req_headers)) {
+            return Lookup::Hit(obj.clone());
         }
+        let others: Vec<_> = live().cloned().collect();
         match others.first() {
             Some(o) => Lookup::VaryMiss(o.vary.clone(), others),
             None => Lookup::Miss,

@@ -117,26 +117,28 @@ impl<'a> Ctx<'a> {
             admission: None,
             request_id,
         };
+        ctx.route.policy.per_credential = per_credential;
+        if !ctx.is_read() {
+            return Ok(ctx);
+        }
+        let origin = ctx.client.origin();
         // Only a read's answer is a verdict: a CORS preflight or a POST says nothing about
         // whether the credential may read. Nor does one for a path the origin may read as
         // another route's.
-        if let (Some(route), Some(policy), true) = (
-            ctx.route.id,
-            ctx.route.policy.verify,
-            ctx.is_read() && !ambiguous,
-        ) {
+        if let (Some(route), Some(policy), false) =
+            (ctx.route.id, ctx.route.policy.verify, ambiguous)
+        {
             let key = VerdictKey::new(
                 route,
-                &ctx.client.origin(),
+                &origin,
                 ctx.credential.as_ref(),
                 head.headers.get_all(header::COOKIE).iter(),
             );
             ctx.asker = Some(Asker { key, policy });
         }
-        ctx.route.policy.per_credential = per_credential;
-        if ctx.is_read() && ctx.bypass.is_none() {
+        if ctx.bypass.is_none() {
             ctx.key = normalize::cache_key(
-                &ctx.client.origin(),
+                &origin,
                 &ctx.norm.path_and_query,
                 ctx.credential.as_ref().filter(|_| per_credential),
             );

@@ -30,13 +30,13 @@ use crate::rfc::storable::{self, Freshness, RequestFacts};
 use crate::rfc::usage::{self, Usage};
 use crate::rfc::vary::Vary;
 
-/// Preconditions other than If-Range: a request with them is not answered from parts.
-const PRECONDITIONS: [header::HeaderName; 4] = [
-    header::IF_NONE_MATCH,
-    header::IF_MODIFIED_SINCE,
-    header::IF_MATCH,
-    header::IF_UNMODIFIED_SINCE,
-];
+/// Preconditions other than If-Range (the first of the fill's list): a request with them is
+/// not answered from parts.
+fn conditional(req: &http::HeaderMap) -> bool {
+    super::refresh::PRECONDITIONS[..4]
+        .iter()
+        .any(|h| req.contains_key(h))
+}
 
 /// Separate ranges kept per URL (adjacent ones merge into one).
 const MAX_PARTS: usize = 16;
@@ -52,7 +52,7 @@ impl Proxy {
     ) -> Option<Decision> {
         let req = ctx.headers();
         let range = req.get(header::RANGE)?;
-        if ctx.head.method != Method::GET || PRECONDITIONS.iter().any(|h| req.contains_key(h)) {
+        if ctx.head.method != Method::GET || conditional(req) {
             return None;
         }
         let now = self.clock.now();
@@ -225,9 +225,7 @@ impl Proxy {
                 && whole.len() as u64 >= c.min_size.as_u64()
                 && coding::is_compressible(headers.get(header::CONTENT_TYPE), &c.types);
             let obj = object(StatusCode::OK, headers, whole, compressible);
-            if self.store.insert_fill(&ctx.key, &obj, ticket).await {
-                self.encoder.schedule(&ctx.key, &obj);
-            }
+            self.store_object(&ctx.key, &obj, ticket).await;
             self.store.set_parts(&ctx.key, Vec::new(), ticket).await;
             return;
         }

@@ -21,7 +21,8 @@ use crate::rfc::update::{head_effect, Described, HeadEffect, Validators};
 use crate::rfc::vary::Vary;
 
 /// The request fields a fill or a HEAD write-through never forwards: the client's preconditions
-/// are evaluated here, against what the origin answers or what is stored.
+/// are evaluated here, against what the origin answers or what is stored. The four conditionals
+/// come first (`proxy::partial` uses them alone).
 pub(super) const PRECONDITIONS: [header::HeaderName; 6] = [
     header::IF_NONE_MATCH,
     header::IF_MODIFIED_SINCE,
