@@ -46,15 +46,7 @@ impl ClientBodyError {
 
     /// The client body error somewhere in `e`'s source chain, if any.
     pub fn find<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a ClientBodyError> {
-        let mut cur = Some(e);
-        for _ in 0..16 {
-            let Some(err) = cur else { break };
-            if let Some(found) = err.downcast_ref::<ClientBodyError>() {
-                return Some(found);
-            }
-            cur = err.source();
-        }
-        None
+        crate::error::sources(e).find_map(|err| err.downcast_ref::<ClientBodyError>())
     }
 }
 

@@ -132,6 +132,19 @@ pub enum OriginCause {
     Other,
 }
 
+/// `e` and its `source()` chain, at most 16 links (a chain may be cyclic or absurdly deep).
+pub fn sources<'a>(
+    e: &'a (dyn StdError + 'static),
+) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+    let mut cur = Some(e);
+    std::iter::from_fn(move || {
+        let this = cur?;
+        cur = this.source();
+        Some(this)
+    })
+    .take(16)
+}
+
 impl OriginCause {
     /// The token logs and `Cache-Status` use.
     pub fn as_str(self) -> &'static str {
@@ -150,19 +163,10 @@ impl OriginCause {
     /// (TLS libraries wrap their errors in `io::Error`s of unrelated kinds), then the first
     /// `io::Error` kind, hyper's own kinds, and an idle body.
     pub fn of(e: &(dyn StdError + 'static)) -> Self {
-        let chain = || {
-            let mut cur = Some(e);
-            std::iter::from_fn(move || {
-                let this = cur?;
-                cur = this.source();
-                Some(this)
-            })
-            .take(16)
-        };
-        if chain().any(looks_like_tls) {
+        if sources(e).any(looks_like_tls) {
             return OriginCause::Tls;
         }
-        for err in chain() {
+        for err in sources(e) {
             if let Some(io) = err.downcast_ref::<io::Error>() {
                 match io_cause(io.kind()) {
                     OriginCause::Other => {}

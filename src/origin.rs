@@ -139,9 +139,12 @@ impl Origin {
         let first = tokio::time::timeout_at(deadline, self.client.request(req)).await;
         let (method, uri, headers) = match (first, again) {
             (Ok(Err(e)), Some(again)) if !e.is_connect() => {
-                let cause = OriginCause::of(&e).as_str();
-                let error = error_chain(&e);
-                tracing::debug!(%error, cause, "origin request failed before a response: retrying once");
+                // Fields are only evaluated when debug lines are on: this path costs nothing else.
+                tracing::debug!(
+                    error = %error_chain(&e),
+                    cause = OriginCause::of(&e).as_str(),
+                    "origin request failed before a response: retrying once"
+                );
                 again
             }
             (first, _) => return self.outcome(first),
@@ -183,16 +186,13 @@ impl Origin {
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut prev = out.clone();
-    let mut cur = e.source();
-    for _ in 0..15 {
-        let Some(err) = cur else { break };
+    for err in crate::error::sources(e).skip(1) {
         let msg = err.to_string();
         if msg != prev && !prev.ends_with(&msg) {
             out.push_str(": ");
             out.push_str(&msg);
         }
         prev = msg;
-        cur = err.source();
     }
     out
 }

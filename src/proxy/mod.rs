@@ -62,6 +62,14 @@ fn failed(status: CacheStatus, e: &ProxyError) -> CacheStatus {
     status.detail(Detail::Error(e.detail()))
 }
 
+/// The fields every answer carries, refused requests included: Cache-Status and X-Request-Id.
+fn stamp(h: &mut HeaderMap, status: &CacheStatus, request_id: HeaderValue) {
+    if let Ok(v) = HeaderValue::try_from(status.to_string()) {
+        h.insert("cache-status", v);
+    }
+    h.insert(REQUEST_ID, request_id);
+}
+
 /// Bytes the hit-for-pass memory may hold.
 const PASS_MEMORY_BYTES: usize = 8 << 20;
 
@@ -190,10 +198,7 @@ impl Proxy {
         self.metrics.request(ctx.route.id, result);
         let h = resp.headers_mut();
         h.insert("x-cache", HeaderValue::from_static(result.as_str()));
-        if let Ok(v) = HeaderValue::try_from(status.to_string()) {
-            h.insert("cache-status", v);
-        }
-        h.insert(REQUEST_ID, ctx.request_id.clone());
+        stamp(h, &status, ctx.request_id.clone());
         origin::add_via(h, ctx.head.version, &self.cfg.server.via);
         if !self.cfg.cache.expose_surrogate_keys {
             h.remove("surrogate-key");
@@ -258,11 +263,7 @@ impl Proxy {
         self.metrics.bad_request();
         let status = failed(CacheStatus::default(), &e);
         let mut resp = e.into_response();
-        let h = resp.headers_mut();
-        if let Ok(v) = HeaderValue::try_from(status.to_string()) {
-            h.insert("cache-status", v);
-        }
-        h.insert(REQUEST_ID, request_id.clone());
+        stamp(resp.headers_mut(), &status, request_id.clone());
         if !AccessLine::enabled() {
             return resp;
         }
