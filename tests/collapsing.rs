@@ -102,7 +102,15 @@ async fn a_cold_burst_over_vary_variants_collapses_per_variant() {
             .delay(Duration::from_millis(150))
     })
     .await;
-    let p = proxy(&origin).await;
+    // Origin timeouts far above the harness's 1 s: a loaded machine must not turn a slow
+    // answer into a 504 (this test counts origin requests, not time).
+    let p = ProxyBuilder::new(&origin)
+        .config(|c| {
+            c.origin.timeout = Duration::from_secs(30);
+            c.origin.connect_timeout = Duration::from_secs(30);
+        })
+        .start()
+        .await;
     // 1,000 requests at once: ten h2c connections of 100 streams (few sockets, all concurrent).
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..10 {

@@ -165,7 +165,8 @@ async fn an_origin_304_is_revalidated_not_a_hit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_no_cache_revalidates_and_background_refresh_stays_stale() {
     let origin = Origin::start(|s| {
-        let cc = "max-age=1, stale-while-revalidate=60";
+        // Lifetimes long enough that a slow machine cannot age the refreshed copy out in real time.
+        let cc = "max-age=10, stale-while-revalidate=60";
         if s.header("if-none-match") == "\"v1\"" {
             Reply::not_modified(&[("etag", "\"v1\""), ("cache-control", cc)])
         } else {
@@ -183,7 +184,7 @@ async fn request_no_cache_revalidates_and_background_refresh_stays_stale() {
         hdr(&h, "cache-status").starts_with("apicache; fwd=request; fwd-status=304;"),
         "{h:?}"
     );
-    p.clock().advance(Duration::from_millis(1500));
+    p.clock().advance(Duration::from_millis(10_500));
     let h = assert_get(&p, "/n", "STALE", "{\"v\":1}").await;
     assert!(hdr(&h, "cache-status").contains("detail=stale-while-revalidate"));
     p.settle().await;

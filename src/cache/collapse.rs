@@ -162,28 +162,41 @@ mod tests {
     async fn leader_that_leaves_does_not_abort_the_fetch() {
         let c = Arc::new(Collapser::<u32>::default());
         let (done_tx, done_rx) = oneshot::channel::<()>();
+        // The test decides when the fetch ends, so a slow machine cannot end it before the
+        // waiter has joined (the waiter would then lead a fetch of its own).
+        let (release_tx, release_rx) = oneshot::channel::<()>();
         let leader = {
             let c = c.clone();
             tokio::spawn(async move {
                 let fetch = async move {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let _ = release_rx.await;
                     let _ = done_tx.send(());
                     7u32
                 };
                 c.run("k", || fetch, |n| *n).await
             })
         };
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        for _ in 0..5000 {
+            if c.is_running("k") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         assert!(c.is_running("k"));
-        let waiter = {
-            let c = c.clone();
-            tokio::spawn(async move { c.run("k", || async { 0u32 }, |n| *n).await })
-        };
+        let waiter = c.run("k", || async { 0u32 }, |n| *n);
+        tokio::pin!(waiter);
+        // One poll joins the flight (and cannot finish: the fetch is held).
+        tokio::select! {
+            biased;
+            _ = &mut waiter => panic!("the waiter finished before the fetch"),
+            _ = std::future::ready(()) => {}
+        }
         leader.abort();
+        let _ = release_tx.send(());
         done_rx
             .await
             .expect("the fetch finished although its leader left");
-        assert!(matches!(waiter.await.unwrap(), Joined::Waiter(7)));
+        assert!(matches!(waiter.await, Joined::Waiter(7)));
         assert!(!c.is_running("k"));
     }
 
