@@ -1,6 +1,7 @@
 //! Collapsed fills: one origin fetch per key, and what each participant answers with.
 //! A waiter whose Vary values differ from the stored object's tries again (a few times).
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -127,7 +128,9 @@ impl Proxy {
         }
         let job = self.fill_job(ctx, true);
         let (me, stale) = (self.clone(), stale.clone());
+        let running = Background::start(self.clone());
         tokio::spawn(async move {
+            let _running = running;
             let fetch = || me.clone().fetch(job, Basis::Stale(stale));
             let _ = me.fills.run(&flight, fetch, Fetched::summary).await;
         });
@@ -175,5 +178,21 @@ impl Proxy {
             background,
             public: ctx.client.public(),
         }
+    }
+}
+
+/// Counts a spawned background refresh until it ends, however it ends.
+struct Background(Arc<Proxy>);
+
+impl Background {
+    fn start(proxy: Arc<Proxy>) -> Self {
+        proxy.background.fetch_add(1, Ordering::AcqRel);
+        Self(proxy)
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.0.background.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -22,6 +22,7 @@ mod refresh;
 pub mod respond;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -98,6 +99,9 @@ pub struct Proxy {
     origin_addr: OriginAddr,
     /// Ids for requests that come without a usable `X-Request-Id`.
     ids: request_id::Generator,
+    /// Background refreshes spawned and not yet finished (so `settle` cannot miss one that has
+    /// not registered its fill yet).
+    background: AtomicUsize,
 }
 
 impl Proxy {
@@ -140,6 +144,7 @@ impl Proxy {
             ),
             metrics: Metrics::new(cfg.routes.iter().map(|r| r.config.path.clone()).collect()),
             ids: request_id::Generator::default(),
+            background: AtomicUsize::new(0),
             store,
             clock,
             cfg,
@@ -344,7 +349,7 @@ impl Proxy {
     /// Wait (bounded) for background work: encodings, fills, purge removals. Tests and benches.
     pub async fn settle(&self) {
         for _ in 0..5000 {
-            if self.fills.is_empty() {
+            if self.fills.is_empty() && self.background.load(Ordering::Acquire) == 0 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
