@@ -1,5 +1,5 @@
 //! The admin API on its own listener: purges (hard/soft, by tag, URL, all), credential verdict
-//! purges, health, metrics, stats.
+//! purges, config reload, health, metrics, stats.
 
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
@@ -8,20 +8,24 @@ use subtle::ConstantTimeEq;
 use crate::body::ProxyBody;
 use crate::cache::tags;
 use crate::error::AdminError;
-use crate::proxy::Proxy;
+use crate::reload::{ReloadError, Reloaded, Reloader};
 
 /// Most keys one `POST /purge` may name.
 pub const MAX_PURGE_KEYS: usize = 256;
 
 /// Answer one admin request.
-pub async fn handle(proxy: &Proxy, req: Request<Incoming>) -> Response<ProxyBody> {
-    match answer(proxy, req).await {
+pub async fn handle(reloader: &Reloader, req: Request<Incoming>) -> Response<ProxyBody> {
+    match answer(reloader, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
-async fn answer(proxy: &Proxy, req: Request<Incoming>) -> Result<Response<ProxyBody>, AdminError> {
+async fn answer(
+    reloader: &Reloader,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, AdminError> {
+    let proxy = reloader.proxy();
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     if path == "/healthz" && (method == Method::GET || method == Method::HEAD) {
@@ -32,12 +36,9 @@ async fn answer(proxy: &Proxy, req: Request<Incoming>) -> Result<Response<ProxyB
         );
         return Ok(r);
     }
-    if let Some(token) = proxy
-        .config()
-        .admin
-        .as_ref()
-        .and_then(|a| a.token.as_deref())
-    {
+    // The token of the config in effect: a reload that changes it applies to the next call.
+    let set = proxy.settings();
+    if let Some(token) = set.cfg.admin.as_ref().and_then(|a| a.token.as_deref()) {
         if !authorized(req.headers(), token) {
             return Err(AdminError::Unauthorized);
         }
@@ -57,6 +58,13 @@ async fn answer(proxy: &Proxy, req: Request<Incoming>) -> Result<Response<ProxyB
         (&Method::GET, "/stats") => {
             let s = proxy.snapshot().await;
             return Ok(json(serde_json::to_vec(&s).unwrap_or_default()));
+        }
+        (&Method::POST, "/reload") => {
+            return match reloader.reload().await {
+                Ok(r) => Ok(json(reloaded_json(&r).into_bytes())),
+                Err(ReloadError::NoFile) => Err(AdminError::NoConfigFile),
+                Err(ReloadError::Invalid(e)) => Err(AdminError::ReloadRejected(e.to_string())),
+            };
         }
         (&Method::POST, "/verify/purge") => {
             let purged = proxy.verdicts().clear();
@@ -96,7 +104,7 @@ async fn answer(proxy: &Proxy, req: Request<Incoming>) -> Result<Response<ProxyB
         }
         (m, _) if m.as_str() == "PURGE" => {
             let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
-            let Ok(n) = proxy.normalizer().normalize(target) else {
+            let Ok(n) = set.normalizer.normalize(target) else {
                 return Err(AdminError::BadUrl);
             };
             store
@@ -108,6 +116,16 @@ async fn answer(proxy: &Proxy, req: Request<Incoming>) -> Result<Response<ProxyB
     proxy.metrics().purge(purged as u64);
     tracing::info!(target: "apicache::admin", method = %method, path = %path, soft, purged, "purge");
     Ok(json(format!("{{\"purged\":{purged}}}").into_bytes()))
+}
+
+/// `{"reloaded":true,"hash":"…","restart_needed":["server.listen"]}`.
+fn reloaded_json(r: &Reloaded) -> String {
+    serde_json::json!({
+        "reloaded": true,
+        "hash": r.hash,
+        "restart_needed": r.restart_needed,
+    })
+    .to_string()
 }
 
 fn authorized(h: &HeaderMap, token: &str) -> bool {

@@ -213,7 +213,7 @@ fn looks_like_tls(e: &(dyn StdError + 'static)) -> bool {
 }
 
 /// Why an admin call was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AdminError {
     /// No or wrong bearer token.
     #[error("missing or wrong admin token")]
@@ -233,14 +233,23 @@ pub enum AdminError {
     /// Unknown admin path.
     #[error("not found")]
     NotFound,
+    /// `POST /reload` on a proxy started from a config that was not read from a file.
+    #[error("nothing to reload: apicache was not started from a config file")]
+    NoConfigFile,
+    /// `POST /reload` with a new config that is invalid (file, key and why); the running one
+    /// was kept.
+    #[error("config rejected, the running config is kept: {0}")]
+    ReloadRejected(String),
 }
 
 impl AdminError {
     /// The status the caller gets.
-    pub fn status(self) -> StatusCode {
+    pub fn status(&self) -> StatusCode {
         match self {
             AdminError::Unauthorized => StatusCode::UNAUTHORIZED,
             AdminError::NotFound => StatusCode::NOT_FOUND,
+            AdminError::NoConfigFile => StatusCode::CONFLICT,
+            AdminError::ReloadRejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -296,6 +305,8 @@ mod tests {
             (AdminError::BadKey, 400),
             (AdminError::BadUrl, 400),
             (AdminError::NotFound, 404),
+            (AdminError::NoConfigFile, 409),
+            (AdminError::ReloadRejected("f: key `k`: why".into()), 422),
         ]
         .map(|(e, s)| (e.into_response(), s));
         for (r, status) in proxy.into_iter().chain(admin) {

@@ -3,6 +3,9 @@
 //! Map of the crate:
 //! - [`config`]: TOML → validated [`config::Config`], printed back for `--check-config`, and its
 //!   start-time warnings; [`routes`]: the routes compiled once (most specific pattern wins)
+//! - [`settings`]: one generation of settings (the config and what is compiled from it), which
+//!   every request reads from start to end; [`reload`]: re-reading the file (SIGHUP,
+//!   `POST /reload`), swapping the generation, and which keys need a restart
 //! - [`normalize`]: request target → normalized URL, moved credentials, cache key
 //! - [`rfc`]: HTTP caching decisions as pure functions (directives, HTTP-dates, storability,
 //!   use-time freshness and stale rules, Vary, codings, ETags, conditionals and ranges, which
@@ -18,7 +21,8 @@
 //! - [`request_id`]: `X-Request-Id`, kept from the client or generated; [`cors`]: cache fields
 //!   exposed to browser code
 //! - [`origin`]: the pooled client; [`compress`]: codecs; [`body`]: response bodies
-//! - [`server`]: listeners and shutdown; [`admin`]: purge API, stats; [`metrics`]: counters
+//! - [`server`]: listeners and shutdown; [`admin`]: purge and reload API, stats; [`metrics`]:
+//!   counters
 //! - [`error`]: errors (and origin failure causes) and the one place they become responses;
 //!   [`clock`]: injectable time
 
@@ -35,11 +39,13 @@ pub mod metrics;
 pub mod normalize;
 pub mod origin;
 pub mod proxy;
+pub mod reload;
 pub mod request_id;
 pub mod rewrite;
 pub mod rfc;
 pub mod routes;
 pub mod server;
+pub mod settings;
 pub mod verify;
 
 pub use clock::Clock;

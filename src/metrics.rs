@@ -8,6 +8,7 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::rfc::cache_status::CacheResult;
@@ -27,11 +28,50 @@ struct RouteSeries {
     latency_sum_us: AtomicU64,
 }
 
+/// The series of one config generation's routes, indexed by route id, `none` last.
+///
+/// A request counts into the series of the config it was answered under; a reload hands out a
+/// new set that reuses the series of every route pattern kept, so counters stay monotonic.
+#[derive(Clone)]
+pub struct RouteMetrics(Arc<[Arc<RouteSeries>]>);
+
+impl RouteMetrics {
+    fn get(&self, route: Option<usize>) -> &RouteSeries {
+        let last = self.0.len() - 1;
+        &self.0[route.map_or(last, |i| i.min(last))]
+    }
+
+    /// Count one answered request on `route` (`None`: no route matched).
+    pub fn request(&self, route: Option<usize>, r: CacheResult) {
+        self.get(route).requests[result_slot(r)].fetch_add(1, Relaxed);
+    }
+
+    /// Count one origin round trip on `route`, its time to response headers, and whether it failed.
+    pub fn origin(&self, route: Option<usize>, d: Duration, failed: bool) {
+        let s = self.get(route);
+        s.origin_requests.fetch_add(1, Relaxed);
+        if failed {
+            s.origin_errors.fetch_add(1, Relaxed);
+        }
+        let secs = d.as_secs_f64();
+        let i = BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BUCKETS.len());
+        s.latency[i].fetch_add(1, Relaxed);
+        s.latency_sum_us.fetch_add(d.as_micros() as u64, Relaxed);
+    }
+}
+
 /// Process-wide counters.
 pub struct Metrics {
-    /// Route labels, `none` last.
-    labels: Vec<String>,
-    routes: Vec<RouteSeries>,
+    /// Every route pattern configured since start, in first-seen order, with its series (a
+    /// pattern a reload removed keeps its last counts: Prometheus counters never go down).
+    series: Mutex<Vec<(String, Arc<RouteSeries>)>>,
+    /// Requests no route matched.
+    none: Arc<RouteSeries>,
+    reloads_ok: AtomicU64,
+    reloads_failed: AtomicU64,
     revalidations: AtomicU64,
     not_modified: AtomicU64,
     purges: AtomicU64,
@@ -45,7 +85,21 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self::new(Vec::new())
+        Self {
+            series: Mutex::default(),
+            none: Arc::default(),
+            reloads_ok: AtomicU64::new(0),
+            reloads_failed: AtomicU64::new(0),
+            revalidations: AtomicU64::new(0),
+            not_modified: AtomicU64::new(0),
+            purges: AtomicU64::new(0),
+            purged_objects: AtomicU64::new(0),
+            compression_saved_bytes: AtomicU64::new(0),
+            bad_requests: AtomicU64::new(0),
+            verified_hits: AtomicU64::new(0),
+            verification_fetches: AtomicU64::new(0),
+            credential_rejections: AtomicU64::new(0),
+        }
     }
 }
 
@@ -123,6 +177,26 @@ pub struct Snapshot {
     pub tags: u64,
     /// The same request and origin figures per route.
     pub routes: Vec<RouteSnapshot>,
+    /// The config in effect and the reloads so far.
+    pub config: ConfigState,
+}
+
+/// The config in effect and the reloads so far (`/stats`).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ConfigState {
+    /// The file it was read from, if any.
+    pub file: Option<String>,
+    /// First 16 hex digits of the sha256 of its text.
+    pub hash: String,
+    /// When it took effect, RFC 3339 UTC.
+    pub loaded_at: String,
+    /// When it took effect, seconds since the Unix epoch.
+    #[serde(skip)]
+    pub loaded_unix: u64,
+    /// Reloads applied.
+    pub reloads: u64,
+    /// Reloads rejected (the config in effect was kept).
+    pub reload_errors: u64,
 }
 
 /// Gauges and counters owned by other parts (the store, the encoder), read at scrape time.
@@ -179,49 +253,45 @@ impl Counts {
 }
 
 impl Metrics {
-    /// Counters for the given route labels (route patterns, in route order).
-    pub fn new(route_labels: Vec<String>) -> Self {
-        let mut labels = route_labels;
-        labels.push("none".into());
-        Self {
-            routes: labels.iter().map(|_| RouteSeries::default()).collect(),
-            labels,
-            revalidations: AtomicU64::new(0),
-            not_modified: AtomicU64::new(0),
-            purges: AtomicU64::new(0),
-            purged_objects: AtomicU64::new(0),
-            compression_saved_bytes: AtomicU64::new(0),
-            bad_requests: AtomicU64::new(0),
-            verified_hits: AtomicU64::new(0),
-            verification_fetches: AtomicU64::new(0),
-            credential_rejections: AtomicU64::new(0),
+    /// The series for a config's routes (patterns in route order), reusing the series of
+    /// every pattern seen before.
+    pub fn routes<I: IntoIterator<Item = String>>(&self, patterns: I) -> RouteMetrics {
+        let mut known = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        let mut set: Vec<Arc<RouteSeries>> = Vec::new();
+        for pattern in patterns {
+            let series = match known.iter().find(|(l, _)| *l == pattern) {
+                Some((_, s)) => s.clone(),
+                None => {
+                    let s = Arc::new(RouteSeries::default());
+                    known.push((pattern, s.clone()));
+                    s
+                }
+            };
+            set.push(series);
         }
+        set.push(self.none.clone());
+        RouteMetrics(set.into())
     }
 
-    fn route(&self, route: Option<usize>) -> &RouteSeries {
-        let last = self.routes.len() - 1;
-        &self.routes[route.map_or(last, |i| i.min(last))]
+    /// Every series with its label, `none` last.
+    fn labelled(&self) -> Vec<(String, Arc<RouteSeries>)> {
+        let mut all = self
+            .series
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        all.push(("none".into(), self.none.clone()));
+        all
     }
 
-    /// Count one answered request on `route` (`None`: no route matched).
-    pub fn request(&self, route: Option<usize>, r: CacheResult) {
-        self.route(route).requests[result_slot(r)].fetch_add(1, Relaxed);
-    }
-
-    /// Count one origin round trip on `route`, its time to response headers, and whether it failed.
-    pub fn origin(&self, route: Option<usize>, d: Duration, failed: bool) {
-        let s = self.route(route);
-        s.origin_requests.fetch_add(1, Relaxed);
-        if failed {
-            s.origin_errors.fetch_add(1, Relaxed);
-        }
-        let secs = d.as_secs_f64();
-        let i = BUCKETS
-            .iter()
-            .position(|b| secs <= *b)
-            .unwrap_or(BUCKETS.len());
-        s.latency[i].fetch_add(1, Relaxed);
-        s.latency_sum_us.fetch_add(d.as_micros() as u64, Relaxed);
+    /// Count a config reload attempt.
+    pub fn reload(&self, ok: bool) {
+        let c = if ok {
+            &self.reloads_ok
+        } else {
+            &self.reloads_failed
+        };
+        c.fetch_add(1, Relaxed);
     }
 
     /// Count a stored response refreshed by the origin without a body.
@@ -268,11 +338,10 @@ impl Metrics {
     /// Copy the counters, with the gauges of the store and encoder.
     pub fn snapshot(&self, g: Gauges) -> Snapshot {
         let routes: Vec<RouteSnapshot> = self
-            .labels
-            .iter()
-            .zip(&self.routes)
+            .labelled()
+            .into_iter()
             .map(|(label, s)| RouteSnapshot {
-                route: label.clone(),
+                route: label,
                 counts: Counts {
                     hits: s.requests[0].load(Relaxed),
                     misses: s.requests[1].load(Relaxed),
@@ -317,6 +386,11 @@ impl Metrics {
             bytes: g.bytes,
             tags: g.tags,
             routes,
+            config: ConfigState {
+                reloads: self.reloads_ok.load(Relaxed),
+                reload_errors: self.reloads_failed.load(Relaxed),
+                ..ConfigState::default()
+            },
         }
     }
 
@@ -447,12 +521,47 @@ impl Metrics {
         }
         family(
             &mut o,
+            "apicache_config_reloads_total",
+            "counter",
+            "Config reloads (SIGHUP, POST /reload) by result.",
+        );
+        let c = &s.config;
+        let _ = writeln!(
+            o,
+            "apicache_config_reloads_total{{result=\"ok\"}} {}",
+            c.reloads
+        );
+        let _ = writeln!(
+            o,
+            "apicache_config_reloads_total{{result=\"error\"}} {}",
+            c.reload_errors
+        );
+        family(
+            &mut o,
+            "apicache_config_info",
+            "gauge",
+            "The config in effect: the sha256 prefix of its text.",
+        );
+        let _ = writeln!(o, "apicache_config_info{{hash=\"{}\"}} 1", escape(&c.hash));
+        family(
+            &mut o,
+            "apicache_config_loaded_timestamp_seconds",
+            "gauge",
+            "When the config in effect was loaded.",
+        );
+        let _ = writeln!(
+            o,
+            "apicache_config_loaded_timestamp_seconds {}",
+            c.loaded_unix
+        );
+        family(
+            &mut o,
             "apicache_origin_latency_seconds",
             "histogram",
             "Time to origin response headers, by route.",
         );
-        for (label, series) in self.labels.iter().zip(&self.routes) {
-            let route = escape(label);
+        for (label, series) in self.labelled() {
+            let route = escape(&label);
             let mut cum = 0;
             for (i, b) in BUCKETS.iter().enumerate() {
                 cum += series.latency[i].load(Relaxed);
@@ -488,56 +597,4 @@ fn escape(v: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn per_route_series_and_cumulative_histogram() {
-        let m = Metrics::new(vec!["/a/{id}".into()]);
-        m.origin(Some(0), Duration::from_micros(500), false);
-        m.origin(Some(0), Duration::from_millis(30), true);
-        m.origin(None, Duration::from_secs(60), false);
-        m.request(Some(0), CacheResult::Hit);
-        m.request(None, CacheResult::Miss);
-        for _ in 0..9 {
-            m.request(Some(0), CacheResult::Collapsed);
-        }
-        m.request(Some(0), CacheResult::Revalidated);
-        m.bad_request();
-        let s = m.snapshot(Gauges::default());
-        assert_eq!(
-            (
-                s.total.hits,
-                s.total.misses,
-                s.total.origin_requests,
-                s.total.origin_errors
-            ),
-            (1, 1, 3, 1)
-        );
-        assert_eq!((s.total.collapsed, s.total.revalidated), (9, 1));
-        assert_eq!((s.total.requests, s.routes[0].counts.requests), (12, 11));
-        assert_eq!(s.total.hit_ratio, 1.0 / 12.0);
-        assert_eq!(s.routes[1].counts.hit_ratio, 0.0);
-        let json = serde_json::to_value(&s).unwrap();
-        assert_eq!(json["collapsed"], 9);
-        assert_eq!(json["routes"][0]["revalidated"], 1);
-        let text = m.prometheus(&s);
-        for line in [
-            "apicache_requests_total{result=\"hit\",route=\"/a/{id}\"} 1",
-            "apicache_requests_total{result=\"miss\",route=\"none\"} 1",
-            "apicache_requests_total{result=\"collapsed\",route=\"/a/{id}\"} 9",
-            "apicache_requests_total{result=\"revalidated\",route=\"/a/{id}\"} 1",
-            "apicache_requests_total{result=\"revalidated\",route=\"none\"} 0",
-            "apicache_origin_requests_total{route=\"/a/{id}\"} 2",
-            "apicache_origin_errors_total{route=\"/a/{id}\"} 1",
-            "apicache_origin_latency_seconds_bucket{route=\"/a/{id}\",le=\"0.001\"} 1",
-            "apicache_origin_latency_seconds_bucket{route=\"/a/{id}\",le=\"0.05\"} 2",
-            "apicache_origin_latency_seconds_bucket{route=\"none\",le=\"+Inf\"} 1",
-            "apicache_origin_latency_seconds_count{route=\"/a/{id}\"} 2",
-            "apicache_bad_requests_total 1",
-        ] {
-            assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
-        }
-        assert_eq!(escape("a\"b\\c"), "a\\\"b\\\\c");
-    }
-}
+mod tests;

@@ -120,6 +120,11 @@ impl Routes {
         }
     }
 
+    /// The pattern of route `id` (empty for an unknown id).
+    pub fn pattern(&self, id: usize) -> &str {
+        self.routes.get(id).map_or("", |r| r.config.path.as_str())
+    }
+
     /// The routes in order.
     pub fn iter(&self) -> impl Iterator<Item = &Route> {
         self.routes.iter()

@@ -31,26 +31,29 @@ pub struct VerifyPolicy {
     pub reject_ttl: Duration,
 }
 
-/// Who is asking, as verdicts see it: the route, and a sha256 of everything that may identify the
-/// asker to the origin (the host it asked, its credential, its cookies).
+/// Who is asking, as verdicts see it: a sha256 of the route's pattern and of everything that may
+/// identify the asker to the origin (the host it asked, its credential, its cookies). The pattern,
+/// not the route's index, so a reload that reorders routes cannot lend one route's verdicts to
+/// another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct VerdictKey {
-    route: usize,
     class: [u8; 32],
 }
 
 impl VerdictKey {
     /// The verdict class of a request for `origin` (the cache key's scheme, host and forwarding
-    /// part) on route `route`. Without a credential or cookie it is the "anonymous" class of that
+    /// part) on the route with pattern `route`. Without a credential or cookie it is the "anonymous" class of that
     /// host; an empty credential is a credential. Cookies count because an origin may
     /// authenticate by session cookie, which an anonymous verdict must not stand for.
     pub fn new<'a>(
-        route: usize,
+        route: &str,
         origin: &str,
         credential: Option<&HeaderValue>,
         cookies: impl Iterator<Item = &'a HeaderValue>,
     ) -> Self {
         let mut h = Sha256::new();
+        h.update((route.len() as u64).to_le_bytes());
+        h.update(route.as_bytes());
         h.update(origin.as_bytes());
         match credential {
             None => h.update([0]),
@@ -66,7 +69,6 @@ impl VerdictKey {
             h.update(c.as_bytes());
         }
         VerdictKey {
-            route,
             class: h.finalize().into(),
         }
     }

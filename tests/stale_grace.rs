@@ -97,7 +97,7 @@ async fn a_zero_grace_keeps_nothing_past_expiry() {
         .config(|c| c.cache.stale_grace = Duration::ZERO)
         .start()
         .await;
-    assert_eq!(p.proxy.config().cache.stale_grace, Duration::ZERO);
+    assert_eq!(p.proxy.settings().cfg.cache.stale_grace, Duration::ZERO);
     assert_get(&p, "/z", "MISS", "{\"v\":1}").await;
     p.clock().advance(Duration::from_millis(1_500));
     let (_, h, _) = get_with(&p, "/z", MAX_STALE).await;

@@ -21,7 +21,6 @@ pub struct PassMemory {
     marks: DashMap<String, (NoStore, Instant)>,
     bytes: AtomicUsize,
     max_bytes: usize,
-    ttl: Duration,
     clock: Clock,
 }
 
@@ -40,13 +39,12 @@ pub fn worth_remembering(ordinary: bool, status: StatusCode, reason: NoStore) ->
 }
 
 impl PassMemory {
-    /// Marks live for `ttl` (0 disables) and take at most `max_bytes`.
-    pub fn new(ttl: Duration, max_bytes: usize, clock: Clock) -> Self {
+    /// Marks that take at most `max_bytes`.
+    pub fn new(max_bytes: usize, clock: Clock) -> Self {
         Self {
             marks: DashMap::new(),
             bytes: AtomicUsize::new(0),
             max_bytes,
-            ttl,
             clock,
         }
     }
@@ -61,9 +59,9 @@ impl PassMemory {
         None
     }
 
-    /// Mark `key` pass for the configured time.
-    pub fn remember(&self, key: &str, reason: NoStore) {
-        if self.ttl.is_zero() {
+    /// Mark `key` pass for `ttl` (`cache.hit_for_pass`; 0 marks nothing).
+    pub fn remember(&self, key: &str, reason: NoStore, ttl: Duration) {
+        if ttl.is_zero() {
             return;
         }
         let cost = key.len() + MARK_OVERHEAD;
@@ -74,7 +72,7 @@ impl PassMemory {
                 return;
             }
         }
-        let until = self.clock.now() + self.ttl;
+        let until = self.clock.now() + ttl;
         if self
             .marks
             .insert(key.to_string(), (reason, until))
@@ -117,8 +115,8 @@ mod tests {
     #[test]
     fn marks_expire_on_the_clock() {
         let clock = Clock::default();
-        let m = PassMemory::new(Duration::from_secs(10), 1 << 20, clock.clone());
-        m.remember("GET /a", NoStore::Private);
+        let m = PassMemory::new(1 << 20, clock.clone());
+        m.remember("GET /a", NoStore::Private, Duration::from_secs(10));
         assert_eq!(m.get("GET /a"), Some(NoStore::Private));
         assert_eq!(m.get("GET /b"), None);
         clock.advance(Duration::from_secs(10));
@@ -129,23 +127,27 @@ mod tests {
     #[test]
     fn bounded_in_bytes() {
         let clock = Clock::default();
-        let m = PassMemory::new(Duration::from_secs(10), 1000, clock.clone());
+        let m = PassMemory::new(1000, clock.clone());
         for i in 0..100 {
-            m.remember(&format!("GET /{i}"), NoStore::NoStore);
+            m.remember(
+                &format!("GET /{i}"),
+                NoStore::NoStore,
+                Duration::from_secs(10),
+            );
         }
         assert!(m.bytes() <= 1000);
         assert!(m.get("GET /0").is_some() && m.get("GET /99").is_none());
         // Once the old marks expire, new ones fit again.
         clock.advance(Duration::from_secs(11));
-        m.remember("GET /new", NoStore::NoStore);
+        m.remember("GET /new", NoStore::NoStore, Duration::from_secs(10));
         assert!(m.get("GET /new").is_some());
         assert!(m.bytes() <= 1000);
     }
 
     #[test]
     fn disabled_and_rules() {
-        let m = PassMemory::new(Duration::ZERO, 1 << 20, Clock::default());
-        m.remember("GET /a", NoStore::Private);
+        let m = PassMemory::new(1 << 20, Clock::default());
+        m.remember("GET /a", NoStore::Private, Duration::ZERO);
         assert_eq!(m.get("GET /a"), None);
         // (ordinary request, status, reason, remembered)
         let rows = [

@@ -1,7 +1,7 @@
 //! The store, the only user of moka: Vary variants per key, byte-weighted capacity, per-entry
 //! expiry, purges through the tag index, and the swap that adds encoded variants later.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -70,23 +70,58 @@ pub struct Store {
     cache: moka::future::Cache<String, Arc<Entry>>,
     tags: Arc<TagIndex<Weak<Entry>>>,
     gen: Arc<AtomicU64>,
-    max_variants: usize,
+    /// Variants per URL and retention: changed by a reload, read on every insert and lookup.
+    limits: Arc<Limits>,
     /// Hard-purged keys not yet removed from moka.
     pending_removals: Arc<AtomicU64>,
     /// Time for objects' age and purge marks.
     clock: Clock,
-    /// How long stale objects are kept.
-    keep: Retention,
     /// Recent purges, checked by fills that started before them.
     purges: Arc<PurgeLog>,
 }
 
+/// The store's settings a reload may change (atomics: read on the hot path without a lock).
+struct Limits {
+    max_variants: AtomicUsize,
+    revalidate_ms: AtomicU64,
+    grace_ms: AtomicU64,
+}
+
+impl Limits {
+    fn new(max_variants: usize, keep: Retention) -> Self {
+        let l = Limits {
+            max_variants: AtomicUsize::new(1),
+            revalidate_ms: AtomicU64::new(0),
+            grace_ms: AtomicU64::new(0),
+        };
+        l.set(max_variants, keep);
+        l
+    }
+
+    fn set(&self, max_variants: usize, keep: Retention) {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        self.max_variants
+            .store(max_variants.max(1), Ordering::Relaxed);
+        self.revalidate_ms
+            .store(ms(keep.revalidate), Ordering::Relaxed);
+        self.grace_ms.store(ms(keep.grace), Ordering::Relaxed);
+    }
+
+    fn retention(&self) -> Retention {
+        Retention {
+            revalidate: Duration::from_millis(self.revalidate_ms.load(Ordering::Relaxed)),
+            grace: Duration::from_millis(self.grace_ms.load(Ordering::Relaxed)),
+        }
+    }
+}
+
 /// Per-entry expiry: the longest any variant is kept, at least a second.
-struct KeepFor(Retention);
+struct KeepFor(Arc<Limits>);
 
 impl KeepFor {
     fn of(&self, v: &Entry) -> Option<Duration> {
-        let longest = v.objects.iter().map(|o| o.keep_for(self.0)).max();
+        let keep = self.0.retention();
+        let longest = v.objects.iter().map(|o| o.keep_for(keep)).max();
         longest.map(|d| d.max(Duration::from_secs(1)))
     }
 }
@@ -115,11 +150,12 @@ impl Store {
     /// As [`Store::new`], keeping stale objects past freshness as `keep` says.
     pub fn with_retention(max_bytes: u64, max_variants: usize, keep: Retention) -> Self {
         let tags = Arc::new(TagIndex::default());
+        let limits = Arc::new(Limits::new(max_variants, keep));
         let listener_tags = tags.clone();
         let cache = moka::future::Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|k: &String, v: &Arc<Entry>| u32::try_from(v.weight(k)).unwrap_or(u32::MAX))
-            .expire_after(KeepFor(keep))
+            .expire_after(KeepFor(limits.clone()))
             .eviction_listener(move |k: Arc<String>, v: Arc<Entry>, _cause: RemovalCause| {
                 listener_tags.unlink(&k, v.gen, &v.tags);
             })
@@ -128,12 +164,17 @@ impl Store {
             cache,
             tags,
             gen: Arc::new(AtomicU64::new(1)),
-            max_variants: max_variants.max(1),
+            limits,
             pending_removals: Arc::new(AtomicU64::new(0)),
             clock: Clock::default(),
-            keep,
             purges: Arc::new(PurgeLog::default()),
         }
+    }
+
+    /// Apply a reloaded `cache.max_variants` and retention: lookups and inserts from now on
+    /// use them; entries keep the expiry they were given until their next update.
+    pub fn set_limits(&self, max_variants: usize, keep: Retention) {
+        self.limits.set(max_variants, keep);
     }
 
     /// Find the variant of `key` that matches the request headers. A variant kept its whole
@@ -237,13 +278,13 @@ impl Store {
         e.objects
             .iter()
             .filter(move |o| o.vary.same_fields(&new.vary) && o.vary != new.vary && keep(o))
-            .take(self.max_variants - 1)
+            .take(self.limits.max_variants.load(Ordering::Relaxed) - 1)
             .cloned()
     }
 
     /// Neither purged nor kept past its time.
     fn live(&self, obj: &CachedObject, now: Instant) -> bool {
-        !obj.is_dead() && !obj.outlived(now, self.keep)
+        !obj.is_dead() && !obj.outlived(now, self.limits.retention())
     }
 
     /// Where the purge sequence stands: a fill takes this before asking the origin.

@@ -444,6 +444,18 @@ pub struct Config {
     /// Allowed hosts, trusted proxies and stripped fields, compiled.
     #[serde(skip)]
     pub forwarding: crate::forwarding::Forwarding,
+    /// The file this config was read from and a hash of its text (reload, `/stats`).
+    #[serde(skip)]
+    pub source: Source,
+}
+
+/// Where a config came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Source {
+    /// The file, when read from one (`None`: inline text, which cannot be reloaded).
+    pub path: Option<std::path::PathBuf>,
+    /// sha256 of the text, hex (first 16 digits: enough to tell versions apart in `/stats`).
+    pub hash: String,
 }
 
 /// Sizes print in binary units (`256MiB`), as they are usually written in the file, exactly.
@@ -482,7 +494,9 @@ impl Config {
             file: path.to_path_buf(),
             source,
         })?;
-        raw::parse_named(&text, path)
+        let mut cfg = raw::parse_named(&text, path)?;
+        cfg.source.path = Some(path.to_path_buf());
+        Ok(cfg)
     }
 
     /// Validate TOML text (errors name `<inline>` as the file).

@@ -130,6 +130,11 @@ reject_ttl = "5s"
     /// The whole effective config, skipped and derived fields included (origin authority and
     /// base path, compiled forwarding and routes), as text; plus the token itself.
     fn effective(c: &Config) -> (String, Option<String>) {
+        // Where the text came from is not part of the effective config.
+        let c = &Config {
+            source: Default::default(),
+            ..c.clone()
+        };
         (
             format!("{c:?}\n{}", toml::to_string(c).unwrap()),
             c.admin.as_ref().and_then(|a| a.token.clone()),

@@ -105,7 +105,16 @@ pub(super) fn parse_named(text: &str, file: &Path) -> Result<Config, ConfigError
         let key = if key == "." { "<root>".into() } else { key };
         invalid(&key, reason)
     })?;
-    raw.validate(&invalid)
+    let mut cfg = raw.validate(&invalid)?;
+    cfg.source.hash = text_hash(text);
+    Ok(cfg)
+}
+
+/// The first 16 hex digits of the text's sha256.
+fn text_hash(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(text.as_bytes());
+    crate::normalize::hex(&digest[..8])
 }
 
 impl RawConfig {
@@ -259,6 +268,7 @@ impl RawConfig {
             admin,
             routes,
             forwarding,
+            source: super::Source::default(),
         })
     }
 }

@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use http::request::Parts;
@@ -20,6 +21,7 @@ use crate::rfc::directives::Directives;
 use crate::rfc::storable::RequestFacts;
 use crate::rfc::vary::Vary;
 use crate::routes::Matched;
+use crate::settings::Settings;
 use crate::verify::{Admission, Asker, VerdictKey};
 
 /// One request, as the cache sees it.
@@ -52,23 +54,27 @@ pub struct Ctx<'a> {
     pub admission: Option<Admission>,
     /// The request id: logged, sent to the origin and echoed to the client.
     pub request_id: HeaderValue,
+    /// The settings this request is answered under, start to end (a reload does not change
+    /// them midway).
+    pub set: Arc<Settings>,
 }
 
 impl<'a> Ctx<'a> {
     /// Gather the facts; a request the cache cannot key safely is refused (400, 414, 421).
     pub fn new(
         proxy: &Proxy,
+        set: Arc<Settings>,
         head: &'a Parts,
         peer: SocketAddr,
         request_id: HeaderValue,
     ) -> Result<Self, ProxyError> {
-        let cfg = proxy.config();
+        let cfg = &set.cfg;
         let target = head.uri.path_and_query().map_or("/", |p| p.as_str());
         if target.len() as u64 > cfg.server.max_uri_length.as_u64() {
             return Err(ProxyError::UriTooLong);
         }
         let client = cfg.forwarding.client(head, peer)?;
-        let norm = proxy.normalizer().normalize(target)?;
+        let norm = set.normalizer.normalize(target)?;
         let mut auth = head.headers.get_all(header::AUTHORIZATION).iter();
         let credential = match (auth.next(), auth.next()) {
             // The key would hash one line and the origin might answer for another.
@@ -116,6 +122,7 @@ impl<'a> Ctx<'a> {
             asker: None,
             admission: None,
             request_id,
+            set,
         };
         ctx.route.policy.per_credential = per_credential;
         if !ctx.is_read() {
@@ -128,8 +135,9 @@ impl<'a> Ctx<'a> {
         if let (Some(route), Some(policy), false) =
             (ctx.route.id, ctx.route.policy.verify, ambiguous)
         {
+            let pattern = ctx.set.cfg.routes.pattern(route);
             let key = VerdictKey::new(
-                route,
+                pattern,
                 &origin,
                 ctx.credential.as_ref(),
                 head.headers.get_all(header::COOKIE).iter(),
@@ -151,15 +159,15 @@ impl<'a> Ctx<'a> {
     /// The headers of this request's origin request, with this request's id (replacing any the
     /// client sent that was not kept). With `origin.preserve_host`, `Host` is the client's host
     /// as keyed (none for HTTP/1.0 without one: the origin's authority).
-    pub fn origin_headers(&self, proxy: &Proxy) -> HeaderMap {
-        let mut h = proxy.config().forwarding.headers(
+    pub fn origin_headers(&self) -> HeaderMap {
+        let mut h = self.set.cfg.forwarding.headers(
             self.headers(),
             &self.client,
             self.head.version,
             self.peer,
             self.credential.as_ref(),
         );
-        if proxy.config().origin.preserve_host {
+        if self.set.cfg.origin.preserve_host {
             let host = self.client.public().host;
             if let (false, Ok(v)) = (host.is_empty(), HeaderValue::from_str(&host)) {
                 h.insert(header::HOST, v);

@@ -25,9 +25,10 @@ use crate::rewrite::Public;
 use crate::rfc::coding::{self, Coding};
 use crate::rfc::directives::no_transform;
 use crate::rfc::etag::{if_none_match_list, stored_etags};
-use crate::rfc::storable::{self, CachePolicy, Freshness, NoStore, RequestFacts, RoutePolicy};
+use crate::rfc::storable::{self, Freshness, NoStore, RequestFacts, RoutePolicy};
 use crate::rfc::update::{select_304, Validators};
 use crate::rfc::vary::Vary;
+use crate::settings::Settings;
 use crate::verify::{Asker, Recorded};
 
 /// A fill's request, detached from the client's so the fetch outlives it.
@@ -58,6 +59,8 @@ pub struct FillJob {
     pub background: bool,
     /// The scheme and host the origin's URLs are rewritten to (both in the key).
     pub public: Public,
+    /// The settings of the request that started the fill.
+    pub set: Arc<Settings>,
 }
 
 /// How a fetch ended, as every waiter sees it.
@@ -186,20 +189,20 @@ impl Proxy {
         let facts = self.facts(&job, request_time, response_time);
         let (mut parts, body) = resp.into_parts();
         origin::strip_response_fields(&mut parts.headers);
-        let body = IdleTimeout::new(body, self.origin.body_timeout());
+        let body = IdleTimeout::new(body, job.set.origin.body_timeout());
         let storable = storable::evaluate(
             parts.status,
             &parts.headers,
             facts,
             job.policy,
-            self.cache_policy(),
+            job.set.cache_policy(),
         )
         .and_then(|f| coding::stored_encoding(&parts.headers).map(|c| (f, c)));
         let (freshness, encoding) = match storable {
             Ok(s) => s,
             Err(reason) => return self.pass(&job, parts, ProxyBody::stream(body), reason),
         };
-        let limit = self.cfg.cache.max_object_size.as_u64() as usize;
+        let limit = job.set.max_object_size();
         // Held until the object is stored: from then on its bytes count against max_size.
         let mut budget = self.fill_budget.reservation();
         let body = match read_limited(body, &parts.headers, limit, &mut budget).await {
@@ -208,7 +211,7 @@ impl Proxy {
             Ok(Read::OverBudget(rest)) => return self.pass(&job, parts, rest, NoStore::FillMemory),
             Err(failed) => {
                 let id = job.headers.get(REQUEST_ID);
-                let e = self.body_failed(id, &job.path_and_query, failed);
+                let e = self.body_failed(&job.set, id, &job.path_and_query, failed);
                 return Fetched::done(Summary::Failed(e));
             }
         };
@@ -222,7 +225,7 @@ impl Proxy {
                     let e = ProxyError::Origin(OriginCause::Protocol);
                     let id = job.headers.get(REQUEST_ID);
                     let why = "corrupt gzip body";
-                    self.origin.log_failure(id, &job.path_and_query, &e, why);
+                    job.set.origin.log_failure(id, &job.path_and_query, &e, why);
                     return Fetched::done(Summary::Failed(e));
                 }
             };
@@ -267,7 +270,8 @@ impl Proxy {
     ) -> Result<Response<Incoming>, ProxyError> {
         let mut headers = job.headers.clone();
         let etags = candidates.iter().filter_map(|o| o.origin_etag.as_ref());
-        if let Some(inm) = if_none_match_list(etags, self.cfg.cache.max_variants, MAX_INM_BYTES) {
+        if let Some(inm) = if_none_match_list(etags, job.set.cfg.cache.max_variants, MAX_INM_BYTES)
+        {
             headers.insert(header::IF_NONE_MATCH, inm);
         }
         if let (true, [s]) = (ims, candidates) {
@@ -276,9 +280,9 @@ impl Proxy {
             }
         }
         let mut req = Request::new(origin::empty_body());
-        *req.uri_mut() = self.origin.uri(&job.path_and_query)?;
+        *req.uri_mut() = job.set.origin.uri(&job.path_and_query)?;
         *req.headers_mut() = headers;
-        self.send_origin(job.route, job.asker.as_ref(), &job.public, req)
+        self.send_origin(&job.set, job.route, job.asker.as_ref(), &job.public, req)
             .await
     }
 
@@ -304,23 +308,24 @@ impl Proxy {
     /// path sent it.
     pub(super) async fn send_origin(
         &self,
+        set: &Settings,
         route: Option<usize>,
         asker: Option<&Asker>,
         public: &Public,
         req: Request<OriginBody>,
     ) -> Result<Response<Incoming>, ProxyError> {
         let t0 = Instant::now();
-        let mut r = self.origin.send(req).await;
+        let mut r = set.origin.send(req).await;
         let failed = r.as_ref().err().is_some_and(ProxyError::is_origin_failure);
-        self.metrics.origin(route, t0.elapsed(), failed);
+        set.routes.origin(route, t0.elapsed(), failed);
         if let (Some(asker), Ok(resp)) = (asker, &r) {
             let recorded = self.verdicts.record(asker, resp.status(), resp.headers());
             if recorded == Recorded::Verification {
                 self.metrics.verification_fetch();
             }
         }
-        if let (Ok(resp), true) = (&mut r, self.cfg.origin.rewrite_urls) {
-            self.origin_addr.rewrite(resp.headers_mut(), public);
+        if let (Ok(resp), true) = (&mut r, set.cfg.origin.rewrite_urls) {
+            set.origin_addr.rewrite(resp.headers_mut(), public);
         }
         r
     }
@@ -329,14 +334,15 @@ impl Proxy {
     /// leader (compressed on the fly if the client wants that).
     fn pass(&self, job: &FillJob, parts: Parts, body: ProxyBody, reason: NoStore) -> Fetched {
         if worth_remembering(job.ordinary, parts.status, reason) {
-            self.pass.remember(&job.key, reason);
+            self.pass
+                .remember(&job.key, reason, job.set.cfg.cache.hit_for_pass);
         }
         let resp = respond::response(parts.status, parts.headers, body);
         Fetched {
             response: Some(respond::compress_passed(
                 resp,
                 &job.vary_source,
-                &self.cfg.compression,
+                &job.set.cfg.compression,
             )),
             ..Fetched::done(Summary::Pass(reason))
         }
@@ -358,13 +364,13 @@ impl Proxy {
                 tags.push(t.clone());
             }
         }
-        let c = &self.cfg.compression;
+        let c = &job.set.cfg.compression;
         let compressible = c.enabled
             && body.len() as u64 >= c.min_size.as_u64()
             && coding::is_compressible(headers.get(header::CONTENT_TYPE), &c.types);
         let new = NewObject {
             status: parts.status,
-            vary: Vary::of(&headers, &job.vary_source, &self.vary_lists),
+            vary: Vary::of(&headers, &job.vary_source, &job.set.vary_lists),
             no_transform: no_transform(&headers),
             headers,
             body,
@@ -396,20 +402,13 @@ impl Proxy {
     /// Log an origin body that failed while being read, and return its error.
     pub(super) fn body_failed(
         &self,
+        set: &Settings,
         request_id: Option<&HeaderValue>,
         path: &str,
         (e, why): BodyFailed,
     ) -> ProxyError {
-        self.origin.log_failure(request_id, path, &e, &why);
+        set.origin.log_failure(request_id, path, &e, &why);
         e
-    }
-
-    /// The `[cache]` settings storability depends on.
-    pub(super) fn cache_policy(&self) -> CachePolicy {
-        CachePolicy {
-            heuristic_max: self.cfg.cache.heuristic_max,
-            store_set_cookie: self.cfg.cache.store_set_cookie,
-        }
     }
 }
 

@@ -139,7 +139,7 @@ impl Proxy {
     /// The origin request fields of a fill, and of a HEAD asked instead of one: a HEAD must ask
     /// for the representation a fill stores, or an origin with per-coding ETags never matches.
     pub(super) fn fill_headers(&self, ctx: &Ctx<'_>) -> HeaderMap {
-        let mut headers = ctx.origin_headers(self);
+        let mut headers = ctx.origin_headers();
         // The cache stores complete identity representations: the client's preconditions are
         // evaluated against the stored object (or the unstorable answer), not forwarded.
         for h in PRECONDITIONS {
@@ -177,6 +177,7 @@ impl Proxy {
             vary_source: ctx.vary.clone().into_owned(),
             background,
             public: ctx.client.public(),
+            set: ctx.set.clone(),
         }
     }
 }

@@ -43,7 +43,7 @@ impl Proxy {
         ctx: &Ctx<'_>,
         body: Incoming,
     ) -> Result<(Parts, IdleTimeout<Incoming>), ProxyError> {
-        let limit = self.cfg.server.max_body_size.as_u64();
+        let limit = ctx.set.cfg.server.max_body_size.as_u64();
         if declared_length(ctx.headers()).is_some_and(|n| n > limit) {
             return Err(ProxyError::PayloadTooLarge);
         }
@@ -51,10 +51,10 @@ impl Proxy {
         // the client a 413 (or whatever the origin answered before it noticed).
         let body = http_body_util::Limited::new(body, limit as usize)
             .map_err(ClientBodyError::from_limited);
-        let headers = ctx.origin_headers(self);
+        let headers = ctx.origin_headers();
         let mut oreq = Request::new(body.boxed());
         *oreq.method_mut() = ctx.head.method.clone();
-        *oreq.uri_mut() = self.origin.uri(&ctx.norm.path_and_query)?;
+        *oreq.uri_mut() = ctx.set.origin.uri(&ctx.norm.path_and_query)?;
         *oreq.headers_mut() = headers;
         // RFC 9111 §4.3.5 for a HEAD passed through (hit-for-pass, say). Not for a request
         // no-store: its answer is not the cache's to keep or act on, and acting on it would let
@@ -67,7 +67,13 @@ impl Proxy {
         };
         let ticket = self.store.purge_ticket();
         let (mut parts, rbody) = self
-            .send_origin(ctx.route.id, ctx.asker.as_ref(), &ctx.client.public(), oreq)
+            .send_origin(
+                &ctx.set,
+                ctx.route.id,
+                ctx.asker.as_ref(),
+                &ctx.client.public(),
+                oreq,
+            )
             .await?
             .into_parts();
         origin::strip_response_fields(&mut parts.headers);
@@ -77,7 +83,10 @@ impl Proxy {
                 self.head_update(ctx, &old, &parts, ticket).await;
             }
         }
-        Ok((parts, IdleTimeout::new(rbody, self.origin.body_timeout())))
+        Ok((
+            parts,
+            IdleTimeout::new(rbody, ctx.set.origin.body_timeout()),
+        ))
     }
 
     /// The origin's answer as the client gets it (compressed on the fly if it asked for that).
@@ -88,7 +97,7 @@ impl Proxy {
         body: ProxyBody,
     ) -> Response<ProxyBody> {
         let resp = respond::response(parts.status, parts.headers, body);
-        respond::compress_passed(resp, ctx.headers(), &self.cfg.compression)
+        respond::compress_passed(resp, ctx.headers(), &ctx.set.cfg.compression)
     }
 
     /// A key marked hit-for-pass whose origin answer is cacheable again is unmarked at once, so
@@ -98,7 +107,7 @@ impl Proxy {
             return;
         }
         let facts = ctx.facts_now(false);
-        let policy = self.cache_policy();
+        let policy = ctx.set.cache_policy();
         let storable = storable::evaluate(
             parts.status,
             &parts.headers,
@@ -107,7 +116,7 @@ impl Proxy {
             policy,
         );
         let too_large = declared_length(&parts.headers)
-            .is_some_and(|n| n > self.cfg.cache.max_object_size.as_u64());
+            .is_some_and(|n| n > ctx.set.cfg.cache.max_object_size.as_u64());
         if storable.is_ok() && !too_large {
             self.pass.forget(&ctx.key);
         }
@@ -137,7 +146,10 @@ impl Proxy {
         let Some(reuse) = self.post_for_reuse(ctx, &parts) else {
             return (self.relay(ctx, parts, ProxyBody::stream(body)), status);
         };
-        match self.read_post_answer(&parts.headers, body).await {
+        match self
+            .read_post_answer(&parts.headers, body, ctx.set.max_object_size())
+            .await
+        {
             Ok(PostAnswer::Buffered(bytes, budget)) => {
                 if self
                     .store_post_answer(ctx, reuse, &parts, bytes.clone(), budget)
@@ -150,7 +162,7 @@ impl Proxy {
             Ok(PostAnswer::Streamed(rest)) => (self.relay(ctx, parts, rest), status),
             Err(failed) => {
                 let id = Some(&ctx.request_id);
-                let e = self.body_failed(id, &ctx.norm.path_and_query, failed);
+                let e = self.body_failed(&ctx.set, id, &ctx.norm.path_and_query, failed);
                 (e.into_response(), status)
             }
         }
@@ -180,8 +192,9 @@ impl Proxy {
         value: Option<&http::HeaderValue>,
     ) -> Option<String> {
         let value = value?.to_str().ok()?;
-        let target = same_origin_path(value, &ctx.client.public(), &self.origin_addr)?;
-        self.normalizer
+        let target = same_origin_path(value, &ctx.client.public(), &ctx.set.origin_addr)?;
+        ctx.set
+            .normalizer
             .normalize(&target)
             .ok()
             .map(|n| n.path_and_query)

@@ -103,7 +103,7 @@ impl Proxy {
         // request carries no credential and the URL does not vary on who is asking.
         let anonymous = ctx.credential.is_none() && !ctx.headers().contains_key(header::COOKIE);
         variants.retain(|o| anonymous && o.origin_etag.is_some() && o.vary.shareable_by_etag());
-        variants.truncate(self.cfg.cache.max_variants);
+        variants.truncate(ctx.set.cfg.cache.max_variants);
         let basis = match (stale, variants.is_empty()) {
             (Some(obj), _) => Basis::Stale(obj),
             (None, false) => Basis::Variants(variants),

@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use http::{HeaderMap, HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
 
@@ -38,14 +39,13 @@ use crate::cache::{CachedObject, Store};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::ProxyError;
-use crate::metrics::{Gauges, Metrics, Snapshot};
-use crate::normalize::Normalizer;
-use crate::origin::{self, Origin};
+use crate::metrics::{ConfigState, Gauges, Metrics, Snapshot};
+use crate::origin;
+use crate::reload::{self, Reloaded};
 use crate::request_id::{self, REQUEST_ID};
-use crate::rewrite::OriginAddr;
 use crate::rfc::cache_status::{CacheStatus, Detail};
 use crate::rfc::storable::Retention;
-use crate::rfc::vary::ListFields;
+use crate::settings::Settings;
 use crate::verify::{Admission, Verdicts};
 use access::AccessLine;
 use context::Ctx;
@@ -81,22 +81,17 @@ fn encode_queue_bytes(max_size: u64) -> usize {
 
 /// Shared state of one running proxy.
 pub struct Proxy {
-    cfg: Config,
-    normalizer: Normalizer,
+    /// The settings new requests are answered under; swapped whole by a reload.
+    settings: ArcSwap<Settings>,
     store: Store,
-    origin: Origin,
     fills: Collapser<Summary>,
     pass: PassMemory,
     fill_budget: FillBudget,
     encoder: Encoder,
     clock: Clock,
     metrics: Metrics,
-    /// Request fields Vary compares as normalized lists.
-    vary_lists: ListFields,
     /// Credential verdicts of `shared-verified` routes.
     verdicts: Verdicts,
-    /// The origin's address, as response fields name it (URL rewriting, invalidation).
-    origin_addr: OriginAddr,
     /// Ids for requests that come without a usable `X-Request-Id`.
     ids: request_id::Generator,
     /// Background refreshes spawned and not yet finished (so `settle` cannot miss one that has
@@ -117,11 +112,10 @@ impl Proxy {
         );
         let clock = store.clock().clone();
         let c = &cfg.compression;
+        let metrics = Metrics::default();
         Self {
-            normalizer: Normalizer::new(&cfg.normalize),
-            origin: Origin::new(&cfg.origin),
             fills: Collapser::default(),
-            pass: PassMemory::new(cfg.cache.hit_for_pass, PASS_MEMORY_BYTES, clock.clone()),
+            pass: PassMemory::new(PASS_MEMORY_BYTES, clock.clone()),
             fill_budget: FillBudget::new(cfg.cache.fill_memory()),
             encoder: Encoder::new(
                 store.clone(),
@@ -129,25 +123,16 @@ impl Proxy {
                 c.brotli_level,
                 encode_queue_bytes(cfg.cache.max_size.as_u64()),
             ),
-            vary_lists: ListFields::with(
-                (cfg.cache.vary_normalize.iter())
-                    .filter_map(|f| http::HeaderName::from_bytes(f.as_bytes()).ok()),
-            ),
             verdicts: Verdicts::new(
                 cfg.cache.max_verdict_memory.as_u64() as usize,
                 clock.clone(),
             ),
-            origin_addr: OriginAddr::new(
-                cfg.origin.scheme.as_str(),
-                &cfg.origin.authority,
-                &cfg.origin.base_path,
-            ),
-            metrics: Metrics::new(cfg.routes.iter().map(|r| r.config.path.clone()).collect()),
+            settings: ArcSwap::from_pointee(Settings::new(cfg, &metrics)),
+            metrics,
             ids: request_id::Generator::default(),
             background: AtomicUsize::new(0),
             store,
             clock,
-            cfg,
         }
     }
 
@@ -160,9 +145,10 @@ impl Proxy {
         let start = Instant::now();
         let (head, body) = req.into_parts();
         let request_id = self.ids.for_request(&head.headers);
-        let mut ctx = match Ctx::new(&self, &head, peer, request_id.clone()) {
+        let set = self.settings();
+        let mut ctx = match Ctx::new(&self, set.clone(), &head, peer, request_id.clone()) {
             Ok(ctx) => ctx,
-            Err(e) => return self.reject(&head, peer, request_id, e, start),
+            Err(e) => return self.reject(&set, &head, peer, request_id, e, start),
         };
         let (resp, status) = match self.decide(&ctx).await {
             Decision::Serve(obj, status) => (self.serve(&obj, &ctx), status),
@@ -200,16 +186,17 @@ impl Proxy {
         if let Some(e) = resp.extensions().get::<ProxyError>() {
             status = failed(status, e);
         }
-        self.metrics.request(ctx.route.id, result);
+        let cfg = &ctx.set.cfg;
+        ctx.set.routes.request(ctx.route.id, result);
         let h = resp.headers_mut();
         h.insert("x-cache", HeaderValue::from_static(result.as_str()));
         stamp(h, &status, ctx.request_id.clone());
-        origin::add_via(h, ctx.head.version, &self.cfg.server.via);
-        if !self.cfg.cache.expose_surrogate_keys {
+        origin::add_via(h, ctx.head.version, &cfg.server.via);
+        if !cfg.cache.expose_surrogate_keys {
             h.remove("surrogate-key");
             h.remove("surrogate-control");
         }
-        if self.cfg.cache.expose_cache_headers_to_cors {
+        if cfg.cache.expose_cache_headers_to_cors {
             crate::cors::expose_cache_fields(h);
         }
         if !AccessLine::enabled() {
@@ -221,7 +208,7 @@ impl Proxy {
             status: resp.status().as_u16(),
             cache: result.as_str(),
             detail: status.detail.map_or("-", Detail::as_str),
-            client: self.cfg.forwarding.client_addr(ctx.headers(), ctx.peer),
+            client: cfg.forwarding.client_addr(ctx.headers(), ctx.peer),
             request_id: ctx.request_id.clone(),
             origin_ms: ctx.origin_ms.map_or(-1, |m| m as i64),
             start,
@@ -259,6 +246,7 @@ impl Proxy {
     /// long, or names a host this proxy does not answer for): Cache-Status names why.
     fn reject(
         &self,
+        set: &Settings,
         head: &http::request::Parts,
         peer: SocketAddr,
         request_id: HeaderValue,
@@ -279,7 +267,7 @@ impl Proxy {
             status: resp.status().as_u16(),
             cache: "-",
             detail: status.detail.map_or("-", Detail::as_str),
-            client: self.cfg.forwarding.client_addr(&head.headers, peer),
+            client: set.cfg.forwarding.client_addr(&head.headers, peer),
             request_id,
             origin_ms: -1,
             start,
@@ -308,14 +296,31 @@ impl Proxy {
         &self.store
     }
 
-    /// The normalizer (admin URL purges, benches).
-    pub fn normalizer(&self) -> &Normalizer {
-        &self.normalizer
+    /// The settings in effect for new requests (admin purges and token, `/stats`, tests).
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings.load_full()
     }
 
-    /// The configuration in effect.
-    pub fn config(&self) -> &Config {
-        &self.cfg
+    /// Make `new` the config of every request from now on; requests in flight finish under the
+    /// one they started with, and nothing stored is dropped. Settings that need a restart keep
+    /// their running values ([`reload::keep_running`]).
+    pub fn apply(&self, mut new: Config) -> Reloaded {
+        let old = self.settings();
+        let restart_needed = reload::restart_needed(&old.cfg, &new);
+        reload::keep_running(&old.cfg, &mut new);
+        let c = &new.cache;
+        let keep = Retention {
+            revalidate: c.keep_for_revalidation,
+            grace: c.stale_grace,
+        };
+        self.store.set_limits(c.max_variants, keep);
+        let hash = new.source.hash.clone();
+        self.settings
+            .store(Arc::new(Settings::new(new, &self.metrics)));
+        Reloaded {
+            hash,
+            restart_needed,
+        }
     }
 
     /// The clock stored objects are aged by.
@@ -336,14 +341,21 @@ impl Proxy {
     /// The counters with the store's and encoder's figures, after pending maintenance.
     pub async fn snapshot(&self) -> Snapshot {
         self.store.run_pending_tasks().await;
-        self.metrics.snapshot(Gauges {
+        let set = self.settings();
+        let mut s = self.metrics.snapshot(Gauges {
             objects: self.store.entry_count(),
             bytes: self.store.weighted_size(),
             tags: self.store.tag_index().len() as u64,
             compressions: self.encoder.runs(),
             verdicts: self.verdicts.len() as u64,
             verdict_bytes: self.verdicts.bytes() as u64,
-        })
+        });
+        s.config = ConfigState {
+            reloads: s.config.reloads,
+            reload_errors: s.config.reload_errors,
+            ..set.state()
+        };
+        s
     }
 
     /// Wait (bounded) for background work: encodings, fills, purge removals. Tests and benches.

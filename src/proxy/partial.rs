@@ -102,7 +102,7 @@ impl Proxy {
         ticket: Ticket,
         request_time: SystemTime,
     ) -> Response<ProxyBody> {
-        let max = self.cfg.cache.max_object_size.as_u64();
+        let max = ctx.set.cfg.cache.max_object_size.as_u64();
         let relay = |head: Head, body| respond::response(head.status, head.headers, body);
         let Some((range, etag, freshness)) = self.part_policy(ctx, &head, request_time, max) else {
             return relay(head, ProxyBody::stream(body));
@@ -115,7 +115,7 @@ impl Proxy {
             Err(failed) => {
                 let id = Some(&ctx.request_id);
                 return self
-                    .body_failed(id, &ctx.norm.path_and_query, failed)
+                    .body_failed(&ctx.set, id, &ctx.norm.path_and_query, failed)
                     .into_response();
             }
         };
@@ -156,11 +156,11 @@ impl Proxy {
             &head.headers,
             facts,
             ctx.route.policy,
-            self.cache_policy(),
+            ctx.set.cache_policy(),
         )
         .ok()?;
         // Parts of variants would need Vary matching per part: not kept.
-        if !Vary::of(&head.headers, &ctx.vary, &self.vary_lists).is_empty() {
+        if !Vary::of(&head.headers, &ctx.vary, &ctx.set.vary_lists).is_empty() {
             return None;
         }
         etag.to_str().ok()?;
@@ -177,7 +177,7 @@ impl Proxy {
         bytes: Bytes,
         ticket: Ticket,
     ) {
-        let max = self.cfg.cache.max_object_size.as_u64();
+        let max = ctx.set.cfg.cache.max_object_size.as_u64();
         let mut set = Parts::new(etag.clone(), range.complete, max);
         for old in self.store.parts(&ctx.key).await {
             if let (Some(r), Some(e)) = (kept_range(&old), &old.origin_etag) {
@@ -220,7 +220,7 @@ impl Proxy {
             Arc::new(CachedObject::new(new, self.clock.now()))
         };
         if let Some(whole) = set.complete_body() {
-            let c = &self.cfg.compression;
+            let c = &ctx.set.cfg.compression;
             let compressible = c.enabled
                 && whole.len() as u64 >= c.min_size.as_u64()
                 && coding::is_compressible(headers.get(header::CONTENT_TYPE), &c.types);

@@ -65,7 +65,7 @@ impl Proxy {
             &parts.headers,
             facts,
             policy,
-            self.cache_policy(),
+            ctx.set.cache_policy(),
         )
         .ok()
         .filter(|f| f.lifetime > f.initial_age)?;
@@ -90,8 +90,8 @@ impl Proxy {
         &self,
         headers: &HeaderMap,
         body: IdleTimeout<Incoming>,
+        limit: usize,
     ) -> Result<PostAnswer, BodyFailed> {
-        let limit = self.cfg.cache.max_object_size.as_u64() as usize;
         let mut budget = self.fill_budget.reservation();
         Ok(
             match read_limited(body, headers, limit, &mut budget).await? {
@@ -110,7 +110,7 @@ impl Proxy {
         body: Bytes,
         mut budget: Reservation,
     ) -> bool {
-        let limit = self.cfg.cache.max_object_size.as_u64() as usize;
+        let limit = ctx.set.cfg.cache.max_object_size.as_u64() as usize;
         let mut headers = parts.headers.clone();
         let Ok((body, gzip, etag)) = decode_for_storing(body, reuse.encoding, &mut headers, limit)
         else {

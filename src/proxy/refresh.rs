@@ -45,10 +45,16 @@ impl Proxy {
         ticket: Ticket,
     ) -> Fetched {
         let mut headers = detach(&merge_304(&old.headers, update));
-        match storable::evaluate(old.status, &headers, facts, job.policy, self.cache_policy()) {
+        match storable::evaluate(
+            old.status,
+            &headers,
+            facts,
+            job.policy,
+            job.set.cache_policy(),
+        ) {
             Ok(freshness) => {
                 let withheld = take_withheld(&mut headers);
-                let vary = Vary::of(&headers, &job.vary_source, &self.vary_lists);
+                let vary = Vary::of(&headers, &job.vary_source, &job.set.vary_lists);
                 let obj = Arc::new(old.refreshed(headers, freshness, vary, self.clock.now()));
                 self.store_object(&job.key, &obj, ticket).await;
                 Fetched {
@@ -68,7 +74,7 @@ impl Proxy {
                 resp.headers_mut()
                     .insert(header::ETAG, old.etag_value(Coding::Identity).clone());
                 let response =
-                    respond::compress_passed(resp, &job.vary_source, &self.cfg.compression);
+                    respond::compress_passed(resp, &job.vary_source, &job.set.cfg.compression);
                 Fetched {
                     response: Some(response),
                     ..Fetched::done(Summary::Pass(reason))
@@ -89,14 +95,20 @@ impl Proxy {
     ) -> Option<(Response<ProxyBody>, CacheStatus)> {
         let ticket = self.store.purge_ticket();
         let t0 = Instant::now();
-        let sent = match self.origin.uri(&ctx.norm.path_and_query) {
+        let sent = match ctx.set.origin.uri(&ctx.norm.path_and_query) {
             Ok(uri) => {
                 let mut req = Request::new(origin::empty_body());
                 *req.method_mut() = Method::HEAD;
                 *req.uri_mut() = uri;
                 *req.headers_mut() = self.fill_headers(ctx);
-                self.send_origin(ctx.route.id, ctx.asker.as_ref(), &ctx.client.public(), req)
-                    .await
+                self.send_origin(
+                    &ctx.set,
+                    ctx.route.id,
+                    ctx.asker.as_ref(),
+                    &ctx.client.public(),
+                    req,
+                )
+                .await
             }
             Err(e) => Err(e),
         };
@@ -174,14 +186,14 @@ impl Proxy {
                 let mut headers = detach(&merge_304(&old.headers, &parts.headers));
                 take_withheld(&mut headers);
                 let facts = ctx.facts_now(false);
-                let policy = self.cache_policy();
+                let policy = ctx.set.cache_policy();
                 let Ok(freshness) =
                     storable::evaluate(old.status, &headers, facts, ctx.route.policy, policy)
                 else {
                     old.soft_purge(self.clock.now());
                     return None;
                 };
-                let vary = Vary::of(&headers, &ctx.vary, &self.vary_lists);
+                let vary = Vary::of(&headers, &ctx.vary, &ctx.set.vary_lists);
                 let obj = Arc::new(old.refreshed(headers, freshness, vary, self.clock.now()));
                 // Only in place of `old`: a GET fill may have stored a newer response meanwhile,
                 // and a purge since the ticket wins. Said stored and counted only when it is.

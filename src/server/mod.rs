@@ -25,6 +25,7 @@ use registry::{Registry, Tracked, Tracker};
 use crate::body::ProxyBody;
 use crate::config::{Config, ServerConfig};
 use crate::proxy::Proxy;
+use crate::reload::{ReloadError, Reloaded, Reloader};
 
 /// Pending connections the kernel queues for `accept` (capped by `net.core.somaxconn`).
 const LISTEN_BACKLOG: u32 = 1024;
@@ -40,6 +41,8 @@ pub struct Running {
     pub admin_addr: Option<SocketAddr>,
     /// The shared proxy state.
     pub proxy: Arc<Proxy>,
+    /// Re-reads the config file (SIGHUP, `POST /reload`).
+    pub reloader: Arc<Reloader>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -58,6 +61,12 @@ impl Running {
     /// Wait (bounded) for background fills, encodings and purge removals to finish.
     pub async fn settle(&self) {
         self.proxy.settle().await;
+    }
+
+    /// Re-read the config file and apply it (logged and counted; the running config is kept
+    /// when the new one is invalid).
+    pub async fn reload(&self) -> Result<Reloaded, ReloadError> {
+        self.reloader.reload().await
     }
 
     /// Stop accepting, drain in-flight requests (up to `shutdown_grace`), and return.
@@ -91,15 +100,16 @@ pub async fn start(cfg: Config) -> std::io::Result<Running> {
         .as_ref()
         .map(|l| l.local_addr())
         .transpose()?;
-    let server_cfg = cfg.server.clone();
+    let (server_tx, server_rx) = watch::channel(cfg.server.clone());
     let proxy = Arc::new(Proxy::new(cfg));
+    let reloader = Arc::new(Reloader::new(proxy.clone(), server_tx));
     let (tx, rx) = watch::channel(false);
     let mut tasks = Vec::new();
 
     let p = proxy.clone();
     tasks.push(tokio::spawn(serve(
         listener,
-        server_cfg.clone(),
+        server_rx.clone(),
         rx.clone(),
         move |req, peer| {
             let p = p.clone();
@@ -107,10 +117,10 @@ pub async fn start(cfg: Config) -> std::io::Result<Running> {
         },
     )));
     if let Some(l) = admin_listener {
-        let p = proxy.clone();
-        tasks.push(tokio::spawn(serve(l, server_cfg, rx, move |req, _peer| {
-            let p = p.clone();
-            async move { crate::admin::handle(&p, req).await }
+        let r = reloader.clone();
+        tasks.push(tokio::spawn(serve(l, server_rx, rx, move |req, _peer| {
+            let r = r.clone();
+            async move { crate::admin::handle(&r, req).await }
         })));
     }
     match admin_addr {
@@ -121,6 +131,7 @@ pub async fn start(cfg: Config) -> std::io::Result<Running> {
         addr,
         admin_addr,
         proxy,
+        reloader,
         shutdown: tx,
         tasks,
     })
@@ -141,41 +152,24 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Accept connections on `listener` and serve them with `handler` until `shutdown` turns true,
-/// then drain (up to `shutdown_grace`).
+/// then drain (up to `shutdown_grace`). `cfg` follows reloads: timeouts and header limits apply
+/// to connections accepted after a change (`max_connections` needs a restart).
 ///
 /// At `max_connections`, the connection idle the longest is closed to make room; only when every
 /// connection has a request in flight does a new one wait.
 pub async fn serve<H, F>(
     listener: TcpListener,
-    cfg: ServerConfig,
+    mut cfg: watch::Receiver<ServerConfig>,
     mut shutdown: watch::Receiver<bool>,
     handler: H,
 ) where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(cfg.header_read_timeout)
-        .max_buf_size(cfg.max_header_size.as_u64() as usize)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(cfg.idle_timeout)
-        .keep_alive_timeout(cfg.header_read_timeout)
-        .max_header_list_size(cfg.max_header_size.as_u64() as u32);
-    let builder = Arc::new(builder);
-    let limits = Limits {
-        header_read: cfg.header_read_timeout,
-        idle: cfg.idle_timeout,
-        drain_idle: cfg.shutdown_idle_wait,
-    };
+    let (mut builder, mut limits) = connection_settings(&cfg.borrow_and_update());
     let registry = Arc::new(Registry::default());
     let (phase_tx, phase_rx) = watch::channel(Phase::Serving);
-    let slots = Arc::new(Semaphore::new(cfg.max_connections));
+    let slots = Arc::new(Semaphore::new(cfg.borrow().max_connections));
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -189,6 +183,9 @@ pub async fn serve<H, F>(
             },
             _ = shutdown.changed() => break,
         };
+        if cfg.has_changed().unwrap_or(false) {
+            (builder, limits) = connection_settings(&cfg.borrow_and_update());
+        }
         let Some(permit) = slot(&slots, &registry, &mut shutdown).await else {
             break;
         };
@@ -206,7 +203,31 @@ pub async fn serve<H, F>(
         tokio::spawn(conn::drive(conn, entry, limits, phase_rx.clone(), peer));
     }
     drop(listener);
-    drain(&registry, phase_tx, phase_rx, cfg.shutdown_grace).await;
+    let grace = cfg.borrow().shutdown_grace;
+    drain(&registry, phase_tx, phase_rx, grace).await;
+}
+
+/// The connection builder (HTTP/1 and HTTP/2 limits) and deadlines for `cfg`.
+fn connection_settings(cfg: &ServerConfig) -> (Arc<auto::Builder<TokioExecutor>>, Limits) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(cfg.header_read_timeout)
+        .max_buf_size(cfg.max_header_size.as_u64() as usize)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(cfg.idle_timeout)
+        .keep_alive_timeout(cfg.header_read_timeout)
+        .max_header_list_size(cfg.max_header_size.as_u64() as u32);
+    let limits = Limits {
+        header_read: cfg.header_read_timeout,
+        idle: cfg.idle_timeout,
+        drain_idle: cfg.shutdown_idle_wait,
+    };
+    (Arc::new(builder), limits)
 }
 
 /// A connection slot: free, or made free by evicting the connection idle the longest; waits

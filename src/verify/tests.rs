@@ -6,7 +6,8 @@ fn hv(s: &'static str) -> HeaderValue {
 
 fn key(route: usize, cred: Option<&str>) -> VerdictKey {
     let cred = cred.map(|c| HeaderValue::from_str(c).unwrap());
-    VerdictKey::new(route, "http://api", cred.as_ref(), std::iter::empty())
+    let pattern = format!("/route{route}");
+    VerdictKey::new(&pattern, "http://api", cred.as_ref(), std::iter::empty())
 }
 
 fn asker(route: usize, cred: Option<&'static str>) -> Asker {
@@ -92,13 +93,13 @@ fn classes_are_per_route_host_credential_and_cookie_and_never_hold_the_secret() 
     assert_ne!(a, key(1, Some("Bearer k1")));
     assert_ne!(a, key(0, Some("Bearer k2")));
     let k1 = hv("Bearer k1");
-    let other_host = VerdictKey::new(0, "http://other", Some(&k1), std::iter::empty());
+    let other_host = VerdictKey::new("/route0", "http://other", Some(&k1), std::iter::empty());
     assert_ne!(a, other_host);
     // A session cookie makes a class of its own, with or without a credential.
     let sid = hv("sid=abc");
-    let with_cookie = VerdictKey::new(0, "http://api", None, std::iter::once(&sid));
+    let with_cookie = VerdictKey::new("/route0", "http://api", None, std::iter::once(&sid));
     assert_ne!(with_cookie, key(0, None));
-    let both = VerdictKey::new(0, "http://api", Some(&k1), std::iter::once(&sid));
+    let both = VerdictKey::new("/route0", "http://api", Some(&k1), std::iter::once(&sid));
     assert_ne!(both, a);
     // An empty credential is not the anonymous class.
     assert_ne!(key(0, Some("")), key(0, None));

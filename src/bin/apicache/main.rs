@@ -163,6 +163,8 @@ fn demo_config(
         "demo: origin.url replaced by the demo origin"
     );
     let mut cfg = cfg.with_origin_url(&demo_url)?;
+    // A reload would read the file's own origin.url back: the demo's config is not reloadable.
+    cfg.source.path = None;
     if let Some(l) = addrs.listen {
         cfg.server.listen = l;
     }
@@ -253,28 +255,54 @@ fn banner(
 }
 
 /// Serve until SIGINT or SIGTERM, then drain (up to `server.shutdown_grace`); a second signal
-/// stops without waiting for the drain (exit 1).
+/// stops without waiting for the drain (exit 1). SIGHUP re-reads the config file meanwhile.
 async fn serve_until_signal(
     running: apicache::Running,
     signals: &mut Signals,
 ) -> anyhow::Result<()> {
-    let name = signals.recv().await;
+    let name = loop {
+        match signals.recv().await {
+            Signal::Hangup => {
+                tracing::info!(signal = "SIGHUP", "re-reading the config file");
+                // Logged and counted by the reloader; an invalid file keeps the running config.
+                let _ = running.reload().await;
+            }
+            Signal::Stop(name) => break name,
+        }
+    };
     tracing::info!(
         signal = name,
         "shutting down: draining connections (a second signal stops at once)"
     );
-    tokio::select! {
-        _ = running.shutdown() => Ok(()),
-        name = signals.recv() => anyhow::bail!("{name} during the drain: stopped without finishing it"),
+    let drained = running.shutdown();
+    tokio::pin!(drained);
+    loop {
+        tokio::select! {
+            _ = &mut drained => return Ok(()),
+            s = signals.recv() => if let Signal::Stop(name) = s {
+                anyhow::bail!("{name} during the drain: stopped without finishing it")
+            },
+        }
     }
 }
 
-/// SIGINT and SIGTERM, listened for from creation on (the default action would kill the process).
+/// A signal the process acts on.
+enum Signal {
+    /// SIGHUP: reload the config.
+    Hangup,
+    /// SIGINT or SIGTERM (named): shut down.
+    Stop(&'static str),
+}
+
+/// SIGINT, SIGTERM and SIGHUP, listened for from creation on (the default action of each would
+/// kill the process).
 struct Signals {
     #[cfg(unix)]
     term: tokio::signal::unix::Signal,
     #[cfg(unix)]
     int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -285,25 +313,27 @@ impl Signals {
             Ok(Signals {
                 term: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
                 int: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
+                hup: signal(SignalKind::hangup()).context("listening for SIGHUP")?,
             })
         }
         #[cfg(not(unix))]
         Ok(Signals {})
     }
 
-    /// The next signal's name.
-    async fn recv(&mut self) -> &'static str {
+    /// The next signal.
+    async fn recv(&mut self) -> Signal {
         #[cfg(unix)]
         {
             tokio::select! {
-                _ = self.term.recv() => "SIGTERM",
-                _ = self.int.recv() => "SIGINT",
+                _ = self.term.recv() => Signal::Stop("SIGTERM"),
+                _ = self.int.recv() => Signal::Stop("SIGINT"),
+                _ = self.hup.recv() => Signal::Hangup,
             }
         }
         #[cfg(not(unix))]
         {
             let _ = tokio::signal::ctrl_c().await;
-            "Ctrl-C"
+            Signal::Stop("Ctrl-C")
         }
     }
 }

@@ -50,6 +50,8 @@ pub async fn serve_origin(listener: TcpListener, shutdown: watch::Receiver<bool>
         cfg.listen = addr;
         tracing::info!(%addr, "demo origin listening");
     }
+    // Its settings never change: the sender is dropped and the listener keeps these.
+    let (_, cfg) = watch::channel(cfg);
     apicache::server::serve(listener, cfg, shutdown, move |req, _peer| {
         let state = Arc::clone(&state);
         async move { handle(req, &state).await }
