@@ -1,6 +1,8 @@
 //! The admin API on its own listener: purges (hard/soft, by tag, URL, all), credential verdict
 //! purges, config reload, health, metrics, stats.
 
+use std::sync::Arc;
+
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
 use subtle::ConstantTimeEq;
@@ -14,7 +16,7 @@ use crate::reload::{ReloadError, Reloaded, Reloader};
 pub const MAX_PURGE_KEYS: usize = 256;
 
 /// Answer one admin request.
-pub async fn handle(reloader: &Reloader, req: Request<Incoming>) -> Response<ProxyBody> {
+pub async fn handle(reloader: &Arc<Reloader>, req: Request<Incoming>) -> Response<ProxyBody> {
     match answer(reloader, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -22,7 +24,7 @@ pub async fn handle(reloader: &Reloader, req: Request<Incoming>) -> Response<Pro
 }
 
 async fn answer(
-    reloader: &Reloader,
+    reloader: &Arc<Reloader>,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, AdminError> {
     let proxy = reloader.proxy();
@@ -63,7 +65,9 @@ async fn answer(
             return match reloader.reload().await {
                 Ok(r) => Ok(json(reloaded_json(&r).into_bytes())),
                 Err(ReloadError::NoFile) => Err(AdminError::NoConfigFile),
-                Err(ReloadError::Invalid(e)) => Err(AdminError::ReloadRejected(e.to_string())),
+                Err(e @ (ReloadError::Invalid(_) | ReloadError::Failed(_))) => {
+                    Err(AdminError::ReloadRejected(e.to_string()))
+                }
             };
         }
         (&Method::POST, "/verify/purge") => {

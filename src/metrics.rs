@@ -193,6 +193,8 @@ pub struct ConfigState {
     /// When it took effect, seconds since the Unix epoch.
     #[serde(skip)]
     pub loaded_unix: u64,
+    /// Keys of the file that differ from what runs until a restart (the hash is the file's).
+    pub restart_pending: Vec<&'static str>,
     /// Reloads applied.
     pub reloads: u64,
     /// Reloads rejected (the config in effect was kept).

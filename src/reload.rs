@@ -28,6 +28,9 @@ pub enum ReloadError {
     /// The file could not be read or is invalid.
     #[error(transparent)]
     Invalid(#[from] ConfigError),
+    /// The reload task itself failed (a bug): nothing was applied.
+    #[error("reload failed: {0}")]
+    Failed(String),
 }
 
 /// Re-reads and applies the config; one reload at a time.
@@ -54,7 +57,18 @@ impl Reloader {
     }
 
     /// Re-read the config file, and apply it if it is valid. Logged and counted either way.
-    pub async fn reload(&self) -> Result<Reloaded, ReloadError> {
+    ///
+    /// Runs as its own task: a caller that goes away (an admin client disconnecting) neither
+    /// cancels it halfway nor loses its log line.
+    pub async fn reload(self: &Arc<Self>) -> Result<Reloaded, ReloadError> {
+        let me = self.clone();
+        match tokio::spawn(async move { me.reload_now().await }).await {
+            Ok(r) => r,
+            Err(e) => Err(ReloadError::Failed(e.to_string())),
+        }
+    }
+
+    async fn reload_now(&self) -> Result<Reloaded, ReloadError> {
         let _one_at_a_time = self.lock.lock().await;
         let result = self.try_reload().await;
         self.proxy.metrics().reload(result.is_ok());
@@ -81,7 +95,11 @@ impl Reloader {
                 key: "<root>".into(),
                 reason: format!("loading failed: {e}"),
             })??;
-        let applied = self.proxy.apply(new);
+        let warnings = new.warnings();
+        let applied = self.proxy.apply(new).await?;
+        for w in warnings {
+            tracing::warn!("{w}");
+        }
         self.server
             .send_replace(self.proxy.settings().cfg.server.clone());
         Ok(applied)
@@ -106,9 +124,10 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         check("admin.listen", o.listen != n.listen);
     }
     check("cache.max_size", old.cache.max_size != new.cache.max_size);
+    // The budget in effect: its default follows max_size and max_object_size.
     check(
         "cache.max_fill_memory",
-        old.cache.max_fill_memory != new.cache.max_fill_memory,
+        old.cache.fill_memory() != new.cache.fill_memory(),
     );
     check(
         "cache.max_verdict_memory",
@@ -118,8 +137,23 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
 }
 
 /// `new` with every setting that needs a restart put back to its running value, so the config
-/// in effect (and what `/stats` and the admin token say) is what actually runs.
-pub fn keep_running(old: &Config, new: &mut Config) {
+/// in effect (and what `/stats` and the admin token say) is what actually runs. Fails when the
+/// rest of `new` does not fit those running values (an object larger than the running cache).
+pub fn keep_running(old: &Config, new: &mut Config) -> Result<(), ConfigError> {
+    let running_budget = old.cache.fill_memory();
+    let max_object = new.cache.max_object_size;
+    if max_object > old.cache.max_size || max_object.as_u64() > running_budget {
+        return Err(ConfigError::Invalid {
+            file: new.source.path.clone().unwrap_or_default(),
+            key: "cache.max_object_size".into(),
+            reason: format!(
+                "{max_object} does not fit the running cache (max_size {}, fill memory {}); \
+                 those change only at a restart",
+                old.cache.max_size,
+                bytesize::ByteSize(running_budget)
+            ),
+        });
+    }
     new.server.listen = old.server.listen;
     new.server.max_connections = old.server.max_connections;
     match (&old.admin, &mut new.admin) {
@@ -129,8 +163,9 @@ pub fn keep_running(old: &Config, new: &mut Config) {
         (o, n) => *n = o.clone(),
     }
     new.cache.max_size = old.cache.max_size;
-    new.cache.max_fill_memory = old.cache.max_fill_memory;
+    new.cache.max_fill_memory = Some(bytesize::ByteSize(running_budget));
     new.cache.max_verdict_memory = old.cache.max_verdict_memory;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -151,7 +186,7 @@ mod tests {
             ("[server]\nlisten = \"127.0.0.1:8080\"\n", &["admin"]),
             ("[server]\nlisten = \"127.0.0.1:8080\"\n[admin]\nlisten = \"127.0.0.1:9091\"\n", &["admin.listen"]),
             ("[server]\nlisten = \"127.0.0.1:8080\"\nmax_connections = 5\n[admin]\nlisten = \"127.0.0.1:8081\"\n", &["server.max_connections"]),
-            ("[server]\nlisten = \"127.0.0.1:8080\"\n[admin]\nlisten = \"127.0.0.1:8081\"\n[cache]\nmax_size = \"1MiB\"\nmax_object_size = \"1KiB\"\n", &["cache.max_size"]),
+            ("[server]\nlisten = \"127.0.0.1:8080\"\n[admin]\nlisten = \"127.0.0.1:8081\"\n[cache]\nmax_size = \"1MiB\"\nmax_object_size = \"1KiB\"\n", &["cache.max_size", "cache.max_fill_memory"]),
             // Live: timeouts, TTLs, routes, tokens.
             ("[server]\nlisten = \"127.0.0.1:8080\"\nidle_timeout = \"3s\"\n[admin]\nlisten = \"127.0.0.1:8081\"\ntoken = \"0123456789abcdef\"\n[cache]\nhit_for_pass = \"9s\"\n", &[]),
             ("[server]\nlisten = \"127.0.0.1:8080\"\n[admin]\nlisten = \"127.0.0.1:8081\"\n[[routes]]\npath = \"/a\"\nttl = \"1s\"\n", &[]),
@@ -160,7 +195,7 @@ mod tests {
             let new = cfg(text);
             assert_eq!(restart_needed(&base, &new), want, "{text}");
             let mut kept = new.clone();
-            keep_running(&base, &mut kept);
+            keep_running(&base, &mut kept).unwrap();
             assert!(restart_needed(&base, &kept).is_empty(), "{text}");
         }
     }
@@ -169,7 +204,28 @@ mod tests {
     fn an_admin_section_cannot_appear_or_vanish_live() {
         let without = cfg("");
         let mut with = cfg("[admin]\nlisten = \"127.0.0.1:8081\"\n");
-        keep_running(&without, &mut with);
+        keep_running(&without, &mut with).unwrap();
         assert!(with.admin.is_none());
+    }
+
+    #[test]
+    fn what_no_longer_fits_the_running_cache_is_refused() {
+        let small = cfg("[cache]\nmax_size = \"64MiB\"\nmax_object_size = \"8MiB\"\n");
+        // Valid on its own, but its objects are larger than the running cache's fill budget.
+        let mut big = cfg("[cache]\nmax_size = \"1GiB\"\nmax_object_size = \"512MiB\"\n");
+        assert_eq!(
+            restart_needed(&small, &big),
+            ["cache.max_size", "cache.max_fill_memory"]
+        );
+        let e = keep_running(&small, &mut big).unwrap_err().to_string();
+        assert!(
+            e.contains("cache.max_object_size") && e.contains("restart"),
+            "{e}"
+        );
+        // Within the running budget: kept, with the budget that runs.
+        let mut ok = cfg("[cache]\nmax_size = \"1GiB\"\nmax_object_size = \"16MiB\"\n");
+        keep_running(&small, &mut ok).unwrap();
+        assert_eq!(ok.cache.fill_memory(), small.cache.fill_memory());
+        assert_eq!(ok.cache.max_size, small.cache.max_size);
     }
 }

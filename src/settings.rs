@@ -32,14 +32,27 @@ pub struct Settings {
     pub routes: RouteMetrics,
     /// When this generation took effect.
     pub loaded_at: SystemTime,
+    /// Keys of the file that differ from what runs until a restart.
+    pub restart_pending: Vec<&'static str>,
 }
 
 impl Settings {
     /// Compile `cfg`; `metrics` hands out the route series (kept across reloads by pattern).
     pub fn new(cfg: Config, metrics: &Metrics) -> Self {
+        Self::with_origin(cfg, metrics, None, &[])
+    }
+
+    /// As [`Settings::new`], reusing `origin` (a pool for the same `[origin]`) when given, with
+    /// the keys a reload left for a restart.
+    pub fn with_origin(
+        cfg: Config,
+        metrics: &Metrics,
+        origin: Option<Arc<Origin>>,
+        restart_pending: &[&'static str],
+    ) -> Self {
         Self {
             normalizer: Normalizer::new(&cfg.normalize),
-            origin: Arc::new(Origin::new(&cfg.origin)),
+            origin: origin.unwrap_or_else(|| Arc::new(Origin::new(&cfg.origin))),
             vary_lists: ListFields::with(
                 (cfg.cache.vary_normalize.iter())
                     .filter_map(|f| http::HeaderName::from_bytes(f.as_bytes()).ok()),
@@ -51,6 +64,7 @@ impl Settings {
             ),
             routes: metrics.routes(cfg.routes.iter().map(|r| r.config.path.clone())),
             loaded_at: SystemTime::now(),
+            restart_pending: restart_pending.to_vec(),
             cfg,
         }
     }
@@ -79,6 +93,7 @@ impl Settings {
             hash: self.cfg.source.hash.clone(),
             loaded_at: humantime::format_rfc3339_seconds(self.loaded_at).to_string(),
             loaded_unix: unix,
+            restart_pending: self.restart_pending.clone(),
             ..ConfigState::default()
         }
     }

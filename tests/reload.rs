@@ -190,7 +190,7 @@ async fn settings_that_need_a_restart_are_reported_and_the_rest_applies() {
     let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         answer["restart_needed"],
-        serde_json::json!(["server.listen", "cache.max_size"])
+        serde_json::json!(["server.listen", "cache.max_size", "cache.max_fill_memory"])
     );
     // Still on the old address, with the old cache size; the TTL changed.
     assert_get(&p, "/r/y", "MISS", "{}").await;
@@ -225,10 +225,16 @@ async fn requests_in_flight_finish_under_the_config_they_started_with() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert_eq!(old.count(), 1, "the request reached the old origin");
-    file.write(&ProxyBuilder::new(&new).admin().toml());
+    // The new config would time the slow request out: it keeps the config it started with.
+    let new_toml = ProxyBuilder::new(&new).admin().toml();
+    file.write(&new_toml.replace("timeout = \"1s\"\nconnect", "timeout = \"100ms\"\nconnect"));
     let reloaded = p.reload().await.unwrap();
     assert!(reloaded.restart_needed.is_empty());
-    let (status, _, body) = get(&p, "/slow").await;
+    assert!(
+        !inflight.is_finished(),
+        "the reload happened while the request was in flight"
+    );
+    let (status, _, body) = get(&p, "/other").await;
     assert_eq!(
         (status, text(&body).as_str()),
         (200, "{\"origin\":\"new\"}")
@@ -239,6 +245,74 @@ async fn requests_in_flight_finish_under_the_config_they_started_with() {
         (200, "{\"origin\":\"old\"}"),
         "not dropped"
     );
+    p.shutdown().await;
+}
+
+/// Entries a `shared-verified` route stored are only ever served to verified credentials: a
+/// reload that gives the path another policy does not make them public.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_leaving_shared_verified_does_not_expose_its_entries() {
+    let origin = Origin::start(|s| {
+        if s.header("authorization") == "Bearer k1" {
+            Reply::ok("{\"owner\":\"k1\"}")
+        } else {
+            Reply::ok("unauthorized").status(401)
+        }
+    })
+    .await;
+    let with_auth = |auth: &str| {
+        ProxyBuilder::new(&origin)
+            .admin()
+            .route(&format!(
+                "path = \"/acct/{{id}}\", ttl = \"600s\", auth = \"{auth}\""
+            ))
+            .toml()
+    };
+    let file = ConfigFile::new("verified", &with_auth("shared-verified"));
+    let p = file.start().await;
+    let k1 = [("authorization", "Bearer k1")];
+    let (_, h, _) = get_with(&p, "/acct/1", &k1).await;
+    assert_eq!(hdr(&h, "x-cache"), "MISS");
+    let (_, h, _) = get_with(&p, "/acct/1", &k1).await;
+    assert_eq!(hdr(&h, "x-cache"), "HIT");
+    for auth in ["shared", "per-credential"] {
+        file.write(&with_auth(auth));
+        assert_eq!(reload(&p).await.0, 200);
+        let (status, h, body) = get(&p, "/acct/1").await;
+        assert_eq!(
+            (status, hdr(&h, "x-cache")),
+            (401, "MISS"),
+            "{auth}: {}",
+            text(&body)
+        );
+        assert!(!text(&body).contains("k1"));
+    }
+    p.shutdown().await;
+}
+
+/// Turning `cache.store_set_cookie` off drops what was stored with cookies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turning_store_set_cookie_off_drops_stored_cookies() {
+    let origin = Origin::start(|_| {
+        Reply::ok("{}")
+            .header("cache-control", "public, max-age=600")
+            .header("set-cookie", "session=abc")
+    })
+    .await;
+    let base = ProxyBuilder::new(&origin).admin().toml();
+    let file = ConfigFile::new(
+        "cookies",
+        &format!("{base}[cache]\nstore_set_cookie = true\n"),
+    );
+    let p = file.start().await;
+    assert_get(&p, "/c", "MISS", "{}").await;
+    let h = assert_get(&p, "/c", "HIT", "{}").await;
+    assert_eq!(hdr(&h, "set-cookie"), "session=abc");
+    file.write(&base);
+    assert_eq!(reload(&p).await.0, 200);
+    let (_, h, _) = get(&p, "/c").await;
+    assert_eq!(hdr(&h, "x-cache"), "MISS");
+    assert_eq!(origin.count(), 2);
     p.shutdown().await;
 }
 

@@ -145,15 +145,27 @@ impl<'a> Ctx<'a> {
             ctx.asker = Some(Asker { key, policy });
         }
         if ctx.bypass.is_none() {
-            ctx.key = normalize::cache_key(
-                &origin,
-                &ctx.norm.path_and_query,
-                ctx.credential.as_ref().filter(|_| per_credential),
-            );
+            ctx.key = ctx.read_key(&origin);
             ctx.directives = Directives::from_request(&head.headers);
             ctx.admission = ctx.asker.map(|a| proxy.verdicts().admit(&a.key));
         }
         Ok(ctx)
+    }
+
+    /// The key a read of this URL is stored under on this request's route. Entries a
+    /// `shared-verified` route stores are marked: they may only be served to verified
+    /// credentials, so a reload that gives the path another policy must not find them.
+    pub fn read_key(&self, origin: &str) -> String {
+        let per_credential = self.route.policy.per_credential;
+        let mut key = normalize::cache_key(
+            origin,
+            &self.norm.path_and_query,
+            self.credential.as_ref().filter(|_| per_credential),
+        );
+        if self.route.policy.verify.is_some() {
+            key.push_str(" #verified");
+        }
+        key
     }
 
     /// The headers of this request's origin request, with this request's id (replacing any the

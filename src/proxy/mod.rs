@@ -11,6 +11,7 @@
 //! - [`respond`]: answers built from stored objects, on-the-fly compression of passed responses
 
 mod access;
+mod apply;
 mod context;
 mod fetch;
 mod fill;
@@ -41,7 +42,6 @@ use crate::config::Config;
 use crate::error::ProxyError;
 use crate::metrics::{ConfigState, Gauges, Metrics, Snapshot};
 use crate::origin;
-use crate::reload::{self, Reloaded};
 use crate::request_id::{self, REQUEST_ID};
 use crate::rfc::cache_status::{CacheStatus, Detail};
 use crate::rfc::storable::Retention;
@@ -299,28 +299,6 @@ impl Proxy {
     /// The settings in effect for new requests (admin purges and token, `/stats`, tests).
     pub fn settings(&self) -> Arc<Settings> {
         self.settings.load_full()
-    }
-
-    /// Make `new` the config of every request from now on; requests in flight finish under the
-    /// one they started with, and nothing stored is dropped. Settings that need a restart keep
-    /// their running values ([`reload::keep_running`]).
-    pub fn apply(&self, mut new: Config) -> Reloaded {
-        let old = self.settings();
-        let restart_needed = reload::restart_needed(&old.cfg, &new);
-        reload::keep_running(&old.cfg, &mut new);
-        let c = &new.cache;
-        let keep = Retention {
-            revalidate: c.keep_for_revalidation,
-            grace: c.stale_grace,
-        };
-        self.store.set_limits(c.max_variants, keep);
-        let hash = new.source.hash.clone();
-        self.settings
-            .store(Arc::new(Settings::new(new, &self.metrics)));
-        Reloaded {
-            hash,
-            restart_needed,
-        }
     }
 
     /// The clock stored objects are aged by.

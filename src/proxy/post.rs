@@ -13,7 +13,6 @@ use super::Proxy;
 use crate::body::{IdleTimeout, ProxyBody};
 use crate::cache::budget::Reservation;
 use crate::cache::purges::Ticket;
-use crate::normalize;
 use crate::rfc::coding::{self, Coding};
 use crate::rfc::directives::Directives;
 use crate::rfc::storable::{self, Freshness, RoutePolicy};
@@ -70,13 +69,8 @@ impl Proxy {
         .ok()
         .filter(|f| f.lifetime > f.initial_age)?;
         let encoding = coding::stored_encoding(&parts.headers).ok()?;
-        let per_credential = ctx.route.policy.per_credential;
         Some(PostReuse {
-            key: normalize::cache_key(
-                &ctx.client.origin(),
-                &ctx.norm.path_and_query,
-                ctx.credential.as_ref().filter(|_| per_credential),
-            ),
+            key: ctx.read_key(&ctx.client.origin()),
             freshness,
             encoding,
             // Taken right after this POST's own invalidation, before its body is read: a purge

@@ -265,7 +265,9 @@ async fn serve_until_signal(
             Signal::Hangup => {
                 tracing::info!(signal = "SIGHUP", "re-reading the config file");
                 // Logged and counted by the reloader; an invalid file keeps the running config.
-                let _ = running.reload().await;
+                // Not awaited here: a stop signal is acted on even while a reload hangs.
+                let reloader = running.reloader.clone();
+                tokio::spawn(async move { reloader.reload().await });
             }
             Signal::Stop(name) => break name,
         }
