@@ -1,8 +1,10 @@
-//! Listeners: accept loop with a connection limit that evicts idle connections, HTTP/1.1 + h2c,
-//! per-connection deadlines ([`conn`]), the connection registry ([`registry`]), graceful shutdown.
+//! Listeners: accept loop with a connection limit that evicts idle connections, HTTP/1.1 + h2c
+//! or HTTPS ([`tls`]: ALPN h2 / http/1.1, replaceable certificates), per-connection deadlines
+//! ([`conn`]), the connection registry ([`registry`]), graceful shutdown.
 
 mod conn;
 mod registry;
+pub mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -21,6 +23,7 @@ use tokio::task::JoinHandle;
 
 use conn::{Limits, Phase};
 use registry::{Registry, Tracked, Tracker};
+use tls::{CertResolver, TlsHandles};
 
 use crate::body::ProxyBody;
 use crate::config::{Config, ServerConfig};
@@ -40,6 +43,7 @@ pub struct Running {
     pub admin_addr: Option<SocketAddr>,
     /// The shared proxy state.
     pub proxy: Arc<Proxy>,
+    tls: TlsHandles,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -53,6 +57,11 @@ impl Running {
     /// The clock stored objects are aged by; tests advance it instead of sleeping.
     pub fn clock(&self) -> &crate::clock::Clock {
         self.proxy.clock()
+    }
+
+    /// The listeners' certificates, for a reload to replace (`TlsHandles::reload`).
+    pub fn tls(&self) -> &TlsHandles {
+        &self.tls
     }
 
     /// Wait (bounded) for background fills, encodings and purge removals to finish.
@@ -91,6 +100,7 @@ pub async fn start(cfg: Config) -> std::io::Result<Running> {
         .as_ref()
         .map(|l| l.local_addr())
         .transpose()?;
+    let tls = TlsHandles::new(&cfg).map_err(std::io::Error::other)?;
     let server_cfg = cfg.server.clone();
     let proxy = Arc::new(Proxy::new(cfg));
     let (tx, rx) = watch::channel(false);
@@ -100,6 +110,7 @@ pub async fn start(cfg: Config) -> std::io::Result<Running> {
     tasks.push(tokio::spawn(serve(
         listener,
         server_cfg.clone(),
+        tls.server.clone(),
         rx.clone(),
         move |req, peer| {
             let p = p.clone();
@@ -108,19 +119,34 @@ pub async fn start(cfg: Config) -> std::io::Result<Running> {
     )));
     if let Some(l) = admin_listener {
         let p = proxy.clone();
-        tasks.push(tokio::spawn(serve(l, server_cfg, rx, move |req, _peer| {
-            let p = p.clone();
-            async move { crate::admin::handle(&p, req).await }
-        })));
+        tasks.push(tokio::spawn(serve(
+            l,
+            server_cfg,
+            tls.admin.clone(),
+            rx,
+            move |req, _peer| {
+                let p = p.clone();
+                async move { crate::admin::handle(&p, req).await }
+            },
+        )));
     }
+    let scheme = |on: bool| if on { "https" } else { "http" };
+    let (tls_on, admin_tls_on) = (tls.server.is_some(), tls.admin.is_some());
     match admin_addr {
-        Some(admin) => tracing::info!(%addr, %admin, "apicache listening"),
-        None => tracing::info!(%addr, admin = "off", "apicache listening"),
+        Some(admin) => tracing::info!(
+            %addr,
+            %admin,
+            scheme = scheme(tls_on),
+            admin_scheme = scheme(admin_tls_on),
+            "apicache listening"
+        ),
+        None => tracing::info!(%addr, admin = "off", scheme = scheme(tls_on), "apicache listening"),
     }
     Ok(Running {
         addr,
         admin_addr,
         proxy,
+        tls,
         shutdown: tx,
         tasks,
     })
@@ -141,13 +167,15 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Accept connections on `listener` and serve them with `handler` until `shutdown` turns true,
-/// then drain (up to `shutdown_grace`).
+/// then drain (up to `shutdown_grace`). With `tls`, every connection is HTTPS (`cfg.tls` itself is
+/// not read: the resolver is what a reload replaces).
 ///
 /// At `max_connections`, the connection idle the longest is closed to make room; only when every
 /// connection has a request in flight does a new one wait.
 pub async fn serve<H, F>(
     listener: TcpListener,
     cfg: ServerConfig,
+    tls: Option<Arc<CertResolver>>,
     mut shutdown: watch::Receiver<bool>,
     handler: H,
 ) where
@@ -167,7 +195,17 @@ pub async fn serve<H, F>(
         .keep_alive_interval(cfg.idle_timeout)
         .keep_alive_timeout(cfg.header_read_timeout)
         .max_header_list_size(cfg.max_header_size.as_u64() as u32);
-    let builder = Arc::new(builder);
+    let builders = Arc::new(Builders::new(builder));
+    let acceptor = match tls {
+        Some(r) => match tls::acceptor(r) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot build the TLS configuration: listener not serving");
+                return;
+            }
+        },
+        None => None,
+    };
     let limits = Limits {
         header_read: cfg.header_read_timeout,
         idle: cfg.idle_timeout,
@@ -199,14 +237,61 @@ pub async fn serve<H, F>(
             entry.tracker().clone(),
             registry.clone(),
             peer,
+            acceptor.is_some(),
         );
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), svc)
-            .into_owned();
-        tokio::spawn(conn::drive(conn, entry, limits, phase_rx.clone(), peer));
+        let mut phase = phase_rx.clone();
+        let Some(acceptor) = acceptor.clone() else {
+            let conn = builders
+                .auto
+                .serve_connection(TokioIo::new(stream), svc)
+                .into_owned();
+            tokio::spawn(conn::drive(conn, entry, limits, phase, peer));
+            continue;
+        };
+        // The handshake runs in the connection's task: a slow client never holds up accept.
+        let builders = builders.clone();
+        tokio::spawn(async move {
+            let t = entry.tracker().clone();
+            let Some(stream) =
+                tls::handshake(&acceptor, stream, &t, limits, &mut phase, peer).await
+            else {
+                return;
+            };
+            let builder = builders.for_alpn(stream.get_ref().1.alpn_protocol());
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), svc)
+                .into_owned();
+            conn::drive(conn, entry, limits, phase, peer).await;
+        });
     }
     drop(listener);
     drain(&registry, phase_tx, phase_rx, cfg.shutdown_grace).await;
+}
+
+/// The connection builders: sniffing HTTP/1 or h2 (plain listeners, TLS without ALPN), and one per
+/// protocol a TLS client negotiated, so an `http/1.1` client cannot switch to h2 and back.
+struct Builders {
+    auto: auto::Builder<TokioExecutor>,
+    http1: auto::Builder<TokioExecutor>,
+    http2: auto::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new(auto: auto::Builder<TokioExecutor>) -> Self {
+        Builders {
+            http1: auto.clone().http1_only(),
+            http2: auto.clone().http2_only(),
+            auto,
+        }
+    }
+
+    fn for_alpn(&self, alpn: Option<&[u8]>) -> &auto::Builder<TokioExecutor> {
+        match alpn {
+            Some(b"h2") => &self.http2,
+            Some(b"http/1.1") => &self.http1,
+            _ => &self.auto,
+        }
+    }
 }
 
 /// A connection slot: free, or made free by evicting the connection idle the longest; waits
@@ -233,13 +318,15 @@ async fn slot(
     }
 }
 
-/// The per-connection service: counts the request in flight until its response body is done and,
-/// once draining, asks HTTP/1 clients to close (`Connection: close`) instead of being reset later.
+/// The per-connection service: marks requests that came over TLS ([`crate::forwarding::Tls`]),
+/// counts the request in flight until its response body is done and, once draining, asks HTTP/1
+/// clients to close (`Connection: close`) instead of being reset later.
 fn service<H, F>(
     handler: H,
     tracker: Arc<Tracker>,
     registry: Arc<Registry>,
     peer: SocketAddr,
+    tls: bool,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
     Response = Response<Tracked<ProxyBody>>,
@@ -250,7 +337,10 @@ where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
-    service_fn(move |req: Request<Incoming>| {
+    service_fn(move |mut req: Request<Incoming>| {
+        if tls {
+            req.extensions_mut().insert(crate::forwarding::Tls);
+        }
         let http1 = req.version() < http::Version::HTTP_2;
         let guard = tracker.start(!http1);
         let h = handler.clone();

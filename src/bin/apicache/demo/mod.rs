@@ -50,7 +50,7 @@ pub async fn serve_origin(listener: TcpListener, shutdown: watch::Receiver<bool>
         cfg.listen = addr;
         tracing::info!(%addr, "demo origin listening");
     }
-    apicache::server::serve(listener, cfg, shutdown, move |req, _peer| {
+    apicache::server::serve(listener, cfg, None, shutdown, move |req, _peer| {
         let state = Arc::clone(&state);
         async move { handle(req, &state).await }
     })
