@@ -1,8 +1,9 @@
 //! apicache: a caching reverse proxy for one HTTP JSON API.
 //!
 //! Map of the crate:
-//! - [`config`]: TOML → validated [`config::Config`], printed back for `--check-config`, and its
-//!   start-time warnings; [`routes`]: the routes compiled once (most specific pattern wins)
+//! - [`config`]: TOML → validated [`config::Config`] (listener certificates loaded, log format),
+//!   printed back for `--check-config`, and its start-time warnings; [`routes`]: the routes
+//!   compiled once (most specific pattern wins)
 //! - [`settings`]: one generation of settings (the config and what is compiled from it), which
 //!   every request reads from start to end; [`reload`]: re-reading the file (SIGHUP,
 //!   `POST /reload`), swapping the generation, and which keys need a restart
@@ -21,8 +22,8 @@
 //! - [`request_id`]: `X-Request-Id`, kept from the client or generated; [`cors`]: cache fields
 //!   exposed to browser code
 //! - [`origin`]: the pooled client; [`compress`]: codecs; [`body`]: response bodies
-//! - [`server`]: listeners and shutdown; [`admin`]: purge and reload API, stats; [`metrics`]:
-//!   counters
+//! - [`server`]: listeners (plain, or TLS with ALPN and reloadable certificates) and shutdown;
+//!   [`admin`]: purge and reload API, stats; [`metrics`]: counters
 //! - [`error`]: errors (and origin failure causes) and the one place they become responses;
 //!   [`clock`]: injectable time
 

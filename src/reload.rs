@@ -9,6 +9,7 @@ use tokio::sync::{watch, Mutex};
 
 use crate::config::{Config, ConfigError, ServerConfig};
 use crate::proxy::Proxy;
+use crate::server::tls::TlsHandles;
 
 /// What a reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,15 +39,18 @@ pub struct Reloader {
     proxy: Arc<Proxy>,
     /// The running `[server]` and `[admin]` listener settings, watched by the listeners.
     server: watch::Sender<ServerConfig>,
+    /// The listeners' certificates.
+    tls: TlsHandles,
     lock: Mutex<()>,
 }
 
 impl Reloader {
     /// A reloader for `proxy`, publishing listener settings on `server`.
-    pub fn new(proxy: Arc<Proxy>, server: watch::Sender<ServerConfig>) -> Self {
+    pub fn new(proxy: Arc<Proxy>, server: watch::Sender<ServerConfig>, tls: TlsHandles) -> Self {
         Self {
             proxy,
             server,
+            tls,
             lock: Mutex::new(()),
         }
     }
@@ -95,8 +99,14 @@ impl Reloader {
                 key: "<root>".into(),
                 reason: format!("loading failed: {e}"),
             })??;
+        let mut new = new;
+        let restart_needed = restart_needed(&running.cfg, &new);
+        keep_running(&running.cfg, &mut new)?;
+        // Certificates are read again even when their paths did not change (a renewal); a pair
+        // that does not load rejects the whole reload.
+        self.tls.reload(&new)?;
         let warnings = new.warnings();
-        let applied = self.proxy.apply(new).await?;
+        let applied = self.proxy.apply(new, restart_needed).await;
         for w in warnings {
             tracing::warn!("{w}");
         }
@@ -120,8 +130,13 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         old.server.max_connections != new.server.max_connections,
     );
     check("admin", old.admin.is_some() != new.admin.is_some());
+    check(
+        "server.tls",
+        old.server.tls.is_some() != new.server.tls.is_some(),
+    );
     if let (Some(o), Some(n)) = (&old.admin, &new.admin) {
         check("admin.listen", o.listen != n.listen);
+        check("admin.tls", o.tls.is_some() != n.tls.is_some());
     }
     check("cache.max_size", old.cache.max_size != new.cache.max_size);
     // The budget in effect: its default follows max_size and max_object_size.
@@ -156,8 +171,17 @@ pub fn keep_running(old: &Config, new: &mut Config) -> Result<(), ConfigError> {
     }
     new.server.listen = old.server.listen;
     new.server.max_connections = old.server.max_connections;
+    // A listener cannot switch between plain and TLS live; certificates can change.
+    if old.server.tls.is_some() != new.server.tls.is_some() {
+        new.server.tls = old.server.tls.clone();
+    }
     match (&old.admin, &mut new.admin) {
-        (Some(o), Some(n)) => n.listen = o.listen,
+        (Some(o), Some(n)) => {
+            n.listen = o.listen;
+            if o.tls.is_some() != n.tls.is_some() {
+                n.tls = o.tls.clone();
+            }
+        }
         // An admin listener cannot be started or stopped live: keep the running one's settings,
         // or none.
         (o, n) => *n = o.clone(),

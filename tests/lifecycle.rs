@@ -1,4 +1,5 @@
-//! Process lifecycle: graceful shutdown in-process, the binary's --check-config and SIGTERM drain.
+//! Process lifecycle: graceful shutdown in-process, the binary's --version, --check-config and
+//! SIGTERM drain.
 
 mod support;
 use support::*;
@@ -35,6 +36,23 @@ async fn graceful_shutdown_drains_in_flight_requests() {
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "no longer accepting"
     );
+}
+
+/// `--version` and `-V` print the name and the crate's version, and need no config.
+#[test]
+fn version_flag_prints_the_version() {
+    for flag in ["--version", "-V"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_apicache"))
+            .arg(flag)
+            .current_dir(std::env::temp_dir())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{flag}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("apicache {}\n", env!("CARGO_PKG_VERSION"))
+        );
+    }
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The binary's logs as an operator's collector sees them (stderr a pipe): plain text without
 //! ANSI colour codes, addresses printed plainly, an access line per request with client, bytes
-//! and request id, and origin failures with their cause and the origin's address.
+//! and request id, and origin failures with their cause and the origin's address; with
+//! `log.format = "json"`, one JSON object per line with the same fields.
 
 mod support;
 use support::*;
@@ -27,6 +28,178 @@ impl Drop for Guard {
     }
 }
 
+/// The binary running `config` (written to a temp file), its stderr read all along so a full
+/// pipe can never block it.
+struct Binary {
+    child: std::process::Child,
+    guard: Guard,
+    reader: std::thread::JoinHandle<String>,
+    dir: std::path::PathBuf,
+}
+
+impl Binary {
+    /// Start it and wait (bounded) until `addr` accepts connections.
+    async fn start(name: &str, config: &str, addr: SocketAddr) -> Binary {
+        let dir = std::env::temp_dir().join(format!("apicache-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("c.toml");
+        std::fs::write(&cfg, config).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_apicache"))
+            .arg("--config")
+            .arg(&cfg)
+            .env("RUST_LOG", "info")
+            .env_remove("NO_COLOR")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let guard = Guard(child.id());
+        let mut stderr = child.stderr.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut out = String::new();
+            let _ = stderr.read_to_string(&mut out);
+            out
+        });
+        let mut up = false;
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                up = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(up, "apicache did not start");
+        Binary {
+            child,
+            guard,
+            reader,
+            dir,
+        }
+    }
+
+    /// SIGTERM, wait for a clean exit, and return everything it logged.
+    async fn stop(self) -> String {
+        let Binary {
+            mut child,
+            guard,
+            reader,
+            dir,
+        } = self;
+        let term = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(term.success());
+        let status = tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        std::mem::forget(guard);
+        assert_eq!(status.code(), Some(0));
+        let log = reader.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        log
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_format_writes_one_object_per_line_with_the_access_fields() {
+    let origin = cacheable_origin().await;
+    let port = free_port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n[origin]\nurl = \"{}\"\n[log]\nformat = \"json\"\n",
+        origin.url()
+    );
+    let bin = Binary::start("json-logs", &config, addr).await;
+    let (s, h, body) = request(
+        addr,
+        "GET",
+        "/cached?b=1&a=2",
+        &[("x-request-id", "json-1")],
+        b"",
+    )
+    .await;
+    assert_eq!((s, hdr(&h, "x-cache")), (200, "MISS"));
+    let (_, h, _) = request(
+        addr,
+        "GET",
+        "/cached?a=2&b=1",
+        &[("x-request-id", "json-2")],
+        b"",
+    )
+    .await;
+    assert_eq!(hdr(&h, "x-cache"), "HIT");
+    let log = bin.stop().await;
+
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}\n{log}")))
+        .collect();
+    for v in &lines {
+        for key in ["timestamp", "level", "target"] {
+            assert!(v[key].is_string(), "{key} missing: {v}");
+        }
+    }
+    let listening = lines.iter().find(|v| v["message"] == "apicache listening");
+    let listening = listening.unwrap_or_else(|| panic!("no start line:\n{log}"));
+    assert_eq!(listening["addr"], format!("127.0.0.1:{port}"));
+    let access = |id: &str| {
+        let line = lines
+            .iter()
+            .find(|v| v["target"] == "apicache::access" && v["request_id"] == id);
+        line.unwrap_or_else(|| panic!("no access line for {id}:\n{log}"))
+            .clone()
+    };
+    let miss = access("json-1");
+    // The text line's fields, each once, with JSON types.
+    let mut keys: Vec<&str> = miss
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "bytes",
+            "cache",
+            "client",
+            "complete",
+            "detail",
+            "level",
+            "method",
+            "origin_ms",
+            "path",
+            "request_id",
+            "status",
+            "target",
+            "timestamp",
+            "total_us"
+        ]
+    );
+    assert_eq!(miss["level"], "INFO");
+    assert_eq!(miss["method"], "GET");
+    assert_eq!(miss["path"], "/cached?a=2&b=1");
+    assert_eq!(miss["status"], 200);
+    assert_eq!(miss["cache"], "MISS");
+    assert_eq!(miss["detail"], "-");
+    assert!(
+        miss["client"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{miss}"
+    );
+    assert_eq!(miss["bytes"], body.len());
+    assert_eq!(miss["complete"], true);
+    assert!(miss["origin_ms"].as_i64().unwrap() >= 0, "{miss}");
+    assert!(miss["total_us"].is_u64(), "{miss}");
+    let hit = access("json-2");
+    assert_eq!(
+        (&hit["cache"], &hit["origin_ms"]),
+        (&"HIT".into(), &(-1).into())
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stderr_is_plain_text_with_complete_access_lines() {
     let origin = Origin::start(|s| match s.path_and_query.as_str() {
@@ -35,46 +208,15 @@ async fn stderr_is_plain_text_with_complete_access_lines() {
     })
     .await;
     let (port, admin_port) = (free_port(), free_port());
-    let dir = std::env::temp_dir().join(format!("apicache-logs-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg = dir.join("c.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            // No pooled connections: once the origin stops, the next request is refused.
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n[origin]\nurl = \"{}\"\n\
-             pool_max_idle_per_host = 0\n\
-             [admin]\nlisten = \"127.0.0.1:{admin_port}\"\ntoken = \"{TOKEN}\"\n",
-            origin.url()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_apicache"))
-        .arg("--config")
-        .arg(&cfg)
-        .env("RUST_LOG", "info")
-        .env_remove("NO_COLOR")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let guard = Guard(child.id());
-    let mut stderr = child.stderr.take().unwrap();
-    // Read all along, so a full pipe can never block the proxy.
-    let reader = std::thread::spawn(move || {
-        let mut out = String::new();
-        let _ = stderr.read_to_string(&mut out);
-        out
-    });
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let mut up = false;
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "apicache did not start");
+    // No pooled connections: once the origin stops, the next request is refused.
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n[origin]\nurl = \"{}\"\n\
+         pool_max_idle_per_host = 0\n\
+         [admin]\nlisten = \"127.0.0.1:{admin_port}\"\ntoken = \"{TOKEN}\"\n",
+        origin.url()
+    );
+    let bin = Binary::start("logs", &config, addr).await;
 
     let rid = [("x-request-id", "log-test-1")];
     let (s, h, _) = request(addr, "GET", "/cached", &rid, b"").await;
@@ -96,20 +238,7 @@ async fn stderr_is_plain_text_with_complete_access_lines() {
     let (s, _, _) = request(addr, "GET", "/down", &[("x-request-id", "log-down")], b"").await;
     assert_eq!(s, 502);
 
-    let term = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    std::mem::forget(guard);
-    assert_eq!(status.code(), Some(0));
-    let log = reader.join().unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
+    let log = bin.stop().await;
 
     assert!(!log.contains('\x1b'), "ANSI codes on a pipe:\n{log}");
     assert!(!log.contains("Some("), "{log}");

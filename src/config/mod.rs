@@ -1,9 +1,15 @@
 //! The TOML configuration: a raw serde layer that rejects unknown keys ([`raw`]), validated into
-//! [`Config`]; its printed form ([`print`]) and start-time warnings ([`warnings`]).
+//! [`Config`]; its printed form ([`print`]) and start-time warnings ([`warnings`]); the listeners'
+//! certificates ([`tls`]) and the log format ([`log`]).
 
+pub mod log;
 mod print;
 mod raw;
+pub mod tls;
 pub mod warnings;
+
+pub use log::{LogConfig, LogFormat};
+pub use tls::TlsConfig;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -69,6 +75,9 @@ pub struct ServerConfig {
     /// Longest request target accepted; beyond it the client gets 414.
     #[serde(serialize_with = "binary_size")]
     pub max_uri_length: ByteSize,
+    /// `[server.tls]`: serve HTTPS instead of plain HTTP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -86,6 +95,7 @@ impl Default for ServerConfig {
             hosts: Vec::new(),
             trusted_proxies: Vec::new(),
             max_uri_length: ByteSize::kib(8),
+            tls: None,
         }
     }
 }
@@ -338,6 +348,8 @@ pub struct AdminConfig {
     pub token: Option<String>,
     /// The environment variable the token was read from, so a printed config names it again.
     pub token_env: Option<String>,
+    /// `[admin.tls]`: serve the admin API over HTTPS.
+    pub tls: Option<TlsConfig>,
 }
 
 /// What a printed config shows instead of an inline admin token; loading it is refused.
@@ -348,12 +360,16 @@ impl Serialize for AdminConfig {
     /// is written as [`REDACTED_TOKEN`].
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("AdminConfig", 2)?;
+        let mut st = s.serialize_struct("AdminConfig", 3)?;
         st.serialize_field("listen", &self.listen)?;
         match (&self.token_env, &self.token) {
             (Some(env), _) => st.serialize_field("token_env", env)?,
             (None, Some(_)) => st.serialize_field("token", REDACTED_TOKEN)?,
             (None, None) => st.skip_field("token")?,
+        }
+        match &self.tls {
+            Some(tls) => st.serialize_field("tls", tls)?,
+            None => st.skip_field("tls")?,
         }
         st.end()
     }
@@ -365,6 +381,7 @@ impl std::fmt::Debug for AdminConfig {
             .field("listen", &self.listen)
             .field("token", &self.token.as_ref().map(|_| REDACTED_TOKEN))
             .field("token_env", &self.token_env)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -439,6 +456,8 @@ pub struct Config {
     pub compression: CompressionConfig,
     /// Admin listener, if any.
     pub admin: Option<AdminConfig>,
+    /// Log format (read at start only).
+    pub log: LogConfig,
     /// Per-route behaviour, compiled; the most specific pattern matching a path wins.
     pub routes: crate::routes::Routes,
     /// Allowed hosts, trusted proxies and stripped fields, compiled.

@@ -101,6 +101,9 @@ stream_brotli_level = 1
 listen = "127.0.0.1:18081"
 token_env = "APICACHE_PRINT_TEST_TOKEN"
 
+[log]
+format = "json"
+
 [[routes]]
 path = "/accounts/{id}"
 ttl = "5m"
@@ -160,10 +163,27 @@ reject_ttl = "5s"
         }
     }
 
+    /// FULL with `[server.tls]` and `[admin.tls]` pointing at freshly written pairs (they are
+    /// loaded while validating).
+    fn full_with_tls() -> String {
+        let dir = crate::server::tls::tests::temp_dir("print");
+        let server = crate::server::tls::tests::self_signed(&dir, "server");
+        let admin = crate::server::tls::tests::self_signed(&dir, "admin");
+        let mut text = FULL.to_string();
+        for (section, tls) in [("server.tls", server), ("admin.tls", admin)] {
+            text += &format!(
+                "\n[{section}]\ncert_file = {:?}\nkey_file = {:?}\n",
+                tls.cert_file.display().to_string(),
+                tls.key_file.display().to_string()
+            );
+        }
+        text
+    }
+
     #[test]
     fn full_config_prints_and_loads_back_the_same() {
         set_token();
-        let c = Config::parse(FULL).unwrap();
+        let c = Config::parse(&full_with_tls()).unwrap();
         let printed = c.effective_toml().unwrap();
         assert!(!printed.contains("0123456789abcdef-print"), "{printed}");
         assert!(printed.contains("token_env = \"APICACHE_PRINT_TEST_TOKEN\""));
@@ -191,7 +211,16 @@ reject_ttl = "5s"
         for (key, v) in &default {
             assert_ne!(full.get(key), Some(v), "{key} is at its default in FULL");
         }
-        for key in ["cache.max_fill_memory", "admin.token_env", "admin.listen"] {
+        for key in [
+            "cache.max_fill_memory",
+            "admin.token_env",
+            "admin.listen",
+            "server.tls.cert_file",
+            "server.tls.key_file",
+            "admin.tls.cert_file",
+            "admin.tls.key_file",
+            "log.format",
+        ] {
             assert!(full.contains_key(key), "{key}");
         }
     }

@@ -26,6 +26,8 @@ struct RawConfig {
     #[serde(default)]
     admin: Option<RawAdmin>,
     #[serde(default)]
+    log: LogConfig,
+    #[serde(default)]
     routes: Vec<RouteConfig>,
 }
 
@@ -62,6 +64,8 @@ struct RawAdmin {
     token: Option<String>,
     #[serde(default)]
     token_env: Option<String>,
+    #[serde(default)]
+    tls: Option<TlsConfig>,
 }
 
 fn d_connect_timeout() -> Duration {
@@ -209,6 +213,7 @@ impl RawConfig {
             .map_err(|(key, why)| invalid(&key, why))?;
         let routes = crate::routes::Routes::compile(self.routes, &self.normalize)
             .map_err(|(key, why)| invalid(&key, why))?;
+        tls::validate(self.server.tls.as_ref(), "server.tls", invalid)?;
         let admin = match self.admin {
             None => None,
             Some(a) => {
@@ -252,10 +257,12 @@ impl RawConfig {
                         "must differ from server.listen: purges never go on the public port".into(),
                     ));
                 }
+                tls::validate(a.tls.as_ref(), "admin.tls", invalid)?;
                 Some(AdminConfig {
                     listen: a.listen,
                     token,
                     token_env,
+                    tls: a.tls,
                 })
             }
         };
@@ -266,6 +273,7 @@ impl RawConfig {
             normalize: self.normalize,
             compression: self.compression,
             admin,
+            log: self.log,
             routes,
             forwarding,
             source: super::Source::default(),

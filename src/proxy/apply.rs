@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use super::Proxy;
-use crate::config::{Config, ConfigError};
-use crate::reload::{self, Reloaded};
+use crate::config::Config;
+use crate::reload::Reloaded;
 use crate::rfc::storable::Retention;
 use crate::settings::Settings;
 use crate::verify::VerifyPolicy;
@@ -14,11 +14,10 @@ impl Proxy {
     /// Make `new` the config of every request from now on; requests in flight finish under the
     /// one they started with, and nothing stored is dropped, except what the new config forbids
     /// serving (objects stored with `Set-Cookie` when `cache.store_set_cookie` is turned off).
-    /// Settings that need a restart keep their running values ([`reload::keep_running`]).
-    pub async fn apply(&self, mut new: Config) -> Result<Reloaded, ConfigError> {
+    /// `new` has the running values of settings that need a restart
+    /// ([`reload::keep_running`]); `restart_needed` names them.
+    pub async fn apply(&self, new: Config, restart_needed: Vec<&'static str>) -> Reloaded {
         let old = self.settings();
-        let restart_needed = reload::restart_needed(&old.cfg, &new);
-        reload::keep_running(&old.cfg, &mut new)?;
         let c = &new.cache;
         let keep = Retention {
             revalidate: c.keep_for_revalidation,
@@ -50,10 +49,10 @@ impl Proxy {
             let n = self.store.purge_all(false).await;
             tracing::warn!(purged = n, "config reload: cache.store_set_cookie turned off, every stored object purged (some may carry Set-Cookie)");
         }
-        Ok(Reloaded {
+        Reloaded {
             hash,
             restart_needed,
-        })
+        }
     }
 }
 

@@ -1,8 +1,10 @@
-//! Listeners: accept loop with a connection limit that evicts idle connections, HTTP/1.1 + h2c,
-//! per-connection deadlines ([`conn`]), the connection registry ([`registry`]), graceful shutdown.
+//! Listeners: accept loop with a connection limit that evicts idle connections, HTTP/1.1 + h2c
+//! or HTTPS ([`tls`]: ALPN h2 / http/1.1, replaceable certificates), per-connection deadlines
+//! ([`conn`]), the connection registry ([`registry`]), graceful shutdown.
 
 mod conn;
 mod registry;
+pub mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -21,6 +23,7 @@ use tokio::task::JoinHandle;
 
 use conn::{Limits, Phase};
 use registry::{Registry, Tracked, Tracker};
+use tls::{CertResolver, TlsHandles};
 
 use crate::body::ProxyBody;
 use crate::config::{Config, ServerConfig};
@@ -43,6 +46,7 @@ pub struct Running {
     pub proxy: Arc<Proxy>,
     /// Re-reads the config file (SIGHUP, `POST /reload`).
     pub reloader: Arc<Reloader>,
+    tls: TlsHandles,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -56,6 +60,11 @@ impl Running {
     /// The clock stored objects are aged by; tests advance it instead of sleeping.
     pub fn clock(&self) -> &crate::clock::Clock {
         self.proxy.clock()
+    }
+
+    /// The listeners' certificates, for a reload to replace (`TlsHandles::reload`).
+    pub fn tls(&self) -> &TlsHandles {
+        &self.tls
     }
 
     /// Wait (bounded) for background fills, encodings and purge removals to finish.
@@ -100,9 +109,10 @@ pub async fn start(cfg: Config) -> std::io::Result<Running> {
         .as_ref()
         .map(|l| l.local_addr())
         .transpose()?;
+    let tls = TlsHandles::new(&cfg).map_err(std::io::Error::other)?;
     let (server_tx, server_rx) = watch::channel(cfg.server.clone());
     let proxy = Arc::new(Proxy::new(cfg));
-    let reloader = Arc::new(Reloader::new(proxy.clone(), server_tx));
+    let reloader = Arc::new(Reloader::new(proxy.clone(), server_tx, tls.clone()));
     let (tx, rx) = watch::channel(false);
     let mut tasks = Vec::new();
 
@@ -110,6 +120,7 @@ pub async fn start(cfg: Config) -> std::io::Result<Running> {
     tasks.push(tokio::spawn(serve(
         listener,
         server_rx.clone(),
+        tls.server.clone(),
         rx.clone(),
         move |req, peer| {
             let p = p.clone();
@@ -118,20 +129,35 @@ pub async fn start(cfg: Config) -> std::io::Result<Running> {
     )));
     if let Some(l) = admin_listener {
         let r = reloader.clone();
-        tasks.push(tokio::spawn(serve(l, server_rx, rx, move |req, _peer| {
-            let r = r.clone();
-            async move { crate::admin::handle(&r, req).await }
-        })));
+        tasks.push(tokio::spawn(serve(
+            l,
+            server_rx,
+            tls.admin.clone(),
+            rx,
+            move |req, _peer| {
+                let r = r.clone();
+                async move { crate::admin::handle(&r, req).await }
+            },
+        )));
     }
+    let scheme = |on: bool| if on { "https" } else { "http" };
+    let (tls_on, admin_tls_on) = (tls.server.is_some(), tls.admin.is_some());
     match admin_addr {
-        Some(admin) => tracing::info!(%addr, %admin, "apicache listening"),
-        None => tracing::info!(%addr, admin = "off", "apicache listening"),
+        Some(admin) => tracing::info!(
+            %addr,
+            %admin,
+            scheme = scheme(tls_on),
+            admin_scheme = scheme(admin_tls_on),
+            "apicache listening"
+        ),
+        None => tracing::info!(%addr, admin = "off", scheme = scheme(tls_on), "apicache listening"),
     }
     Ok(Running {
         addr,
         admin_addr,
         proxy,
         reloader,
+        tls,
         shutdown: tx,
         tasks,
     })
@@ -153,20 +179,32 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Accept connections on `listener` and serve them with `handler` until `shutdown` turns true,
 /// then drain (up to `shutdown_grace`). `cfg` follows reloads: timeouts and header limits apply
-/// to connections accepted after a change (`max_connections` needs a restart).
+/// to connections accepted after a change (`max_connections` needs a restart). With `tls`, every
+/// connection is HTTPS (`cfg.tls` itself is not read: the resolver is what a reload replaces).
 ///
 /// At `max_connections`, the connection idle the longest is closed to make room; only when every
 /// connection has a request in flight does a new one wait.
 pub async fn serve<H, F>(
     listener: TcpListener,
     mut cfg: watch::Receiver<ServerConfig>,
+    tls: Option<Arc<CertResolver>>,
     mut shutdown: watch::Receiver<bool>,
     handler: H,
 ) where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
-    let (mut builder, mut limits) = connection_settings(&cfg.borrow_and_update());
+    let (mut builders, mut limits) = connection_settings(&cfg.borrow_and_update());
+    let acceptor = match tls {
+        Some(r) => match tls::acceptor(r) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot build the TLS configuration: listener not serving");
+                return;
+            }
+        },
+        None => None,
+    };
     let registry = Arc::new(Registry::default());
     let (phase_tx, phase_rx) = watch::channel(Phase::Serving);
     let slots = Arc::new(Semaphore::new(cfg.borrow().max_connections));
@@ -184,7 +222,7 @@ pub async fn serve<H, F>(
             _ = shutdown.changed() => break,
         };
         if cfg.has_changed().unwrap_or(false) {
-            (builder, limits) = connection_settings(&cfg.borrow_and_update());
+            (builders, limits) = connection_settings(&cfg.borrow_and_update());
         }
         let Some(permit) = slot(&slots, &registry, &mut shutdown).await else {
             break;
@@ -196,19 +234,40 @@ pub async fn serve<H, F>(
             entry.tracker().clone(),
             registry.clone(),
             peer,
+            acceptor.is_some(),
         );
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), svc)
-            .into_owned();
-        tokio::spawn(conn::drive(conn, entry, limits, phase_rx.clone(), peer));
+        let mut phase = phase_rx.clone();
+        let Some(acceptor) = acceptor.clone() else {
+            let conn = builders
+                .auto
+                .serve_connection(TokioIo::new(stream), svc)
+                .into_owned();
+            tokio::spawn(conn::drive(conn, entry, limits, phase, peer));
+            continue;
+        };
+        // The handshake runs in the connection's task: a slow client never holds up accept.
+        let builders = builders.clone();
+        tokio::spawn(async move {
+            let t = entry.tracker().clone();
+            let Some(stream) =
+                tls::handshake(&acceptor, stream, &t, limits, &mut phase, peer).await
+            else {
+                return;
+            };
+            let builder = builders.for_alpn(stream.get_ref().1.alpn_protocol());
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), svc)
+                .into_owned();
+            conn::drive(conn, entry, limits, phase, peer).await;
+        });
     }
     drop(listener);
     let grace = cfg.borrow().shutdown_grace;
     drain(&registry, phase_tx, phase_rx, grace).await;
 }
 
-/// The connection builder (HTTP/1 and HTTP/2 limits) and deadlines for `cfg`.
-fn connection_settings(cfg: &ServerConfig) -> (Arc<auto::Builder<TokioExecutor>>, Limits) {
+/// The connection builders (HTTP/1 and HTTP/2 limits) and deadlines for `cfg`.
+fn connection_settings(cfg: &ServerConfig) -> (Arc<Builders>, Limits) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -227,7 +286,33 @@ fn connection_settings(cfg: &ServerConfig) -> (Arc<auto::Builder<TokioExecutor>>
         idle: cfg.idle_timeout,
         drain_idle: cfg.shutdown_idle_wait,
     };
-    (Arc::new(builder), limits)
+    (Arc::new(Builders::new(builder)), limits)
+}
+
+/// The connection builders: sniffing HTTP/1 or h2 (plain listeners, TLS without ALPN), and one per
+/// protocol a TLS client negotiated, so an `http/1.1` client cannot switch to h2 and back.
+struct Builders {
+    auto: auto::Builder<TokioExecutor>,
+    http1: auto::Builder<TokioExecutor>,
+    http2: auto::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new(auto: auto::Builder<TokioExecutor>) -> Self {
+        Builders {
+            http1: auto.clone().http1_only(),
+            http2: auto.clone().http2_only(),
+            auto,
+        }
+    }
+
+    fn for_alpn(&self, alpn: Option<&[u8]>) -> &auto::Builder<TokioExecutor> {
+        match alpn {
+            Some(b"h2") => &self.http2,
+            Some(b"http/1.1") => &self.http1,
+            _ => &self.auto,
+        }
+    }
 }
 
 /// A connection slot: free, or made free by evicting the connection idle the longest; waits
@@ -254,13 +339,15 @@ async fn slot(
     }
 }
 
-/// The per-connection service: counts the request in flight until its response body is done and,
-/// once draining, asks HTTP/1 clients to close (`Connection: close`) instead of being reset later.
+/// The per-connection service: marks requests that came over TLS ([`crate::forwarding::Tls`]),
+/// counts the request in flight until its response body is done and, once draining, asks HTTP/1
+/// clients to close (`Connection: close`) instead of being reset later.
 fn service<H, F>(
     handler: H,
     tracker: Arc<Tracker>,
     registry: Arc<Registry>,
     peer: SocketAddr,
+    tls: bool,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
     Response = Response<Tracked<ProxyBody>>,
@@ -271,7 +358,10 @@ where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
-    service_fn(move |req: Request<Incoming>| {
+    service_fn(move |mut req: Request<Incoming>| {
+        if tls {
+            req.extensions_mut().insert(crate::forwarding::Tls);
+        }
         let http1 = req.version() < http::Version::HTTP_2;
         let guard = tracker.start(!http1);
         let h = handler.clone();

@@ -1,9 +1,11 @@
 //! Test harness: a real origin on 127.0.0.1:0 that counts requests ([`origin`]), apicache started
 //! in-process in front of it ([`proxy`]), one request helper and shared assertions ([`client`]),
-//! bodies and codecs ([`body`]), and the few looks into apicache's internals ([`internals`]).
+//! bodies and codecs ([`body`]), the few looks into apicache's internals ([`internals`]), and
+//! test certificates with HTTPS clients trusting them ([`certs`]).
 #![allow(dead_code)]
 
 pub mod body;
+pub mod certs;
 pub mod client;
 pub mod internals;
 pub mod origin;
@@ -11,4 +13,4 @@ pub mod proxy;
 
 // Every test binary uses a different part of the harness.
 #[allow(unused_imports)]
-pub use {body::*, client::*, internals::*, origin::*, proxy::*};
+pub use {body::*, certs::*, client::*, internals::*, origin::*, proxy::*};

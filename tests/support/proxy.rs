@@ -29,6 +29,10 @@ pub struct ProxyBuilder {
     routes: Vec<String>,
     /// Extra `[origin]` lines, as written in the file.
     origin_lines: Vec<String>,
+    /// Extra `[server]` lines.
+    server_lines: Vec<String>,
+    /// Extra `[admin]` lines.
+    admin_lines: Vec<String>,
     edits: Vec<Edit>,
 }
 
@@ -45,6 +49,8 @@ impl ProxyBuilder {
             admin: false,
             routes: Vec::new(),
             origin_lines: Vec::new(),
+            server_lines: Vec::new(),
+            admin_lines: Vec::new(),
             edits: Vec::new(),
         }
     }
@@ -67,6 +73,18 @@ impl ProxyBuilder {
         self
     }
 
+    /// One `[server]` key, as written in the file: `header_read_timeout = "1s"`.
+    pub fn server_key(mut self, line: &str) -> Self {
+        self.server_lines.push(line.to_string());
+        self
+    }
+
+    /// One `[admin]` key (with [`Self::admin`]), as written in the file.
+    pub fn admin_key(mut self, line: &str) -> Self {
+        self.admin_lines.push(line.to_string());
+        self
+    }
+
     /// Change the parsed config (applied in order, after validation).
     pub fn config(mut self, edit: impl FnOnce(&mut Config) + 'static) -> Self {
         self.edits.push(Box::new(edit));
@@ -78,9 +96,12 @@ impl ProxyBuilder {
     pub fn toml(&self) -> String {
         // Top-level keys go before the first table.
         let mut text = format!("routes = [{}]\n", self.routes.join(", "));
+        text += "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n";
+        for line in &self.server_lines {
+            text += &format!("{line}\n");
+        }
         text += &format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n\
-             [origin]\nurl = \"{}\"\ntimeout = \"1s\"\nconnect_timeout = \"1s\"\n",
+            "[origin]\nurl = \"{}\"\ntimeout = \"1s\"\nconnect_timeout = \"1s\"\n",
             self.origin_url
         );
         for line in &self.origin_lines {
@@ -88,6 +109,9 @@ impl ProxyBuilder {
         }
         if self.admin {
             text += &format!("[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n");
+            for line in &self.admin_lines {
+                text += &format!("{line}\n");
+            }
         }
         text
     }

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use apicache::config::LogFormat;
 use clap::{Parser, Subcommand};
 
 mod demo;
@@ -63,60 +64,141 @@ fn use_colour(is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
 }
 
 fn main() -> std::process::ExitCode {
-    use std::io::IsTerminal;
     let cli = Cli::parse();
-    let ansi = use_colour(
-        std::io::stderr().is_terminal(),
-        std::env::var_os("NO_COLOR"),
-    );
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .init();
-    match run(cli) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    // The config is read before logging starts, so that `log.format` holds from the first line;
+    // an error reading it goes to stderr as text.
+    let job = match Job::from_cli(cli) {
+        Ok(job) => job,
         Err(e) => {
             eprintln!("apicache: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let format = job.log_format();
+    init_logging(format);
+    match run(job) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            let e = format!("{e:#}");
+            match format {
+                // A collector reading JSON gets the reason as JSON too.
+                LogFormat::Json => tracing::error!(error = %e, "apicache stopped"),
+                LogFormat::Text => eprintln!("apicache: {e}"),
+            }
             std::process::ExitCode::FAILURE
         }
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+/// The global subscriber: text (coloured only on a terminal) or one JSON object per line, with
+/// an event's fields at the top level beside `timestamp`, `level` and `target`.
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(use_colour(
+                std::io::stderr().is_terminal(),
+                std::env::var_os("NO_COLOR"),
+            ))
+            .init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_ansi(false)
+            .init(),
+    }
+}
+
+/// What the command line asks for, with its config already read and validated.
+enum Job {
+    /// Serve with the config at `path`.
+    Serve {
+        path: PathBuf,
+        cfg: apicache::Config,
+    },
+    /// `--check-config`: print the effective config.
+    Check {
+        path: PathBuf,
+        cfg: apicache::Config,
+    },
+    /// `demo`, with the user's `--config` file if given.
+    Demo {
+        file: Option<(PathBuf, apicache::Config)>,
+        addrs: DemoAddrs,
+    },
+}
+
+impl Job {
+    fn from_cli(cli: Cli) -> anyhow::Result<Job> {
+        match cli.command {
+            Some(Command::Demo { .. }) if cli.check_config => anyhow::bail!(
+                "--check-config checks a config file: apicache --check-config --config FILE"
+            ),
+            Some(Command::Demo {
+                listen,
+                origin_listen,
+                admin_listen,
+            }) => {
+                let file = match cli.config {
+                    Some(path) => {
+                        let cfg = apicache::Config::load(&path)?;
+                        Some((path, cfg))
+                    }
+                    None => None,
+                };
+                Ok(Job::Demo {
+                    file,
+                    addrs: DemoAddrs {
+                        listen,
+                        origin: origin_listen,
+                        admin: admin_listen,
+                    },
+                })
+            }
+            None => {
+                let path = cli.config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+                let cfg = apicache::Config::load(&path)?;
+                Ok(if cli.check_config {
+                    Job::Check { path, cfg }
+                } else {
+                    Job::Serve { path, cfg }
+                })
+            }
+        }
+    }
+
+    /// The demo's built-in config logs as text.
+    fn log_format(&self) -> LogFormat {
+        match self {
+            Job::Serve { cfg, .. } | Job::Check { cfg, .. } => cfg.log.format,
+            Job::Demo { file, .. } => file.as_ref().map_or(LogFormat::Text, |(_, c)| c.log.format),
+        }
+    }
+}
+
+fn run(job: Job) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    match cli.command {
-        Some(Command::Demo { .. }) if cli.check_config => anyhow::bail!(
-            "--check-config checks a config file: apicache --check-config --config FILE"
-        ),
-        Some(Command::Demo {
-            listen,
-            origin_listen,
-            admin_listen,
-        }) => rt.block_on(demo(
-            cli.config,
-            DemoAddrs {
-                listen,
-                origin: origin_listen,
-                admin: admin_listen,
-            },
-        )),
-        None => {
-            let path = cli.config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
-            let cfg = apicache::Config::load(&path)?;
-            if cli.check_config {
-                for w in cfg.warnings() {
-                    tracing::warn!("{w}");
-                }
-                println!("# {}: valid", path.display());
-                print!("{}", cfg.effective_toml()?);
-                return Ok(());
+    match job {
+        Job::Demo { file, addrs } => rt.block_on(demo(file, addrs)),
+        Job::Check { path, cfg } => {
+            for w in cfg.warnings() {
+                tracing::warn!("{w}");
             }
+            println!("# {}: valid", path.display());
+            print!("{}", cfg.effective_toml()?);
+            Ok(())
+        }
+        Job::Serve { path, cfg } => {
             rt.block_on(async {
                 // Before binding: a signal that arrives once clients can connect must drain, not kill.
                 let mut signals = Signals::new()?;
@@ -139,11 +221,11 @@ struct DemoAddrs {
 /// The config the demo runs: the built-in one, or the user's `file` with the demo origin as
 /// its origin; addresses given on the command line win over the file's.
 fn demo_config(
-    file: Option<&std::path::Path>,
+    file: Option<(PathBuf, apicache::Config)>,
     origin_addr: std::net::SocketAddr,
     addrs: &DemoAddrs,
 ) -> anyhow::Result<apicache::Config> {
-    let Some(file) = file else {
+    let Some((file, cfg)) = file else {
         let listen = addrs.listen.unwrap_or(([127, 0, 0, 1], 8080).into());
         let admin = addrs.admin.unwrap_or(([127, 0, 0, 1], 8081).into());
         let text = DEMO_CONFIG
@@ -154,7 +236,6 @@ fn demo_config(
             anyhow::anyhow!("{}", e.to_string().replace("<inline>", "config/demo.toml"))
         });
     };
-    let cfg = apicache::Config::load(file)?;
     let demo_url = format!("http://{origin_addr}");
     tracing::info!(
         file = %file.display(),
@@ -179,12 +260,13 @@ fn demo_config(
     Ok(cfg)
 }
 
-async fn demo(file: Option<PathBuf>, addrs: DemoAddrs) -> anyhow::Result<()> {
+async fn demo(file: Option<(PathBuf, apicache::Config)>, addrs: DemoAddrs) -> anyhow::Result<()> {
     let origin = tokio::net::TcpListener::bind(addrs.origin)
         .await
         .with_context(|| format!("binding the demo origin on {}", addrs.origin))?;
     let origin_addr = origin.local_addr()?;
-    let cfg = demo_config(file.as_deref(), origin_addr, &addrs)?;
+    let builtin = file.is_none();
+    let cfg = demo_config(file, origin_addr, &addrs)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let origin_task = tokio::spawn(demo::serve_origin(origin, stop_rx));
     let mut signals = Signals::new()?;
@@ -193,13 +275,19 @@ async fn demo(file: Option<PathBuf>, addrs: DemoAddrs) -> anyhow::Result<()> {
     let running = apicache::start(cfg)
         .await
         .context("starting the demo proxy")?;
+    let scheme = |tls: bool| if tls { "https" } else { "http" };
+    let tls = running.tls().clone();
+    let public = format!("{}://{}", scheme(tls.server.is_some()), running.addr);
+    let admin = running
+        .admin_addr
+        .map(|a| format!("{}://{a}", scheme(tls.admin.is_some())));
     println!(
         "{}",
         banner(
             origin_addr,
-            running.addr,
-            running.admin_addr,
-            file.is_none(),
+            &public,
+            admin.as_deref(),
+            builtin,
             page_dedupe,
             admin_token
         )
@@ -210,30 +298,31 @@ async fn demo(file: Option<PathBuf>, addrs: DemoAddrs) -> anyhow::Result<()> {
     served
 }
 
-/// What the demo prints: the addresses and curl lines that work with the config it runs.
+/// What the demo prints: the addresses and curl lines that work with the config it runs (`p`
+/// and `admin` are base URLs: `http://127.0.0.1:8080`).
 fn banner(
     origin: std::net::SocketAddr,
-    p: std::net::SocketAddr,
-    admin: Option<std::net::SocketAddr>,
+    p: &str,
+    admin: Option<&str>,
     builtin: bool,
     page_dedupe: bool,
     admin_token: bool,
 ) -> String {
     let show = "grep -iE '^(x-cache|cache-status|age|x-origin-requests)'";
     let mut out = format!(
-        "apicache demo\n  origin (Banking API): http://{origin}\n  apicache:             http://{p}\n"
+        "apicache demo\n  origin (Banking API): http://{origin}\n  apicache:             {p}\n"
     );
     if let Some(a) = admin {
-        out += &format!("  admin API:            http://{a}\n");
+        out += &format!("  admin API:            {a}\n");
     }
     out += &format!(
-        "\nTry:\n  curl -si http://{p}/accounts/A1/transactions | {show}   # MISS\n  curl -si http://{p}/accounts/A1/transactions | {show}   # HIT\n"
+        "\nTry:\n  curl -si {p}/accounts/A1/transactions | {show}   # MISS\n  curl -si {p}/accounts/A1/transactions | {show}   # HIT\n"
     );
     if page_dedupe {
-        out += &format!("  curl -si 'http://{p}/accounts/A1/transactions?page=1' | grep -i '^x-cache'   # HIT: page=1 is the same object\n");
+        out += &format!("  curl -si '{p}/accounts/A1/transactions?page=1' | grep -i '^x-cache'   # HIT: page=1 is the same object\n");
     }
     out += &format!(
-        "  curl -s --compressed -o /dev/null -w '%{{size_download}} bytes br\\n' -H 'Accept-Encoding: br' http://{p}/accounts/A1/transactions\n  curl -si 'http://{p}/me?apiKey=demo-key' | grep -iE '^(x-cache|cache-status)'   # key moved to Authorization, out of the cache key\n"
+        "  curl -s --compressed -o /dev/null -w '%{{size_download}} bytes br\\n' -H 'Accept-Encoding: br' {p}/accounts/A1/transactions\n  curl -si '{p}/me?apiKey=demo-key' | grep -iE '^(x-cache|cache-status)'   # key moved to Authorization, out of the cache key\n"
     );
     if let Some(a) = admin {
         let auth = if admin_token {
@@ -242,13 +331,16 @@ fn banner(
             ""
         };
         if builtin {
-            out += &format!("  curl -s {auth}-X POST http://{a}/purge/account-A1   # purge every object tagged account-A1\n");
+            out += &format!("  curl -s {auth}-X POST {a}/purge/account-A1   # purge every object tagged account-A1\n");
         } else {
             out += &format!(
-                "  curl -s {auth}-X PURGE http://{a}/accounts/A1/transactions   # purge one URL\n"
+                "  curl -s {auth}-X PURGE {a}/accounts/A1/transactions   # purge one URL\n"
             );
         }
-        out += &format!("  curl -s {auth}http://{a}/metrics | grep apicache_requests_total\n");
+        out += &format!("  curl -s {auth}{a}/metrics | grep apicache_requests_total\n");
+    }
+    if p.starts_with("https") || admin.is_some_and(|a| a.starts_with("https")) {
+        out += "  (HTTPS: give curl your CA with --cacert FILE)\n";
     }
     out += "\nCtrl-C stops both.";
     out

@@ -52,7 +52,7 @@ pub async fn serve_origin(listener: TcpListener, shutdown: watch::Receiver<bool>
     }
     // Its settings never change: the sender is dropped and the listener keeps these.
     let (_, cfg) = watch::channel(cfg);
-    apicache::server::serve(listener, cfg, shutdown, move |req, _peer| {
+    apicache::server::serve(listener, cfg, None, shutdown, move |req, _peer| {
         let state = Arc::clone(&state);
         async move { handle(req, &state).await }
     })
