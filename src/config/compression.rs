@@ -44,11 +44,15 @@ impl Default for CompressionConfig {
             min_size: ByteSize::kib(1),
             gzip_level: 9,
             brotli_level: 9,
-            // zstd's own default: about gzip 9's size at a fraction of its time. Higher levels
-            // gain little on JSON and cost several times the CPU on every short-lived object.
-            zstd_level: 3,
+            // Measured on JSON API bodies (4–87 KiB): level 3 comes out 3–6 % larger than the
+            // gzip 9 variant stored beside it, which the default tie order would then serve in its
+            // place; 9 is 3–8 % smaller than gzip 9 at half its CPU, as small as brotli 9 at a
+            // tenth of its, and adds under a tenth to an object's encoding time.
+            zstd_level: 9,
             stream_gzip_level: 1,
             stream_brotli_level: 3,
+            // On the fly: level 1 is smaller than gzip 1 and about brotli 3's size, at a third of
+            // gzip 1's time and with a 512 KiB window per response.
             stream_zstd_level: 1,
             prefer: Preference::DEFAULT_ORDER.to_vec(),
         }
@@ -160,9 +164,9 @@ mod tests {
     fn defaults_and_tie_order() {
         let c = Config::parse("[origin]\nurl = \"http://a:1\"\n").unwrap();
         let z = &c.compression;
-        assert_eq!((z.zstd_level, z.stream_zstd_level), (3, 1));
+        assert_eq!((z.zstd_level, z.stream_zstd_level), (9, 1));
         assert_eq!(z.prefer, crate::rfc::coding::Preference::DEFAULT_ORDER);
-        assert_eq!(z.stored_levels().zstd, 3);
+        assert_eq!(z.stored_levels().zstd, 9);
         assert_eq!(z.stream_levels().gzip, 1);
         let c = Config::parse(
             "[origin]\nurl = \"http://a:1\"\n[compression]\nprefer = [\"gzip\", \"ZSTD\"]\nzstd_level = 19\n",
