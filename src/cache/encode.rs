@@ -1,8 +1,8 @@
 //! Encoded variants, computed after an object is stored so that a fill never waits for them.
 //!
 //! A fill stores and answers with the identity body; this computes gzip, brotli and zstd at the
-//! stored levels on the blocking pool, a few at a time, once per object, and swaps the encoded copy in
-//! (same ETag per coding, same age and purge marks). Waiting work is bounded in bytes: beyond the
+//! stored levels on the blocking pool, a few at a time, once per object, and swaps the encoded copy
+//! in (same ETag per coding, same age and purge marks). Waiting work is bounded in bytes: beyond the
 //! budget an object is served identity-only until a later hit finds room for it.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
