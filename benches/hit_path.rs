@@ -36,7 +36,7 @@ fn object(body: Vec<u8>) -> CachedObject {
             status: StatusCode::OK,
             headers,
             body: Bytes::from(body.clone()),
-            gzip: None,
+            origin_encoded: None,
             etag,
             origin_etag: None,
             freshness: Freshness::for_lifetime(3600),
@@ -47,10 +47,11 @@ fn object(body: Vec<u8>) -> CachedObject {
         },
         std::time::Instant::now(),
     );
-    o.with_encodings(
-        Some(Bytes::from(compress::gzip(&body, 9))),
-        Some(Bytes::from(compress::brotli(&body, 9))),
-    )
+    o.with_encodings([
+        (Coding::Gzip, Bytes::from(compress::gzip(&body, 9))),
+        (Coding::Br, Bytes::from(compress::brotli(&body, 9))),
+        (Coding::Zstd, Bytes::from(compress::zstd(&body, 3).unwrap())),
+    ])
 }
 
 fn json(n: usize) -> Vec<u8> {
@@ -115,11 +116,12 @@ fn benches(c: &mut Criterion) {
         })
     });
 
-    // The response for a stored object in each coding: br and gzip are stored bytes, not recompressed.
+    // The response for a stored object in each coding: br, zstd and gzip are stored bytes, not
+    // recompressed.
     let proxy = Proxy::new(cfg.clone());
     let obj = object(body);
     let mut group = c.benchmark_group("cached_response_32k");
-    for coding in [Coding::Identity, Coding::Gzip, Coding::Br] {
+    for coding in Coding::ALL {
         let mut h = HeaderMap::new();
         h.insert(
             "accept-encoding",
@@ -127,6 +129,7 @@ fn benches(c: &mut Criterion) {
                 Coding::Identity => "identity",
                 Coding::Gzip => "gzip",
                 Coding::Br => "br, gzip",
+                Coding::Zstd => "gzip, deflate, br;q=0.9, zstd",
             }),
         );
         group.bench_function(coding.as_str(), |b| {

@@ -17,7 +17,7 @@ fn obj(tags: Vec<String>) -> Arc<CachedObject> {
             status: StatusCode::OK,
             headers: HeaderMap::new(),
             body: Bytes::from_static(b"{\"ok\":true}"),
-            gzip: None,
+            origin_encoded: None,
             etag: http::HeaderValue::from_static("\"e\""),
             origin_etag: None,
             freshness: Freshness::for_lifetime(3600),

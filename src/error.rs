@@ -126,7 +126,7 @@ pub enum OriginCause {
     Closed,
     /// The TLS handshake or the TLS layer failed.
     Tls,
-    /// The origin's bytes were not a usable HTTP response (or a corrupt gzip body).
+    /// The origin's bytes were not a usable HTTP response (or a corrupt gzip or zstd body).
     Protocol,
     /// Anything else (a DNS failure, a panicked fill).
     Other,

@@ -5,7 +5,7 @@
 
 use apicache::config::NormalizeConfig;
 use apicache::normalize::{cache_key, credential_hash, NormalizeError, Normalizer};
-use apicache::rfc::coding::{accepts, negotiate, Coding};
+use apicache::rfc::coding::{accepts, negotiate, Coding, Preference};
 use apicache::rfc::conditional::{evaluate_range, none_match, weaken, RangeOutcome};
 use http::{header, HeaderMap, HeaderValue};
 use proptest::prelude::*;
@@ -281,7 +281,8 @@ fn weight() -> impl Strategy<Value = (String, Option<u16>)> {
 
 fn entry() -> impl Strategy<Value = (&'static str, String, Option<u16>)> {
     let token = prop::sample::select(vec![
-        "gzip", "GZIP", "x-gzip", "br", "Br", "identity", "*", "deflate", "zstd", "compress",
+        "gzip", "GZIP", "x-gzip", "br", "Br", "identity", "*", "deflate", "zstd", "ZStd",
+        "compress", "zstdx",
     ]);
     (token, weight()).prop_map(|(t, (w, q))| (t, w, q))
 }
@@ -290,6 +291,7 @@ fn names(token: &str) -> Option<Coding> {
     match token.to_ascii_lowercase().as_str() {
         "gzip" | "x-gzip" => Some(Coding::Gzip),
         "br" => Some(Coding::Br),
+        "zstd" => Some(Coding::Zstd),
         "identity" => Some(Coding::Identity),
         _ => None,
     }
@@ -312,12 +314,26 @@ fn expected_q(entries: &[(&str, String, Option<u16>)], c: Coding) -> u16 {
     }
 }
 
-fn rank(c: Coding) -> u8 {
-    match c {
-        Coding::Identity => 0,
-        Coding::Gzip => 1,
-        Coding::Br => 2,
+/// Tie rank under a configured order: listed codings first, then the rest in the default order
+/// (br, zstd, gzip), identity last.
+fn rank(order: &[Coding], c: Coding) -> usize {
+    let mut full: Vec<Coding> = Vec::new();
+    for x in order
+        .iter()
+        .chain(&[Coding::Br, Coding::Zstd, Coding::Gzip])
+    {
+        if *x != Coding::Identity && !full.contains(x) {
+            full.push(*x);
+        }
     }
+    full.iter().position(|x| *x == c).map_or(0, |i| 3 - i)
+}
+
+fn order() -> impl Strategy<Value = Vec<Coding>> {
+    prop::collection::vec(
+        prop::sample::select(vec![Coding::Gzip, Coding::Br, Coding::Zstd]),
+        0..4,
+    )
 }
 
 proptest! {
@@ -329,8 +345,10 @@ proptest! {
         lines in 1usize..4,
         gzip in any::<bool>(),
         br in any::<bool>(),
+        zstd in any::<bool>(),
+        prefer in order(),
     ) {
-        let available: Vec<Coding> = [(gzip, Coding::Gzip), (br, Coding::Br)]
+        let available: Vec<Coding> = [(gzip, Coding::Gzip), (br, Coding::Br), (zstd, Coding::Zstd)]
             .into_iter()
             .filter_map(|(on, c)| on.then_some(c))
             .collect();
@@ -345,7 +363,7 @@ proptest! {
             line.push_str(w);
         }
         let values: Vec<HeaderValue> = text.iter().map(|l| hv(l)).collect();
-        let chosen = negotiate(values.iter(), &available);
+        let chosen = negotiate(values.iter(), &available, &Preference::new(&prefer));
 
         let q = |c: Coding| expected_q(&entries, c);
         let want = available
@@ -353,7 +371,7 @@ proptest! {
             .copied()
             .chain([Coding::Identity])
             .filter(|&c| q(c) > 0)
-            .max_by_key(|&c| (q(c), rank(c)))
+            .max_by_key(|&c| (q(c), rank(&prefer, c)))
             .unwrap_or(Coding::Identity);
         prop_assert_eq!(chosen, want, "Accept-Encoding {:?} with {:?}", text, available);
         prop_assert!(chosen == Coding::Identity || (available.contains(&chosen) && q(chosen) > 0));
@@ -362,7 +380,7 @@ proptest! {
         for v in &values {
             req.append(header::ACCEPT_ENCODING, v.clone());
         }
-        for c in [Coding::Gzip, Coding::Br] {
+        for c in [Coding::Gzip, Coding::Br, Coding::Zstd] {
             // `accepts` is "picked over identity": a client that prefers identity says no.
             let want = q(c) > 0 && q(c) >= q(Coding::Identity);
             prop_assert_eq!(accepts(&req, c), want, "{:?} accepts {:?}", text, c);

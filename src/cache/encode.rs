@@ -1,8 +1,8 @@
 //! Encoded variants, computed after an object is stored so that a fill never waits for them.
 //!
-//! A fill stores and answers with the identity body; this computes gzip and brotli at the stored
-//! levels on the blocking pool, a few at a time, once per object, and swaps the encoded copy in
-//! (same ETag per coding, same age and purge marks). Waiting work is bounded in bytes: beyond the
+//! A fill stores and answers with the identity body; this computes gzip, brotli and zstd at the
+//! stored levels on the blocking pool, a few at a time, once per object, and swaps the encoded copy
+//! in (same ETag per coding, same age and purge marks). Waiting work is bounded in bytes: beyond the
 //! budget an object is served identity-only until a later hit finds room for it.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -14,14 +14,17 @@ use tokio::sync::Semaphore;
 
 use super::object::CachedObject;
 use super::store::Store;
-use crate::compress;
+use crate::compress::{self, Levels};
 use crate::rfc::coding::Coding;
+
+/// The codings every compressible object is stored in besides identity.
+const ENCODED: [Coding; 3] = [Coding::Gzip, Coding::Br, Coding::Zstd];
 
 /// Runs the background encodings.
 pub struct Encoder {
     store: Store,
-    gzip_level: u32,
-    brotli_level: u32,
+    /// Changed by a reload; read once per object scheduled.
+    levels: std::sync::Mutex<Levels>,
     /// Encoders running at once: bounds CPU and the encoders' own memory.
     slots: Arc<Semaphore>,
     /// Identity bytes that may wait for encoding at once: queued objects stay in memory even if
@@ -33,13 +36,17 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    /// Encode into `store` at the given levels, with at most `max_queued_bytes` of bodies waiting.
-    pub fn new(store: Store, gzip_level: u32, brotli_level: u32, max_queued_bytes: usize) -> Self {
+    /// Encode objects scheduled from now on at `levels` (a reload).
+    pub fn set_levels(&self, levels: Levels) {
+        *self.levels.lock().unwrap_or_else(|p| p.into_inner()) = levels;
+    }
+
+    /// Encode into `store` at `levels`, with at most `max_queued_bytes` of bodies waiting.
+    pub fn new(store: Store, levels: Levels, max_queued_bytes: usize) -> Self {
         Self {
             store,
             max_queued_bytes,
-            gzip_level,
-            brotli_level,
+            levels: std::sync::Mutex::new(levels),
             slots: Arc::new(Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
@@ -78,20 +85,27 @@ impl Encoder {
             self.queued.clone(),
             self.runs.clone(),
         );
-        let (gz_level, br_level) = (self.gzip_level, self.brotli_level);
+        let levels = *self.levels.lock().unwrap_or_else(|p| p.into_inner());
         tokio::spawn(async move {
             if let Ok(_slot) = slots.acquire().await {
-                // Only the codings it lacks: an origin's own gzip bytes are kept as they are.
-                let need_gzip = obj.variant(Coding::Gzip).is_none();
+                // Only the codings it lacks: an origin's own gzip or zstd bytes are kept as they are.
+                let needed: Vec<Coding> = ENCODED
+                    .into_iter()
+                    .filter(|c| obj.variant(*c).is_none())
+                    .collect();
                 let body = obj.body.clone();
                 let encoded = tokio::task::spawn_blocking(move || {
-                    let gz = need_gzip.then(|| Bytes::from(compress::gzip(&body, gz_level)));
-                    (gz, Bytes::from(compress::brotli(&body, br_level)))
+                    let encode = |c: Coding| compress::encode(&body, c, levels.of(c));
+                    let out: Vec<(Coding, Bytes)> = needed
+                        .into_iter()
+                        .filter_map(|c| Some((c, Bytes::from(encode(c)?))))
+                        .collect();
+                    out
                 })
                 .await;
-                if let Ok((gz, br)) = encoded {
-                    runs.fetch_add(1 + u64::from(gz.is_some()), Ordering::Relaxed);
-                    let new = Arc::new(obj.with_encodings(gz, Some(br)));
+                if let Ok(encoded) = encoded {
+                    runs.fetch_add(encoded.len() as u64, Ordering::Relaxed);
+                    let new = Arc::new(obj.with_encodings(encoded));
                     store.swap(&key, &obj, new).await;
                 }
             }
@@ -133,7 +147,7 @@ mod tests {
                 status: StatusCode::OK,
                 headers: HeaderMap::new(),
                 body: Bytes::from(body),
-                gzip: None,
+                origin_encoded: None,
                 etag: http::HeaderValue::try_from(format!("\"{seed}\"")).unwrap(),
                 origin_etag: None,
                 freshness: Freshness::for_lifetime(60),
@@ -160,12 +174,17 @@ mod tests {
         store.insert("GET /a".into(), a.clone()).await;
         store.insert("GET /b".into(), b.clone()).await;
         // Room for one body at a time.
-        let enc = Encoder::new(store.clone(), 6, 5, a.body.len());
+        let levels = Levels {
+            gzip: 6,
+            brotli: 5,
+            zstd: 3,
+        };
+        let enc = Encoder::new(store.clone(), levels, a.body.len());
         enc.schedule("GET /a", &a);
         enc.schedule("GET /a", &a); // already claimed: no second run
         enc.schedule("GET /b", &b); // no room: given back
         enc.settle().await;
-        assert_eq!(enc.runs(), 2, "gzip + br, once");
+        assert_eq!(enc.runs(), 3, "gzip + br + zstd, once");
         assert!(!stored(&store, "GET /a").await.needs_encoding());
         let b_now = stored(&store, "GET /b").await;
         assert!(Arc::ptr_eq(&b_now, &b) && b.needs_encoding());
@@ -174,7 +193,9 @@ mod tests {
         enc.settle().await;
         let b_done = stored(&store, "GET /b").await;
         assert!(!b_done.needs_encoding());
-        assert!(b_done.variant(Coding::Br).is_some() && b_done.variant(Coding::Gzip).is_some());
-        assert_eq!(enc.runs(), 4);
+        for c in ENCODED {
+            assert!(b_done.variant(c).is_some(), "{c}");
+        }
+        assert_eq!(enc.runs(), 6);
     }
 }

@@ -7,7 +7,7 @@
 //! - [`collapse`]: one origin fetch per key at a time; [`budget`]: bytes all fills may buffer
 //! - [`pass`]: hit-for-pass memory
 //! - [`purges`]: recent purges, so a fill that started earlier cannot undo one
-//! - [`encode`]: gzip/brotli variants computed after storing
+//! - [`encode`]: gzip/brotli/zstd variants computed after storing
 
 pub mod budget;
 pub mod collapse;

@@ -24,8 +24,8 @@ pub struct NewObject {
     pub headers: HeaderMap,
     /// The identity body.
     pub body: Bytes,
-    /// The origin's own gzip bytes, when it sent gzip: kept as the gzip variant.
-    pub gzip: Option<Bytes>,
+    /// The origin's own encoded bytes (gzip or zstd) when it sent them: kept as that variant.
+    pub origin_encoded: Option<(Coding, Bytes)>,
     /// The identity representation's ETag as clients see it (origin's or generated), as bytes.
     pub etag: HeaderValue,
     /// The origin's own ETag, for conditional refreshes.
@@ -61,16 +61,17 @@ pub struct CachedObject {
     pub headers: HeaderMap,
     /// The identity body.
     pub body: Bytes,
-    gzip: Option<Bytes>,
-    br: Option<Bytes>,
+    /// Encoded bodies by coding discriminant (the identity slot stays empty), each kept only
+    /// where smaller than the identity body.
+    variants: [Option<Bytes>; 4],
     /// Encoded variants were computed (whether or not they were worth keeping).
     encoded: bool,
     /// An encoding of this object is queued or running.
     encoding: AtomicBool,
     /// The identity representation's ETag, as clients see it (origin's or generated), as bytes.
     pub etag: HeaderValue,
-    /// Header values of the identity, gzip and br ETags, built once instead of on every hit.
-    etag_values: [HeaderValue; 3],
+    /// Header values of each coding's ETag, built once instead of on every hit.
+    etag_values: [HeaderValue; 4],
     /// The origin's own ETag, used to revalidate upstream.
     pub origin_etag: Option<HeaderValue>,
     /// Last-Modified, for If-Modified-Since both ways.
@@ -96,16 +97,20 @@ impl CachedObject {
         let headers = per_response_removed(o.headers);
         let last_modified = headers.get(header::LAST_MODIFIED).cloned();
         let compressible = o.compressible && !o.no_transform;
+        let mut variants: [Option<Bytes>; 4] = Default::default();
+        if let Some((coding, bytes)) = o.origin_encoded {
+            if compressible && coding != Coding::Identity && bytes.len() < o.body.len() {
+                variants[coding as usize] = Some(bytes);
+            }
+        }
         Self {
             status: o.status,
             headers,
-            gzip: o.gzip.filter(|g| compressible && g.len() < o.body.len()),
+            variants,
             body: o.body,
-            br: None,
             encoded: false,
             encoding: AtomicBool::new(false),
-            etag_values: [Coding::Identity, Coding::Gzip, Coding::Br]
-                .map(|c| variant_etag(&o.etag, c)),
+            etag_values: Coding::ALL.map(|c| variant_etag(&o.etag, c)),
             etag: o.etag,
             origin_etag: o.origin_etag,
             last_modified,
@@ -121,11 +126,16 @@ impl CachedObject {
 
     /// The same response with encoded variants added where it had none (kept only where smaller
     /// than identity). It shares this object's purge marks and age: it is the same stored response.
-    pub fn with_encodings(&self, gzip: Option<Bytes>, br: Option<Bytes>) -> Self {
-        let smaller = |b: Option<Bytes>| b.filter(|b| b.len() < self.body.len());
+    pub fn with_encodings(&self, encoded: impl IntoIterator<Item = (Coding, Bytes)>) -> Self {
+        let mut variants = self.variants.clone();
+        for (coding, bytes) in encoded {
+            let slot = &mut variants[coding as usize];
+            if coding != Coding::Identity && slot.is_none() && bytes.len() < self.body.len() {
+                *slot = Some(bytes);
+            }
+        }
         Self {
-            gzip: self.gzip.clone().or_else(|| smaller(gzip)),
-            br: self.br.clone().or_else(|| smaller(br)),
+            variants,
             encoded: true,
             ..self.copy()
         }
@@ -159,8 +169,7 @@ impl CachedObject {
             status: self.status,
             headers: self.headers.clone(),
             body: self.body.clone(),
-            gzip: self.gzip.clone(),
-            br: self.br.clone(),
+            variants: self.variants.clone(),
             encoded: self.encoded,
             encoding: AtomicBool::new(false),
             etag: self.etag.clone(),
@@ -196,14 +205,13 @@ impl CachedObject {
     pub fn variant(&self, coding: Coding) -> Option<&Bytes> {
         match coding {
             Coding::Identity => Some(&self.body),
-            Coding::Gzip => self.gzip.as_ref(),
-            Coding::Br => self.br.as_ref(),
+            c => self.variants[c as usize].as_ref(),
         }
     }
 
     /// Codings this object can be served in (identity first), without allocating.
     pub fn codings(&self) -> impl Iterator<Item = Coding> + Clone + '_ {
-        [Coding::Identity, Coding::Gzip, Coding::Br]
+        Coding::ALL
             .into_iter()
             .filter(|c| self.variant(*c).is_some())
     }
@@ -297,8 +305,12 @@ impl CachedObject {
             .map(|(k, v)| k.as_str().len() + v.len() + 32)
             .sum();
         self.body.len()
-            + self.gzip.as_ref().map_or(0, |b| b.len())
-            + self.br.as_ref().map_or(0, |b| b.len())
+            + self
+                .variants
+                .iter()
+                .flatten()
+                .map(Bytes::len)
+                .sum::<usize>()
             + headers
             + self.vary.weight()
             + self.etag.len() * 4
@@ -326,7 +338,7 @@ mod tests {
                 status: StatusCode::OK,
                 headers: HeaderMap::new(),
                 body: Bytes::from_static(b"{\"a\":1}"),
-                gzip: None,
+                origin_encoded: None,
                 etag: HeaderValue::from_static("\"e\""),
                 origin_etag: None,
                 freshness: Freshness::for_lifetime(lifetime),
@@ -431,16 +443,30 @@ mod tests {
         let clock = Clock::default();
         let o = object(60, clock.now());
         assert!(o.needs_encoding());
-        let e = o.with_encodings(
-            Some(Bytes::from_static(b"g")),
-            Some(Bytes::from_static(b"0123456789")),
-        );
+        let e = o.with_encodings([
+            (Coding::Gzip, Bytes::from_static(b"g")),
+            (Coding::Br, Bytes::from_static(b"0123456789")),
+            (Coding::Zstd, Bytes::from_static(b"z")),
+            (Coding::Identity, Bytes::from_static(b"i")),
+        ]);
         assert!(!e.needs_encoding());
         assert_eq!(
             e.codings().collect::<Vec<_>>(),
-            [Coding::Identity, Coding::Gzip]
+            [Coding::Identity, Coding::Gzip, Coding::Zstd],
+            "br is no smaller than identity: not kept"
         );
+        assert_eq!(e.variant(Coding::Identity), Some(&o.body));
+        assert_eq!(e.variant(Coding::Zstd).map(|b| &b[..]), Some(&b"z"[..]));
         assert_eq!(e.etag_value(Coding::Gzip), "\"e-gz\"");
+        assert_eq!(e.etag_value(Coding::Zstd), "\"e-zst\"");
+        assert_eq!(
+            e.weight(),
+            o.weight() + 2,
+            "each kept variant counts in the weight"
+        );
+        // A variant already there (the origin's own bytes) is kept, not replaced.
+        let again = e.with_encodings([(Coding::Zstd, Bytes::from_static(b"y"))]);
+        assert_eq!(again.variant(Coding::Zstd).map(|b| &b[..]), Some(&b"z"[..]));
         o.kill();
         assert!(
             e.is_dead(),

@@ -2,12 +2,14 @@
 //! [`Config`]; its printed form ([`print`]) and start-time warnings ([`warnings`]); the listeners'
 //! certificates ([`tls`]) and the log format ([`log`]).
 
+mod compression;
 pub mod log;
 mod print;
 mod raw;
 pub mod tls;
 pub mod warnings;
 
+pub use compression::CompressionConfig;
 pub use log::{LogConfig, LogFormat};
 pub use tls::TlsConfig;
 
@@ -300,41 +302,6 @@ impl Default for NormalizeConfig {
             merge_slashes: true,
             trailing_slash: TrailingSlash::Keep,
             case_insensitive_paths: false,
-        }
-    }
-}
-
-/// `[compression]`: content codings produced by the proxy.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CompressionConfig {
-    /// Master switch.
-    pub enabled: bool,
-    /// Media types worth compressing (`text/*`, `+json` and exact types).
-    pub types: Vec<String>,
-    /// Bodies smaller than this are sent as they are.
-    #[serde(serialize_with = "binary_size")]
-    pub min_size: ByteSize,
-    /// gzip level for stored variants (paid once per object).
-    pub gzip_level: u32,
-    /// brotli quality for stored variants (paid once per object).
-    pub brotli_level: u32,
-    /// gzip level for streamed, uncached responses.
-    pub stream_gzip_level: u32,
-    /// brotli quality for streamed, uncached responses.
-    pub stream_brotli_level: u32,
-}
-
-impl Default for CompressionConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            types: crate::rfc::coding::default_types(),
-            min_size: ByteSize::kib(1),
-            gzip_level: 9,
-            brotli_level: 9,
-            stream_gzip_level: 1,
-            stream_brotli_level: 3,
         }
     }
 }

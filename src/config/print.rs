@@ -94,8 +94,11 @@ types = ["application/json"]
 min_size = "2KiB"
 gzip_level = 6
 brotli_level = 5
+zstd_level = 7
 stream_gzip_level = 2
 stream_brotli_level = 1
+stream_zstd_level = 2
+prefer = ["gzip", "zstd"]
 
 [admin]
 listen = "127.0.0.1:18081"

@@ -160,18 +160,9 @@ impl RawConfig {
                 "must be at least 1".into(),
             ));
         }
-        if self.compression.gzip_level > 9 || self.compression.stream_gzip_level > 9 {
-            return Err(invalid(
-                "compression.gzip_level",
-                "gzip levels are 0..=9".into(),
-            ));
-        }
-        if self.compression.brotli_level > 11 || self.compression.stream_brotli_level > 11 {
-            return Err(invalid(
-                "compression.brotli_level",
-                "brotli qualities are 0..=11".into(),
-            ));
-        }
+        self.compression
+            .validate()
+            .map_err(|(key, why)| invalid(key, why))?;
         let n = &self.normalize;
         if !n.auth_params.is_empty() && http::HeaderValue::from_str(&n.auth_scheme).is_err()
             || n.auth_scheme.contains(' ')

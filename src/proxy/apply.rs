@@ -24,6 +24,7 @@ impl Proxy {
             grace: c.stale_grace,
         };
         self.store.set_limits(c.max_variants, keep);
+        self.encoder.set_levels(new.compression.stored_levels());
         // The origin's connection pool stays warm across a reload that leaves `[origin]` alone.
         let origin = (format!("{:?}", old.cfg.origin) == format!("{:?}", new.origin))
             .then(|| old.origin.clone());

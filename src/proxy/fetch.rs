@@ -215,7 +215,7 @@ impl Proxy {
                 return Fetched::done(Summary::Failed(e));
             }
         };
-        let (body, gzip, etags) =
+        let (body, encoded, etags) =
             match decode_for_storing(body, encoding, &mut parts.headers, limit) {
                 Ok(decoded) => decoded,
                 Err((DecodeError::TooLarge, raw)) => {
@@ -224,21 +224,25 @@ impl Proxy {
                 Err((DecodeError::Corrupt, _)) => {
                     let e = ProxyError::Origin(OriginCause::Protocol);
                     let id = job.headers.get(REQUEST_ID);
-                    let why = "corrupt gzip body";
+                    let why = match encoding {
+                        Coding::Zstd => "corrupt zstd body",
+                        _ => "corrupt gzip body",
+                    };
                     job.set.origin.log_failure(id, &job.path_and_query, &e, why);
                     return Fetched::done(Summary::Failed(e));
                 }
             };
-        if gzip.is_some() && !budget.grow(body.len()) {
+        if encoded.is_some() && !budget.grow(body.len()) {
             // The decoded copy is over the budget: the origin's bytes go to the client as they are.
-            let raw = gzip.unwrap_or_default();
-            parts
-                .headers
-                .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            let (coding, raw) = encoded.unwrap_or((Coding::Identity, Bytes::new()));
+            parts.headers.insert(
+                header::CONTENT_ENCODING,
+                HeaderValue::from_static(coding.as_str()),
+            );
             return self.pass(&job, parts, ProxyBody::full(raw), NoStore::FillMemory);
         }
         let withheld = take_withheld(&mut parts.headers);
-        let obj = self.build_object(&job, parts, (body, gzip), etags, freshness);
+        let obj = self.build_object(&job, parts, (body, encoded), etags, freshness);
         self.store_object(&job.key, &obj, ticket).await;
         Fetched {
             withheld,
@@ -353,7 +357,7 @@ impl Proxy {
         &self,
         job: &FillJob,
         parts: Parts,
-        (body, gzip): (Bytes, Option<Bytes>),
+        (body, origin_encoded): (Bytes, Option<(Coding, Bytes)>),
         (etag, origin_etag): Etags,
         freshness: Freshness,
     ) -> Arc<CachedObject> {
@@ -374,7 +378,7 @@ impl Proxy {
             no_transform: no_transform(&headers),
             headers,
             body,
-            gzip,
+            origin_encoded,
             etag,
             origin_etag,
             freshness,
@@ -496,30 +500,32 @@ pub(super) async fn read_limited(
 /// The ETag clients see and the origin's own, kept for revalidating upstream.
 pub(super) type Etags = (HeaderValue, Option<HeaderValue>);
 
-/// The identity body to store, the origin's gzip bytes if it sent gzip, and the ETags
-/// ([`stored_etags`]): a gzip body is decoded (bounded by `limit`) and an origin ETag naming the
-/// gzip bytes becomes weak for clients. On failure the raw body comes back for streaming.
+/// What [`decode_for_storing`] gives: the identity body, the origin's encoded bytes (and their
+/// coding) if it sent gzip or zstd, and the ETags.
+pub(super) type Decoded = (Bytes, Option<(Coding, Bytes)>, Etags);
+
+/// The identity body to store, the origin's gzip or zstd bytes if it sent them, and the ETags
+/// ([`stored_etags`]): an encoded body is decoded (bounded by `limit`) and an origin ETag naming
+/// the encoded bytes becomes weak for clients. On failure the raw body comes back for streaming.
 pub(super) fn decode_for_storing(
     body: Bytes,
     encoding: Coding,
     headers: &mut HeaderMap,
     limit: usize,
-) -> Result<(Bytes, Option<Bytes>, Etags), (DecodeError, Bytes)> {
+) -> Result<Decoded, (DecodeError, Bytes)> {
     let origin_etag = headers.get(header::ETAG).cloned();
     if encoding == Coding::Identity {
         headers.remove(header::CONTENT_ENCODING);
         let etags = stored_etags(origin_etag.as_ref(), false, &body);
         return Ok((body, None, etags));
     }
-    let mut plain = match compress::gunzip_limited(&body, limit) {
-        Ok(plain) => plain,
+    let plain = match compress::decode_limited(&body, encoding, limit) {
+        Ok(plain) => Bytes::from(plain),
         Err(e) => return Err((e, body)),
     };
-    plain.shrink_to_fit();
-    let plain = Bytes::from(plain);
     headers.remove(header::CONTENT_ENCODING);
     let etags = stored_etags(origin_etag.as_ref(), true, &plain);
-    Ok((plain, Some(body), etags))
+    Ok((plain, Some((encoding, body)), etags))
 }
 
 /// Remove the fields a shared cache may not store (qualified `private` / `no-cache`), returning them.
@@ -548,12 +554,15 @@ mod tests {
     fn decoding_for_storage_weakens_or_generates_etags() {
         let plain = Bytes::from_static(b"{\"a\":1}");
         let gz = Bytes::from(compress::gzip(&plain, 6));
+        let zst = Bytes::from(compress::zstd(&plain, 3).unwrap());
         // (encoding, origin ETag, expected stored ETag)
         let rows: &[(Coding, Option<&'static str>, Option<&str>)] = &[
             (Coding::Identity, Some("\"o\""), Some("\"o\"")),
             (Coding::Gzip, Some("\"o\""), Some("W/\"o\"")),
             (Coding::Gzip, Some("W/\"o\""), Some("W/\"o\"")),
             (Coding::Gzip, None, None),
+            (Coding::Zstd, Some("\"o\""), Some("W/\"o\"")),
+            (Coding::Zstd, None, None),
             (Coding::Identity, None, None),
         ];
         for (enc, origin, want) in rows {
@@ -562,24 +571,26 @@ mod tests {
                 h.insert(header::ETAG, hv(e));
             }
             h.insert(header::CONTENT_ENCODING, hv("gzip"));
-            let input = if *enc == Coding::Gzip {
-                gz.clone()
-            } else {
-                plain.clone()
+            let input = match enc {
+                Coding::Gzip => gz.clone(),
+                Coding::Zstd => zst.clone(),
+                _ => plain.clone(),
             };
-            let (body, gzip, (etag, upstream)) =
+            let (body, encoded, (etag, upstream)) =
                 decode_for_storing(input.clone(), *enc, &mut h, 1 << 20).unwrap();
             assert_eq!(upstream.as_ref().map(|u| u.to_str().unwrap()), *origin);
             assert_eq!(body, plain);
-            assert_eq!(gzip, (*enc == Coding::Gzip).then_some(input));
+            assert_eq!(encoded, (*enc != Coding::Identity).then_some((*enc, input)));
             assert!(!h.contains_key(header::CONTENT_ENCODING));
             let want = want.map_or_else(|| crate::rfc::etag::generate_etag(&plain), str::to_string);
             assert_eq!(etag, want, "{enc:?} {origin:?}");
         }
         let mut h = HeaderMap::new();
-        let e = decode_for_storing(gz.clone(), Coding::Gzip, &mut h, 3).unwrap_err();
-        assert_eq!((e.0, e.1), (DecodeError::TooLarge, gz));
-        let e = decode_for_storing(plain.clone(), Coding::Gzip, &mut h, 1 << 20).unwrap_err();
-        assert_eq!(e.0, DecodeError::Corrupt);
+        for (enc, input) in [(Coding::Gzip, &gz), (Coding::Zstd, &zst)] {
+            let e = decode_for_storing(input.clone(), enc, &mut h, 3).unwrap_err();
+            assert_eq!((e.0, &e.1), (DecodeError::TooLarge, input), "{enc}");
+            let e = decode_for_storing(plain.clone(), enc, &mut h, 1 << 20).unwrap_err();
+            assert_eq!(e.0, DecodeError::Corrupt, "{enc}");
+        }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{header, HeaderMap, HeaderValue, Method, Response};
+use http::{header, HeaderMap, Method, Response};
 use hyper::body::Incoming;
 
 use super::context::Ctx;
@@ -17,7 +17,7 @@ use crate::cache::collapse::Joined;
 use crate::cache::{tags, CachedObject};
 use crate::error::{OriginCause, ProxyError};
 use crate::rfc::cache_status::{CacheStatus, Detail, Fwd};
-use crate::rfc::coding::{self, Coding};
+use crate::rfc::coding;
 use crate::rfc::directives::Directives;
 use crate::verify::Admission;
 
@@ -146,13 +146,12 @@ impl Proxy {
             headers.remove(h);
         }
         headers.remove(header::CONTENT_LENGTH);
-        // Asking for gzip lets the origin save bandwidth (the body is decoded before storing), but
-        // an unstorable answer goes to this client as is, so only ask when the client takes gzip.
-        let gzip = coding::accepts(ctx.headers(), Coding::Gzip);
-        headers.insert(
-            header::ACCEPT_ENCODING,
-            HeaderValue::from_static(if gzip { "gzip" } else { "identity" }),
-        );
+        // Asking for gzip or zstd lets the origin save bandwidth (the body is decoded before
+        // storing), but an unstorable answer goes to this client as is, so only ask for what the
+        // client takes.
+        let prefer = ctx.set.cfg.compression.preference();
+        let accept = coding::fill_accept_encoding(ctx.headers(), &prefer);
+        headers.insert(header::ACCEPT_ENCODING, accept);
         headers
     }
 

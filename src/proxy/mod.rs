@@ -119,8 +119,7 @@ impl Proxy {
             fill_budget: FillBudget::new(cfg.cache.fill_memory()),
             encoder: Encoder::new(
                 store.clone(),
-                c.gzip_level,
-                c.brotli_level,
+                c.stored_levels(),
                 encode_queue_bytes(cfg.cache.max_size.as_u64()),
             ),
             verdicts: Verdicts::new(
@@ -278,7 +277,15 @@ impl Proxy {
     /// Answer from a stored object.
     fn serve(&self, obj: &CachedObject, ctx: &Ctx<'_>) -> Response<ProxyBody> {
         let head = ctx.head.method == Method::HEAD;
-        respond::from_object(obj, self.clock.now(), ctx.headers(), head, &self.metrics)
+        let prefer = ctx.set.cfg.compression.preference();
+        respond::from_object(
+            obj,
+            self.clock.now(),
+            ctx.headers(),
+            head,
+            &prefer,
+            &self.metrics,
+        )
     }
 
     /// Build the client's answer from a stored object (benches).
@@ -288,7 +295,8 @@ impl Proxy {
         req: &HeaderMap,
         head: bool,
     ) -> Response<ProxyBody> {
-        respond::from_object(obj, self.clock.now(), req, head, &self.metrics)
+        let prefer = self.settings().cfg.compression.preference();
+        respond::from_object(obj, self.clock.now(), req, head, &prefer, &self.metrics)
     }
 
     /// The object store (admin purges, tests, benches).

@@ -209,7 +209,7 @@ impl Proxy {
                 no_transform: no_transform(&headers),
                 headers,
                 body,
-                gzip: None,
+                origin_encoded: None,
                 etag: etag.clone(),
                 origin_etag: Some(etag.clone()),
                 freshness,

@@ -23,7 +23,7 @@ pub(super) struct PostReuse {
     key: String,
     /// Its lifetime, from the origin's own fields.
     freshness: Freshness,
-    /// The content coding it arrives in (identity or gzip).
+    /// The content coding it arrives in (identity, gzip or zstd).
     encoding: Coding,
     /// Purges after this point win over the answer.
     ticket: Ticket,
@@ -106,11 +106,12 @@ impl Proxy {
     ) -> bool {
         let limit = ctx.set.cfg.cache.max_object_size.as_u64() as usize;
         let mut headers = parts.headers.clone();
-        let Ok((body, gzip, etag)) = decode_for_storing(body, reuse.encoding, &mut headers, limit)
+        let Ok((body, encoded, etag)) =
+            decode_for_storing(body, reuse.encoding, &mut headers, limit)
         else {
             return false;
         };
-        if gzip.is_some() && !budget.grow(body.len()) {
+        if encoded.is_some() && !budget.grow(body.len()) {
             return false;
         }
         take_withheld(&mut headers);
@@ -119,7 +120,7 @@ impl Proxy {
         stored.headers = headers;
         let mut job = self.fill_job(ctx, false);
         job.key = reuse.key;
-        let obj = self.build_object(&job, stored, (body, gzip), etag, reuse.freshness);
+        let obj = self.build_object(&job, stored, (body, encoded), etag, reuse.freshness);
         let stored = self.store_object(&job.key, &obj, reuse.ticket).await;
         drop(budget);
         stored

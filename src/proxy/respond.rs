@@ -10,7 +10,7 @@ use crate::cache::CachedObject;
 use crate::compress::CompressBody;
 use crate::config::CompressionConfig;
 use crate::metrics::Metrics;
-use crate::rfc::coding::{self, Coding};
+use crate::rfc::coding::{self, Coding, Preference};
 use crate::rfc::conditional::{self, RangeOutcome};
 use crate::rfc::directives::no_transform;
 use crate::rfc::partial::ContentRange;
@@ -31,17 +31,18 @@ pub fn from_object(
     now: Instant,
     req: &HeaderMap,
     head: bool,
+    prefer: &Preference,
     metrics: &Metrics,
 ) -> Response<ProxyBody> {
-    let mut codings = [Coding::Identity; 3];
+    let mut codings = [Coding::Identity; 4];
     let mut n = 0;
-    for c in obj.codings().take(if obj.no_transform { 1 } else { 3 }) {
+    for c in obj.codings().take(if obj.no_transform { 1 } else { 4 }) {
         codings[n] = c;
         n += 1;
     }
     let codings = &codings[..n];
     let coding = if codings.len() > 1 {
-        coding::negotiate(req.get_all(header::ACCEPT_ENCODING).iter(), codings)
+        coding::negotiate(req.get_all(header::ACCEPT_ENCODING).iter(), codings, prefer)
     } else {
         Coding::Identity
     };
@@ -54,7 +55,7 @@ pub fn from_object(
     let etag_value = obj.etag_value(coding).clone();
 
     if obj.status.is_success() {
-        let mut etags: [&[u8]; 3] = [b""; 3];
+        let mut etags: [&[u8]; 4] = [b""; 4];
         for (slot, c) in etags.iter_mut().zip(codings) {
             *slot = obj.etag_value(*c).as_bytes();
         }
@@ -238,13 +239,13 @@ pub fn compress_passed(
     }
     let coding = coding::negotiate(
         req.get_all(header::ACCEPT_ENCODING).iter(),
-        &[Coding::Gzip, Coding::Br],
+        &[Coding::Gzip, Coding::Br, Coding::Zstd],
+        &c.preference(),
     );
-    let level = match coding {
-        Coding::Identity => return resp,
-        Coding::Gzip => c.stream_gzip_level,
-        Coding::Br => c.stream_brotli_level,
-    };
+    if coding == Coding::Identity {
+        return resp;
+    }
+    let level = c.stream_levels().of(coding);
     let (mut parts, body) = resp.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(

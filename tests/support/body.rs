@@ -1,5 +1,5 @@
-//! Bodies: JSON of a given size, and gzip/brotli done with flate2/brotli directly (independent of
-//! apicache's own codec code).
+//! Bodies: JSON of a given size, and gzip/brotli/zstd done with flate2/brotli/zstd directly
+//! (independent of apicache's own codec code).
 
 use std::io::{Read, Write};
 
@@ -43,4 +43,19 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 
 pub fn is_gzip(data: &[u8]) -> bool {
     data.starts_with(&[0x1f, 0x8b])
+}
+
+/// Decode a zstd body (every frame), with the decoder's default limits.
+pub fn unzstd(data: &[u8]) -> Vec<u8> {
+    zstd::stream::decode_all(data).expect("valid zstd")
+}
+
+/// One zstd frame at the library's default level.
+pub fn zstd(data: &[u8]) -> Vec<u8> {
+    zstd::stream::encode_all(data, 0).unwrap()
+}
+
+/// Starts with the zstd frame magic number.
+pub fn is_zstd(data: &[u8]) -> bool {
+    data.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
 }

@@ -1,6 +1,7 @@
 //! Store tests: variants, tags, purges, parts, eviction.
 use super::*;
 use crate::cache::object::NewObject;
+use crate::rfc::coding::Coding;
 use crate::rfc::storable::Freshness;
 use bytes::Bytes;
 use http::StatusCode;
@@ -11,7 +12,7 @@ fn obj(body: &'static str, tags: &[&str]) -> Arc<CachedObject> {
             status: StatusCode::OK,
             headers: HeaderMap::new(),
             body: Bytes::from_static(body.as_bytes()),
-            gzip: None,
+            origin_encoded: None,
             etag: http::HeaderValue::from_static("\"e\""),
             origin_etag: None,
             freshness: Freshness::for_lifetime(60),
@@ -82,7 +83,7 @@ async fn swap_replaces_only_the_live_original() {
     let s = Store::new(1 << 20, 4);
     let a = obj("aaaaaaaaaaaaaaaaaaaaaaaa", &["t"]);
     s.insert("GET /a".into(), a.clone()).await;
-    let encoded = Arc::new(a.with_encodings(Some(Bytes::from_static(b"gz")), None));
+    let encoded = Arc::new(a.with_encodings([(Coding::Gzip, Bytes::from_static(b"gz"))]));
     assert!(s.swap("GET /a", &a, encoded.clone()).await);
     match s.lookup("GET /a", &HeaderMap::new()).await {
         Lookup::Hit(o) => assert!(Arc::ptr_eq(&o, &encoded)),
@@ -91,13 +92,13 @@ async fn swap_replaces_only_the_live_original() {
     s.run_pending_tasks().await;
     assert_eq!(s.tag_index().keys("t").len(), 1, "relinked, not lost");
     // The original is gone now: a second swap of it does nothing.
-    let again = Arc::new(a.with_encodings(None, None));
+    let again = Arc::new(a.with_encodings([]));
     assert!(!s.swap("GET /a", &a, again).await);
     // A purged object is never swapped back in.
     let b = obj("b", &["u"]);
     s.insert("GET /b".into(), b.clone()).await;
     assert_eq!(s.purge_tag("u", false).await, 1);
-    let late = Arc::new(b.with_encodings(None, None));
+    let late = Arc::new(b.with_encodings([]));
     assert!(!s.swap("GET /b", &b, late).await);
     assert!(matches!(
         s.lookup("GET /b", &HeaderMap::new()).await,
@@ -145,7 +146,7 @@ async fn replace_fill_replaces_only_the_response_it_updates() {
     let a = obj("aaaa", &["t"]);
     s.insert("GET /a".into(), a.clone()).await;
     // The encoder swapped in a copy: still the same response, so it is replaced.
-    let encoded = Arc::new(a.with_encodings(Some(Bytes::from_static(b"g")), None));
+    let encoded = Arc::new(a.with_encodings([(Coding::Gzip, Bytes::from_static(b"g"))]));
     assert!(s.swap("GET /a", &a, encoded).await);
     let a2 = obj("aaaa", &["t"]);
     assert!(s.replace_fill("GET /a", &a, &a2, s.purge_ticket()).await);
