@@ -141,7 +141,8 @@ impl Proxy {
                 cfg.origin.scheme.as_str(),
                 &cfg.origin.authority,
                 &cfg.origin.base_path,
-            ),
+            )
+            .with_host(cfg.origin.host.as_deref()),
             metrics: Metrics::new(cfg.routes.iter().map(|r| r.config.path.clone()).collect()),
             ids: request_id::Generator::default(),
             background: AtomicUsize::new(0),
