@@ -17,7 +17,8 @@
 //!   response fields rewritten to that host
 //! - [`request_id`]: `X-Request-Id`, kept from the client or generated; [`cors`]: cache fields
 //!   exposed to browser code
-//! - [`origin`]: the pooled client; [`compress`]: codecs; [`body`]: response bodies
+//! - [`origin`]: the pooled client, HTTP/1.1 or HTTP/2, over TLS to `https` origins;
+//!   [`compress`]: codecs; [`body`]: response bodies
 //! - [`server`]: listeners and shutdown; [`admin`]: purge API, stats; [`metrics`]: counters
 //! - [`error`]: errors (and origin failure causes) and the one place they become responses;
 //!   [`clock`]: injectable time
