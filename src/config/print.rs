@@ -134,14 +134,17 @@ ca_file = "{ca_file}"
 insecure_skip_verify = true
 "#;
 
-    /// FULL_HTTPS with a real CA bundle.
-    fn full_https() -> String {
+    /// FULL_HTTPS with a real CA bundle, and the directory to remove after.
+    fn full_https() -> (String, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("apicache-print-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let ca = dir.join("ca.pem");
         let cert = rcgen::generate_simple_self_signed(vec!["ca.test".to_string()]).unwrap();
         std::fs::write(&ca, cert.cert.pem()).unwrap();
-        FULL_HTTPS.replace("{ca_file}", &ca.display().to_string())
+        (
+            FULL_HTTPS.replace("{ca_file}", &ca.display().to_string()),
+            dir,
+        )
     }
 
     fn set_token() {
@@ -190,10 +193,12 @@ insecure_skip_verify = true
         assert_eq!(again.origin.base_path, "/v1");
         assert_eq!(again.effective_toml().unwrap(), printed);
 
-        let https = Config::parse(&full_https()).unwrap();
+        let (text, dir) = full_https();
+        let https = Config::parse(&text).unwrap();
         let printed = https.effective_toml().unwrap();
         assert!(printed.contains("# warning: origin.insecure_skip_verify = true"));
         let again = Config::parse(&printed).unwrap();
+        let _ = std::fs::remove_dir_all(dir);
         assert_eq!(effective(&again), effective(&https));
         assert_eq!(again.effective_toml().unwrap(), printed);
 

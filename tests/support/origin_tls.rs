@@ -4,14 +4,23 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
-/// A private certificate authority.
+/// A private certificate authority; the PEM files it wrote go when it is dropped.
 pub struct TestCa {
     issuer: CertifiedIssuer<'static, KeyPair>,
+    dirs: Mutex<Vec<PathBuf>>,
+}
+
+impl Drop for TestCa {
+    fn drop(&mut self) {
+        for dir in self.dirs.lock().unwrap().drain(..) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 /// A leaf certificate (with the CA's certificate after it) and its key.
@@ -27,7 +36,10 @@ impl TestCa {
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
         let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        TestCa { issuer }
+        TestCa {
+            issuer,
+            dirs: Mutex::new(Vec::new()),
+        }
     }
 
     /// A server certificate for `names` (DNS names or IP addresses), signed by this CA.
@@ -53,6 +65,7 @@ impl TestCa {
             N.fetch_add(1, Ordering::SeqCst)
         ));
         std::fs::create_dir_all(&dir).unwrap();
+        self.dirs.lock().unwrap().push(dir.clone());
         let path = dir.join("ca.pem");
         std::fs::write(&path, self.issuer.pem()).unwrap();
         path
