@@ -16,8 +16,8 @@ pub enum ProxyError {
     /// The request target could not be normalized.
     #[error("{0}")]
     BadRequest(#[from] NormalizeError),
-    /// The origin could not be reached.
-    #[error("origin unreachable")]
+    /// The origin could not be reached (or its certificate was rejected).
+    #[error("{}", connect_text(*.0))]
     Connect(OriginCause),
     /// The origin did not answer in time.
     #[error("origin timed out")]
@@ -113,6 +113,16 @@ impl ProxyError {
     }
 }
 
+/// A connect failure's body: a rejected certificate is told apart from an unreachable origin,
+/// so whoever reads the 502 looks at the certificate (the reason is in the log, not the body).
+fn connect_text(cause: OriginCause) -> &'static str {
+    match cause {
+        OriginCause::Certificate => "origin certificate rejected",
+        OriginCause::Tls => "origin TLS handshake failed",
+        _ => "origin unreachable",
+    }
+}
+
 /// Why an exchange with the origin failed, as logs and `Cache-Status` name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OriginCause {
@@ -124,7 +134,9 @@ pub enum OriginCause {
     Reset,
     /// The origin closed the connection before a complete response.
     Closed,
-    /// The TLS handshake or the TLS layer failed.
+    /// The origin's certificate was rejected (unknown issuer, wrong name, expired...).
+    Certificate,
+    /// The TLS handshake or the TLS layer failed for another reason.
     Tls,
     /// The origin's bytes were not a usable HTTP response (or a corrupt gzip or zstd body).
     Protocol,
@@ -132,14 +144,19 @@ pub enum OriginCause {
     Other,
 }
 
-/// `e` and its `source()` chain, at most 16 links (a chain may be cyclic or absurdly deep).
+/// `e` and its `source()` chain, at most 16 links (a chain may be cyclic or absurdly deep). An
+/// `io::Error` wrapping another error links to that error itself: its own `source()` skips it
+/// (hyper-rustls wraps rustls' error in two of them).
 pub fn sources<'a>(
     e: &'a (dyn StdError + 'static),
 ) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
     let mut cur = Some(e);
     std::iter::from_fn(move || {
         let this = cur?;
-        cur = this.source();
+        cur = match this.downcast_ref::<io::Error>() {
+            Some(io) => io.get_ref().map(|inner| inner as &(dyn StdError + 'static)),
+            None => this.source(),
+        };
         Some(this)
     })
     .take(16)
@@ -153,17 +170,26 @@ impl OriginCause {
             OriginCause::Timeout => "timeout",
             OriginCause::Reset => "reset",
             OriginCause::Closed => "closed",
+            OriginCause::Certificate => "certificate",
             OriginCause::Tls => "tls",
             OriginCause::Protocol => "protocol",
             OriginCause::Other => "other",
         }
     }
 
-    /// Classify an error by walking its `source()` chain (at most 16 links): TLS wording first
-    /// (TLS libraries wrap their errors in `io::Error`s of unrelated kinds), then the first
-    /// `io::Error` kind, hyper's own kinds, and an idle body.
+    /// Classify an error by walking its `source()` chain (at most 16 links): a certificate
+    /// rustls rejected, then TLS wording (TLS libraries wrap their errors in `io::Error`s of
+    /// unrelated kinds), then the first `io::Error` kind, hyper's own kinds, and an idle body.
     pub fn of(e: &(dyn StdError + 'static)) -> Self {
-        if sources(e).any(looks_like_tls) {
+        if sources(e).any(|err| {
+            matches!(
+                err.downcast_ref::<rustls::Error>(),
+                Some(rustls::Error::InvalidCertificate(_))
+            )
+        }) {
+            return OriginCause::Certificate;
+        }
+        if sources(e).any(|err| err.is::<rustls::Error>() || looks_like_tls(err)) {
             return OriginCause::Tls;
         }
         for err in sources(e) {
@@ -287,6 +313,7 @@ mod tests {
         let proxy = [
             (ProxyError::BadRequest(NormalizeError::NotAPath), 400),
             (ProxyError::Connect(OriginCause::Refused), 502),
+            (ProxyError::Connect(OriginCause::Certificate), 502),
             (ProxyError::Origin(OriginCause::Closed), 502),
             (ProxyError::Timeout, 504),
             (ProxyError::NotCached, 504),
@@ -330,6 +357,20 @@ mod tests {
             503
         );
         assert_eq!(ProxyError::Connect(OriginCause::Refused).fwd_status(), 502);
+        // (cause, body, Cache-Status detail)
+        let connects = [
+            (OriginCause::Refused, "origin unreachable", "refused"),
+            (
+                OriginCause::Certificate,
+                "origin certificate rejected",
+                "certificate",
+            ),
+            (OriginCause::Tls, "origin TLS handshake failed", "tls"),
+        ];
+        for (cause, body, detail) in connects {
+            let e = ProxyError::Connect(cause);
+            assert_eq!((e.to_string().as_str(), e.detail()), (body, detail));
+        }
         let r = ProxyError::Timeout.into_response();
         assert_eq!(
             r.extensions().get::<ProxyError>().unwrap().detail(),
@@ -389,6 +430,31 @@ mod tests {
             ),
             (
                 Box::new(io::Error::other("received fatal alert: HandshakeFailure")),
+                OriginCause::Tls,
+            ),
+            // As hyper-rustls reports them: rustls' error in an io::Error in an io::Error.
+            (
+                Box::new(wrap(
+                    "client error (Connect)",
+                    io::Error::other(io::Error::new(
+                        K::InvalidData,
+                        rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+                    )),
+                )),
+                OriginCause::Certificate,
+            ),
+            (
+                Box::new(io::Error::other(io::Error::new(
+                    K::InvalidData,
+                    rustls::Error::InvalidCertificate(rustls::CertificateError::Expired),
+                ))),
+                OriginCause::Certificate,
+            ),
+            (
+                Box::new(io::Error::other(io::Error::new(
+                    K::InvalidData,
+                    rustls::Error::NoApplicationProtocol,
+                ))),
                 OriginCause::Tls,
             ),
             // A kind that says nothing, under one that does: the specific one wins.

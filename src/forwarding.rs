@@ -198,6 +198,7 @@ impl Forwarding {
         self.strip.iter().any(|n| h.contains_key(n))
             || (self.drop_underscores && h.keys().any(|k| k.as_str().contains('_')))
             || (!who.trusted && FORWARDED_FIELDS.iter().any(|n| h.contains_key(*n)))
+            || h.get_all(header::COOKIE).iter().nth(1).is_some()
     }
 
     /// Headers for the origin request, built from the client's.
@@ -213,6 +214,7 @@ impl Forwarding {
         origin::strip_hop_by_hop(&mut h);
         self.strip(&mut h);
         h.remove(header::HOST);
+        join_cookies(&mut h);
         // Every line of a trusted proxy's list, in order: dropping later lines would let a client
         // choose the address the origin sees.
         let prev: Vec<&str> = h
@@ -249,6 +251,26 @@ impl Forwarding {
         }
         origin::add_via(&mut h, version, &self.via);
         h
+    }
+}
+
+/// Several `Cookie` fields as one, `; `-separated: HTTP/2 clients send each cookie in its own
+/// field, and an HTTP/1.1 origin must get them as one (RFC 9113 §8.2.3; many read only the
+/// first line). An HTTP/2 origin takes either.
+fn join_cookies(h: &mut HeaderMap) {
+    if h.get_all(header::COOKIE).iter().nth(1).is_none() {
+        return;
+    }
+    let mut joined = Vec::new();
+    for v in h.get_all(header::COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(v.as_bytes());
+    }
+    if let Ok(mut v) = HeaderValue::from_bytes(&joined) {
+        v.set_sensitive(true);
+        h.insert(header::COOKIE, v);
     }
 }
 

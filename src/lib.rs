@@ -21,7 +21,8 @@
 //!   response fields rewritten to that host
 //! - [`request_id`]: `X-Request-Id`, kept from the client or generated; [`cors`]: cache fields
 //!   exposed to browser code
-//! - [`origin`]: the pooled client; [`compress`]: codecs; [`body`]: response bodies
+//! - [`origin`]: the pooled client, HTTP/1.1 or HTTP/2, over TLS to `https` origins;
+//!   [`compress`]: codecs; [`body`]: response bodies
 //! - [`server`]: listeners (plain, or TLS with ALPN and reloadable certificates) and shutdown;
 //!   [`admin`]: purge and reload API, stats; [`metrics`]: counters
 //! - [`error`]: errors (and origin failure causes) and the one place they become responses;

@@ -1,18 +1,24 @@
-//! The pooled client to the origin: absolute URIs, hop-by-hop stripping, forwarding headers, timeouts.
+//! The pooled client to the origin: absolute URIs, hop-by-hop stripping, forwarding headers,
+//! timeouts; HTTP/1.1 or HTTP/2 (`origin.http2`), over TLS for `https` ([`tls`], [`connect`]).
+
+mod connect;
+pub mod tls;
 
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::uri::Authority;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri, Version};
 use http_body::Body as _;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
+use hyper_util::client::legacy::Builder;
 use hyper_util::client::legacy::{connect::HttpConnector, Client, Error as LegacyError};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::body::ClientBodyError;
-use crate::config::OriginConfig;
+use crate::config::{Http2, OriginConfig};
 use crate::error::{OriginCause, ProxyError};
 use crate::request_id::REQUEST_ID;
 
@@ -26,46 +32,52 @@ pub fn empty_body() -> OriginBody {
 
 /// The origin and its connection pool.
 pub struct Origin {
-    client: Client<HttpConnector, OriginBody>,
+    client: Client<connect::OriginConnector, OriginBody>,
     /// No pooling: every request on a new connection, for the one retry after a pooled
     /// connection failed.
-    fresh: Client<HttpConnector, OriginBody>,
+    fresh: Client<connect::OriginConnector, OriginBody>,
+    /// The requests' authority: `origin.host` when set, else `origin.url`'s.
+    authority: Authority,
     cfg: OriginConfig,
 }
 
 impl Origin {
     /// Build the pooled client.
     pub fn new(cfg: &OriginConfig) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(cfg.connect_timeout));
-        connector.set_nodelay(true);
-        connector.set_keepalive(Some(Duration::from_secs(60)));
+        let mut tcp = HttpConnector::new();
+        tcp.set_connect_timeout(Some(cfg.connect_timeout));
+        tcp.set_nodelay(true);
+        tcp.set_keepalive(Some(Duration::from_secs(60)));
+        let connector = connect::OriginConnector::new(cfg, tcp);
         let buf = usize::try_from(cfg.max_header_size.as_u64()).unwrap_or(usize::MAX);
-        let client = Client::builder(TokioExecutor::new())
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             .http1_max_buf_size(buf)
-            .pool_idle_timeout(cfg.pool_idle_timeout)
-            .pool_max_idle_per_host(cfg.pool_max_idle_per_host)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(connector.clone());
-        let fresh = Client::builder(TokioExecutor::new())
-            .http1_max_buf_size(buf)
-            .pool_max_idle_per_host(0)
-            .timer(TokioTimer::new())
-            .build(connector);
+            // `always`: h2 only (ALPN h2 over TLS, prior knowledge over http). Otherwise a TLS
+            // connection is h2 when ALPN picked it, HTTP/1.1 else.
+            .http2_only(cfg.http2_mode() == Http2::Always)
+            // An HTTP/2 response head is bounded like an HTTP/1 one.
+            .http2_max_header_list_size(u32::try_from(buf).unwrap_or(u32::MAX))
+            .timer(TokioTimer::new());
+        let client = pooled(builder.clone(), cfg).build(connector.clone());
+        let fresh = builder.pool_max_idle_per_host(0).build(connector);
+        // `origin.host` was validated as a host[:port] when the config was loaded.
+        let host = cfg.host.as_deref().and_then(|h| h.parse().ok());
         Self {
             client,
             fresh,
+            authority: host.unwrap_or_else(|| cfg.authority.clone()),
             cfg: cfg.clone(),
         }
     }
 
-    /// The absolute URI of a normalized path on the origin.
+    /// The absolute URI of a normalized path on the origin; its authority is `origin.host`
+    /// when set (the `Host` or `:authority` sent; the connection still goes to `origin.url`).
     pub fn uri(&self, path_and_query: &str) -> Result<Uri, ProxyError> {
         let pq = format!("{}{}", self.cfg.base_path, path_and_query);
         Uri::builder()
             .scheme(self.cfg.scheme.clone())
-            .authority(self.cfg.authority.clone())
+            .authority(self.authority.clone())
             .path_and_query(pq)
             .build()
             .map_err(|_| ProxyError::BadRequest(crate::normalize::NormalizeError::NotAPath))
@@ -76,7 +88,8 @@ impl Origin {
         self.cfg.body_timeout
     }
 
-    /// Send a request; errors map to 502 (connect, bad response) and 504 (no headers in time),
+    /// Send a request; errors map to 502 (connect, certificate, bad response) and 504 (no
+    /// headers in time),
     /// and are logged with their cause, the origin's address and the request id.
     ///
     /// A bodiless GET or HEAD that fails without a response (typically a pooled connection the
@@ -86,7 +99,8 @@ impl Origin {
         &self,
         mut req: Request<OriginBody>,
     ) -> Result<Response<Incoming>, ProxyError> {
-        // The pool speaks HTTP/1.1 whatever the client used.
+        // Whatever the client used: the pool refuses an HTTP/2 request on an HTTP/1 connection,
+        // and an HTTP/2 connection (ALPN or `always`) ignores the version.
         *req.version_mut() = Version::HTTP_11;
         let request_id = req.headers().get(REQUEST_ID).cloned();
         let path = req.uri().path().to_string();
@@ -138,7 +152,9 @@ impl Origin {
         });
         let first = tokio::time::timeout_at(deadline, self.client.request(req)).await;
         let (method, uri, headers) = match (first, again) {
-            (Ok(Err(e)), Some(again)) if !e.is_connect() => {
+            // A connect failure (TLS handshakes included) is the origin's answer, not a stale
+            // pooled connection: a new connection would fail the same way.
+            (Ok(Err(e)), Some(again)) if !e.is_connect() && !is_tls(&e) => {
                 // Fields are only evaluated when debug lines are on: this path costs nothing else.
                 tracing::debug!(
                     error = %error_chain(&e),
@@ -179,6 +195,24 @@ impl Origin {
             Ok(Ok(resp)) => Ok(resp),
         }
     }
+}
+
+/// The pooled client's settings: idle connections kept `pool_idle_timeout`, at most
+/// `pool_max_idle_per_host`.
+fn pooled(mut builder: Builder, cfg: &OriginConfig) -> Builder {
+    builder
+        .pool_idle_timeout(cfg.pool_idle_timeout)
+        .pool_max_idle_per_host(cfg.pool_max_idle_per_host)
+        .pool_timer(TokioTimer::new());
+    builder
+}
+
+/// Whether an exchange failed in TLS (a handshake on a new connection, a certificate).
+fn is_tls(e: &LegacyError) -> bool {
+    matches!(
+        OriginCause::of(e),
+        OriginCause::Tls | OriginCause::Certificate
+    )
 }
 
 /// An error and its sources, `: `-separated (at most 16 links; a link that repeats the previous

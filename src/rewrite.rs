@@ -24,6 +24,9 @@ pub struct OriginAddr {
     host: String,
     /// The port, the scheme's default when none is written.
     port: u16,
+    /// `origin.host` (lowercase host, port): the name the origin is told it has, so it may
+    /// build its URLs with it.
+    alias: Option<(String, u16)>,
     /// Path prefix without a trailing `/` ("" for none): stripped from rewritten URLs, since the
     /// proxy adds it to every path it forwards.
     base_path: String,
@@ -66,9 +69,21 @@ impl OriginAddr {
         OriginAddr {
             port: authority.port_u16().unwrap_or(default),
             host: authority.host().to_ascii_lowercase(),
+            alias: None,
             base_path: base_path.trim_end_matches('/').to_string(),
             scheme,
         }
+    }
+
+    /// URLs naming `host` (`origin.host`: `host[:port]`, the scheme's default port when none)
+    /// are the origin's too. A value that is not an authority adds nothing.
+    pub fn with_host(mut self, host: Option<&str>) -> Self {
+        if let Some(a) = host.and_then(|h| h.parse::<Authority>().ok()) {
+            let default = if self.scheme == "https" { 443 } else { 80 };
+            let port = a.port_u16().unwrap_or(default);
+            self.alias = Some((a.host().to_ascii_lowercase(), port));
+        }
+        self
     }
 
     /// Rewrite every URL naming the origin in `Location`, `Content-Location`, `Refresh` and
@@ -303,7 +318,8 @@ impl OriginAddr {
             }
             _ => None,
         };
-        host.eq_ignore_ascii_case(self.host.as_bytes()) && port == Some(self.port)
+        let named = |h: &str, p: u16| host.eq_ignore_ascii_case(h.as_bytes()) && port == Some(p);
+        named(&self.host, self.port) || self.alias.as_ref().is_some_and(|(h, p)| named(h, *p))
     }
 }
 

@@ -61,7 +61,8 @@ impl Settings {
                 cfg.origin.scheme.as_str(),
                 &cfg.origin.authority,
                 &cfg.origin.base_path,
-            ),
+            )
+            .with_host(cfg.origin.host.as_deref()),
             routes: metrics.routes(cfg.routes.iter().map(|r| r.config.path.clone())),
             loaded_at: SystemTime::now(),
             restart_pending: restart_pending.to_vec(),

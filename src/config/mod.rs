@@ -1,9 +1,10 @@
 //! The TOML configuration: a raw serde layer that rejects unknown keys ([`raw`]), validated into
 //! [`Config`]; its printed form ([`print`]) and start-time warnings ([`warnings`]); the listeners'
-//! certificates ([`tls`]) and the log format ([`log`]).
+//! certificates ([`tls`]), the origin's TLS keys ([`origin_tls`]) and the log format ([`log`]).
 
 mod compression;
 pub mod log;
+mod origin_tls;
 mod print;
 mod raw;
 pub mod tls;
@@ -11,6 +12,7 @@ pub mod warnings;
 
 pub use compression::CompressionConfig;
 pub use log::{LogConfig, LogFormat};
+pub use origin_tls::Http2;
 pub use tls::TlsConfig;
 
 use std::net::SocketAddr;
@@ -107,10 +109,10 @@ impl Default for ServerConfig {
 pub struct OriginConfig {
     /// The origin URL as configured.
     pub url: String,
-    /// `http` (TLS to the origin is not supported).
+    /// `http` or `https`.
     #[serde(skip)]
     pub scheme: Scheme,
-    /// host:port of the origin.
+    /// host[:port] of the origin (no port: the scheme's, 80 or 443).
     #[serde(skip)]
     pub authority: Authority,
     /// Path prefix from the URL, prepended to every forwarded path ("" when none).
@@ -139,6 +141,20 @@ pub struct OriginConfig {
     /// Rewrite `Location`, `Content-Location`, `Refresh` and `Link` URLs naming the origin to
     /// the client's public scheme and host.
     pub rewrite_urls: bool,
+    /// `Host` (HTTP/2: `:authority`) sent instead of the URL's authority, for an origin reached
+    /// by address or an internal name; normalized `host[:port]`. SNI still names the URL's host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// PEM bundle of CAs trusted for the origin's certificate, besides the platform's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// HTTP/2 to the origin: `auto` (ALPN), `never`, `always`.
+    pub http2: Http2,
+    /// Accept any origin certificate: for development only, warned about at every start.
+    pub insecure_skip_verify: bool,
+    /// The TLS client settings (`https` origins), built at load from the keys above.
+    #[serde(skip)]
+    pub tls: Option<crate::origin::tls::TlsClient>,
 }
 
 /// `[cache]`: the in-memory store.

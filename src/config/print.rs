@@ -57,6 +57,7 @@ pool_max_idle_per_host = 12
 max_header_size = "16KiB"
 preserve_host = true
 rewrite_urls = false
+http2 = "never"
 
 [cache]
 max_size = "64MiB"
@@ -128,6 +129,30 @@ verify_ttl = "2m"
 reject_ttl = "5s"
 "#;
 
+    /// The `[origin]` keys FULL cannot set with its `http://` URL and `preserve_host = true`:
+    /// an https origin, its CA bundle (`{ca_file}`), and `host`, which contradicts
+    /// `preserve_host`.
+    const FULL_HTTPS: &str = r#"
+[origin]
+url = "https://api.internal:8443/v2"
+host = "api.example.com"
+ca_file = "{ca_file}"
+insecure_skip_verify = true
+"#;
+
+    /// FULL_HTTPS with a real CA bundle, and the directory to remove after.
+    fn full_https() -> (String, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("apicache-print-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("ca.pem");
+        let cert = rcgen::generate_simple_self_signed(vec!["ca.test".to_string()]).unwrap();
+        std::fs::write(&ca, cert.cert.pem()).unwrap();
+        (
+            FULL_HTTPS.replace("{ca_file}", &ca.display().to_string()),
+            dir,
+        )
+    }
+
     fn set_token() {
         // Only this module's tests read this variable.
         std::env::set_var("APICACHE_PRINT_TEST_TOKEN", "0123456789abcdef-print");
@@ -196,24 +221,33 @@ reject_ttl = "5s"
         assert_eq!(again.origin.base_path, "/v1");
         assert_eq!(again.effective_toml().unwrap(), printed);
 
-        // FULL really sets every key the printer writes to a non-default value, so a key added
-        // later without a place here fails this test.
-        let mut full = BTreeMap::new();
-        leaves(
-            &toml::Value::try_from(&c).unwrap(),
-            String::new(),
-            &mut full,
-        );
-        let mut default = BTreeMap::new();
-        let d = Config::parse("[origin]\nurl = \"http://a:1\"\n").unwrap();
-        leaves(
-            &toml::Value::try_from(&d).unwrap(),
-            String::new(),
-            &mut default,
-        );
+        let (text, dir) = full_https();
+        let https = Config::parse(&text).unwrap();
+        let printed = https.effective_toml().unwrap();
+        assert!(printed.contains("# warning: origin.insecure_skip_verify = true"));
+        let again = Config::parse(&printed).unwrap();
+        let _ = std::fs::remove_dir_all(dir);
+        assert_eq!(effective(&again), effective(&https));
+        assert_eq!(again.effective_toml().unwrap(), printed);
+
+        // FULL (or, for the keys it cannot set, FULL_HTTPS) really sets every key the printer
+        // writes to a non-default value, so a key added later without a place here fails this
+        // test.
+        let printed_leaves = |c: &Config| {
+            let mut out = BTreeMap::new();
+            leaves(&toml::Value::try_from(c).unwrap(), String::new(), &mut out);
+            out
+        };
+        let full = printed_leaves(&c);
+        let full_https = printed_leaves(&https);
+        let default = printed_leaves(&Config::parse("[origin]\nurl = \"http://a:1\"\n").unwrap());
         for (key, v) in &default {
-            assert_ne!(full.get(key), Some(v), "{key} is at its default in FULL");
+            assert!(
+                full.get(key) != Some(v) || full_https.get(key) != Some(v),
+                "{key} is at its default in FULL and FULL_HTTPS"
+            );
         }
+        let full: BTreeMap<_, _> = full_https.into_iter().chain(full).collect();
         for key in [
             "cache.max_fill_memory",
             "admin.token_env",
@@ -223,6 +257,9 @@ reject_ttl = "5s"
             "admin.tls.cert_file",
             "admin.tls.key_file",
             "log.format",
+            "origin.host",
+            "origin.ca_file",
+            "origin.insecure_skip_verify",
         ] {
             assert!(full.contains_key(key), "{key}");
         }

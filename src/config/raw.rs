@@ -2,7 +2,7 @@
 //! [`Config`], with every error naming the file and the key.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytesize::ByteSize;
@@ -54,6 +54,14 @@ struct RawOrigin {
     preserve_host: bool,
     #[serde(default = "d_true")]
     rewrite_urls: bool,
+    #[serde(default)]
+    host: Option<String>,
+    #[serde(default)]
+    ca_file: Option<PathBuf>,
+    #[serde(default)]
+    http2: Http2,
+    #[serde(default)]
+    insecure_skip_verify: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -99,7 +107,7 @@ pub(super) fn parse_named(text: &str, file: &Path) -> Result<Config, ConfigError
         reason,
     };
     let de = toml::Deserializer::new(text);
-    let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
         let mut reason = e.inner().message().trim().replace('\n', "; ");
         if let Some(span) = e.inner().span() {
@@ -109,6 +117,9 @@ pub(super) fn parse_named(text: &str, file: &Path) -> Result<Config, ConfigError
         let key = if key == "." { "<root>".into() } else { key };
         invalid(&key, reason)
     })?;
+    if let Some(ca) = &mut raw.origin.ca_file {
+        *ca = origin_tls::resolve(ca, file);
+    }
     let mut cfg = raw.validate(&invalid)?;
     cfg.source.hash = text_hash(text);
     Ok(cfg)
@@ -339,10 +350,11 @@ fn parse_origin_url(
         .map_err(|e| invalid("origin.url", format!("malformed URL {url:?}: {e}")))?;
     let scheme = match uri.scheme_str() {
         Some("http") => Scheme::HTTP,
+        Some("https") => Scheme::HTTPS,
         Some(other) => {
             return Err(invalid(
                 "origin.url",
-                format!("scheme `{other}` is not supported (use http://)"),
+                format!("scheme `{other}` is not supported (use http:// or https://)"),
             ))
         }
         None => {
@@ -382,11 +394,24 @@ impl Config {
             reason,
         };
         let (scheme, authority, base_path) = parse_origin_url(url, &invalid)?;
+        let o = &self.origin;
+        let checked = origin_tls::validate(
+            origin_tls::Keys {
+                scheme: &scheme,
+                ca_file: o.ca_file.as_deref(),
+                insecure_skip_verify: o.insecure_skip_verify,
+                host: o.host.as_deref(),
+                preserve_host: o.preserve_host,
+                http2: o.http2,
+            },
+            &invalid,
+        )?;
         self.origin = OriginConfig {
             url: url.to_string(),
             scheme,
             authority,
             base_path,
+            tls: checked.tls,
             ..self.origin
         };
         Ok(self)
@@ -413,6 +438,17 @@ fn validate_origin(
             "must be more than 0".into(),
         ));
     }
+    let checked = origin_tls::validate(
+        origin_tls::Keys {
+            scheme: &scheme,
+            ca_file: raw.ca_file.as_deref(),
+            insecure_skip_verify: raw.insecure_skip_verify,
+            host: raw.host.as_deref(),
+            preserve_host: raw.preserve_host,
+            http2: raw.http2,
+        },
+        invalid,
+    )?;
     Ok(OriginConfig {
         url: raw.url,
         scheme,
@@ -426,6 +462,11 @@ fn validate_origin(
         max_header_size: raw.max_header_size,
         preserve_host: raw.preserve_host,
         rewrite_urls: raw.rewrite_urls,
+        host: checked.host,
+        ca_file: raw.ca_file,
+        http2: raw.http2,
+        insecure_skip_verify: raw.insecure_skip_verify,
+        tls: checked.tls,
     })
 }
 

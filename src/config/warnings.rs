@@ -21,11 +21,45 @@ impl Config {
                 )
             })
             .collect();
+        out.extend(self.origin_tls_warnings());
         if let Some(a) = self.admin.as_ref().filter(|a| a.token.is_none()) {
             out.push(format!(
                 "admin API has no token: anyone who can reach it ({}) can purge",
                 a.listen
             ));
+        }
+        out
+    }
+}
+
+impl Config {
+    /// `insecure_skip_verify` on (said at every start), and TLS keys that have no effect.
+    fn origin_tls_warnings(&self) -> Vec<String> {
+        let o = &self.origin;
+        let https = o.scheme == http::uri::Scheme::HTTPS;
+        let mut out = Vec::new();
+        if o.insecure_skip_verify && https {
+            out.push(format!(
+                "origin.insecure_skip_verify = true: the certificate of {} is NOT verified; \
+                 anyone on the network path can pose as the origin, read and change its \
+                 traffic, and poison the cache. For development only",
+                o.authority
+            ));
+        }
+        let plain = "has no effect: origin.url is http://";
+        if o.insecure_skip_verify && !https {
+            out.push(format!("origin.insecure_skip_verify {plain}"));
+        }
+        if let Some(ca) = &o.ca_file {
+            // Debug-quoted: the line is printed as a TOML comment, which a newline would end.
+            if !https {
+                out.push(format!("origin.ca_file {ca:?} {plain}"));
+            } else if o.insecure_skip_verify {
+                out.push(format!(
+                    "origin.ca_file {ca:?} has no effect: origin.insecure_skip_verify = true \
+                     accepts any certificate"
+                ));
+            }
         }
         out
     }
@@ -86,5 +120,43 @@ mod tests {
             Config::parse("[origin]\nurl = \"http://a:1\"\n[admin]\nlisten = \"127.0.0.1:0\"\n")
                 .unwrap();
         assert!(open_admin.warnings()[0].contains("no token"));
+    }
+
+    #[test]
+    fn insecure_origins_and_tls_keys_without_effect_are_warned_about() {
+        let parse = |url: &str, keys: &str| {
+            Config::parse(&format!("[origin]\nurl = \"{url}\"\n{keys}"))
+                .unwrap()
+                .warnings()
+        };
+        let w = parse("https://a.test", "insecure_skip_verify = true\n");
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with(
+                "origin.insecure_skip_verify = true: the certificate of a.test is NOT verified"
+            ),
+            "{w:?}"
+        );
+        let w = parse("http://a.test", "insecure_skip_verify = true\n");
+        assert_eq!(
+            w,
+            ["origin.insecure_skip_verify has no effect: origin.url is http://"]
+        );
+        let dir = std::env::temp_dir().join(format!("apicache-warn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("ca.pem");
+        let cert = rcgen::generate_simple_self_signed(vec!["ca.test".to_string()]).unwrap();
+        std::fs::write(&ca, cert.cert.pem()).unwrap();
+        let line = format!("ca_file = {:?}\n", ca.display().to_string());
+        let w = parse("http://a.test", &line);
+        assert!(w[0].starts_with("origin.ca_file") && w[0].ends_with("origin.url is http://"));
+        let w = parse(
+            "https://a.test",
+            &format!("{line}insecure_skip_verify = true\n"),
+        );
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[1].contains("accepts any certificate"), "{w:?}");
+        assert!(parse("https://a.test", &line).is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

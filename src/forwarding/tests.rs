@@ -280,3 +280,26 @@ fn bad_config_names_the_key() {
     let e = Forwarding::compile(&s, &n).unwrap_err().0;
     assert_eq!(e, "normalize.strip_request_headers[0]");
 }
+
+#[test]
+fn cookie_fields_reach_the_origin_as_one() {
+    let f = fwd(&[], &[]);
+    let peer: SocketAddr = PEER.parse().unwrap();
+    // (Cookie lines, what the origin gets)
+    let rows: &[(&[&str], Option<&str>)] = &[
+        (&[], None),
+        (&["a=1"], Some("a=1")),
+        (&["a=1", "b=2", "c=3"], Some("a=1; b=2; c=3")),
+    ];
+    for (lines, want) in rows {
+        let mut fields: Vec<(&str, &str)> = vec![("host", "api.x")];
+        fields.extend(lines.iter().map(|v| ("cookie", *v)));
+        let client = head(Version::HTTP_2, "/", &fields);
+        let who = f.client(&client, peer).unwrap();
+        assert_eq!(f.rewrites(&client.headers, &who), lines.len() > 1);
+        let h = f.headers(&client.headers, &who, Version::HTTP_2, peer, None);
+        let got: Vec<_> = h.get_all(header::COOKIE).iter().collect();
+        assert_eq!(got.len(), usize::from(want.is_some()), "{lines:?}");
+        assert_eq!(got.first().map(|v| v.to_str().unwrap()), *want);
+    }
+}

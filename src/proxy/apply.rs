@@ -26,8 +26,9 @@ impl Proxy {
         self.store.set_limits(c.max_variants, keep);
         self.encoder.set_levels(new.compression.stored_levels());
         // The origin's connection pool stays warm across a reload that leaves `[origin]` alone.
-        let origin = (format!("{:?}", old.cfg.origin) == format!("{:?}", new.origin))
-            .then(|| old.origin.clone());
+        // Not for TLS origins: the roots were read again (a replaced CA file keeps its path).
+        let same = format!("{:?}", old.cfg.origin) == format!("{:?}", new.origin);
+        let origin = (same && new.origin.tls.is_none()).then(|| old.origin.clone());
         let hash = new.source.hash.clone();
         let tightened_cookies = old.cfg.cache.store_set_cookie && !new.cache.store_set_cookie;
         let verify_changed = verify_policies(&old.cfg) != verify_policies(&new);

@@ -152,6 +152,73 @@ fn default_ports_and_literals_are_the_same_authority() {
 }
 
 #[test]
+fn https_origins_and_their_origin_host() {
+    let p = public("https", "api.example.com");
+    // (origin.url, origin.host, value, rewritten)
+    let rows: &[(&str, Option<&str>, &str, Option<&str>)] = &[
+        (
+            "https://10.0.0.5",
+            None,
+            "https://10.0.0.5:443/x",
+            Some("https://api.example.com/x"),
+        ),
+        ("https://10.0.0.5", None, "http://10.0.0.5/x", None),
+        ("https://10.0.0.5", None, "https://10.0.0.5:80/x", None),
+        (
+            "https://10.0.0.5/v1",
+            Some("api.internal"),
+            "https://API.internal/v1/x",
+            Some("https://api.example.com/x"),
+        ),
+        (
+            "https://10.0.0.5/v1",
+            Some("api.internal"),
+            "https://api.internal:443/v1/x?y",
+            Some("https://api.example.com/x?y"),
+        ),
+        // The URL's own authority still counts.
+        (
+            "https://10.0.0.5/v1",
+            Some("api.internal"),
+            "https://10.0.0.5/v1/x",
+            Some("https://api.example.com/x"),
+        ),
+        (
+            "https://10.0.0.5/v1",
+            Some("api.internal"),
+            "https://api.internal:8443/v1/x",
+            None,
+        ),
+        (
+            "https://10.0.0.5/v1",
+            Some("api.internal:8443"),
+            "https://api.internal:8443/v1/x",
+            Some("https://api.example.com/x"),
+        ),
+        (
+            "https://10.0.0.5/v1",
+            Some("api.internal"),
+            "https://api.internal.evil/v1/x",
+            None,
+        ),
+        (
+            "http://10.0.0.5:8080",
+            Some("api.internal"),
+            "//api.internal/x",
+            Some("//api.example.com/x"),
+        ),
+    ];
+    for (url, host, value, want) in rows {
+        let o = origin(url).with_host(*host);
+        assert_eq!(
+            one(&o, "location", value, &p).as_deref(),
+            *want,
+            "{url} {host:?} {value}"
+        );
+    }
+}
+
+#[test]
 fn without_a_public_host_urls_become_paths() {
     let o = origin("http://origin:1/base");
     let p = public("http", "");

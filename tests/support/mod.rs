@@ -1,7 +1,8 @@
-//! Test harness: a real origin on 127.0.0.1:0 that counts requests ([`origin`]), apicache started
-//! in-process in front of it ([`proxy`]), one request helper and shared assertions ([`client`]),
-//! bodies and codecs ([`body`]), the few looks into apicache's internals ([`internals`]), and
-//! test certificates with HTTPS clients trusting them ([`certs`]).
+//! Test harness: a real origin on 127.0.0.1:0 that counts requests ([`origin`]; HTTPS with
+//! certificates from [`origin_tls`]), apicache started in-process in front of it ([`proxy`]),
+//! one request helper and shared assertions ([`client`]), bodies and codecs ([`body`]), the few
+//! looks into apicache's internals ([`internals`]), and listener certificates with HTTPS
+//! clients trusting them ([`certs`]).
 #![allow(dead_code)]
 
 pub mod body;
@@ -9,8 +10,9 @@ pub mod certs;
 pub mod client;
 pub mod internals;
 pub mod origin;
+pub mod origin_tls;
 pub mod proxy;
 
 // Every test binary uses a different part of the harness.
 #[allow(unused_imports)]
-pub use {body::*, certs::*, client::*, internals::*, origin::*, proxy::*};
+pub use {body::*, certs::*, client::*, internals::*, origin::*, origin_tls::*, proxy::*};

@@ -1,5 +1,6 @@
 //! The test origin: a real hyper server on 127.0.0.1:0 that records every request and answers with
-//! a scripted [`Reply`] (replaceable at run time with [`Origin::set_handler`]).
+//! a scripted [`Reply`] (replaceable at run time with [`Origin::set_handler`]); plain http, or
+//! HTTPS ([`Origin::start_tls`]) recording the HTTP version and SNI each request came with.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -9,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{HeaderMap, Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -29,6 +30,12 @@ pub struct Seen {
     pub path_and_query: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The HTTP version the request came in.
+    pub version: Version,
+    /// The request's authority: HTTP/2's `:authority`, else the `Host` field ("" when none).
+    pub authority: String,
+    /// The name the client sent in TLS SNI (`None`: plain http, or no SNI).
+    pub sni: Option<String>,
 }
 
 impl Seen {
@@ -96,80 +103,91 @@ pub struct Origin {
     body_bytes: Arc<AtomicUsize>,
     seen: Arc<Mutex<Vec<Seen>>>,
     handler: Arc<Mutex<Handler>>,
+    /// TCP connections accepted.
+    connections: Arc<AtomicUsize>,
+    /// TLS handshakes that failed (the client rejected the certificate, say).
+    failed_handshakes: Arc<AtomicUsize>,
+    tls: bool,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// What every connection of one origin shares.
+#[derive(Clone)]
+struct Shared {
+    requests: Arc<AtomicUsize>,
+    body_bytes: Arc<AtomicUsize>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    handler: Arc<Mutex<Handler>>,
 }
 
 impl Origin {
     pub async fn start(handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Origin {
+        Origin::listen(None, handler).await
+    }
+
+    /// An HTTPS origin with these TLS settings (certificate, ALPN: see [`super::server_tls`]);
+    /// HTTP/1.1 or HTTP/2, as the connection's first bytes say.
+    pub async fn start_tls(
+        tls: Arc<rustls::ServerConfig>,
+        handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
+    ) -> Origin {
+        Origin::listen(Some(tls), handler).await
+    }
+
+    async fn listen(
+        tls: Option<Arc<rustls::ServerConfig>>,
+        handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
+    ) -> Origin {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let requests = Arc::new(AtomicUsize::new(0));
-        let body_bytes = Arc::new(AtomicUsize::new(0));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let handler: Arc<Mutex<Handler>> = Arc::new(Mutex::new(Arc::new(handler)));
-        let (r, b, s, h) = (
-            requests.clone(),
-            body_bytes.clone(),
-            seen.clone(),
-            handler.clone(),
+        let handler: Handler = Arc::new(handler);
+        let shared = Shared {
+            requests: Arc::new(AtomicUsize::new(0)),
+            body_bytes: Arc::new(AtomicUsize::new(0)),
+            seen: Arc::new(Mutex::new(Vec::new())),
+            handler: Arc::new(Mutex::new(handler)),
+        };
+        let connections = Arc::new(AtomicUsize::new(0));
+        let failed_handshakes = Arc::new(AtomicUsize::new(0));
+        let (sh, conns, failed, acceptor) = (
+            shared.clone(),
+            connections.clone(),
+            failed_handshakes.clone(),
+            tls.clone().map(tokio_rustls::TlsAcceptor::from),
         );
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     break;
                 };
-                let (r, b, s, h) = (r.clone(), b.clone(), s.clone(), h.clone());
+                conns.fetch_add(1, Ordering::SeqCst);
+                let (sh, failed, acceptor) = (sh.clone(), failed.clone(), acceptor.clone());
                 tokio::spawn(async move {
-                    let svc = service_fn(move |req: Request<Incoming>| {
-                        let (r, b, s, h) = (r.clone(), b.clone(), s.clone(), h.clone());
-                        async move {
-                            let (parts, body) = req.into_parts();
-                            let body = body
-                                .collect()
-                                .await
-                                .map(|c| c.to_bytes())
-                                .unwrap_or_default();
-                            let seen = Seen {
-                                method: parts.method.to_string(),
-                                path_and_query: parts
-                                    .uri
-                                    .path_and_query()
-                                    .map(|p| p.to_string())
-                                    .unwrap_or_default(),
-                                headers: parts.headers,
-                                body,
-                            };
-                            r.fetch_add(1, Ordering::SeqCst);
-                            let handler = h.lock().unwrap().clone();
-                            let reply = handler(&seen);
-                            s.lock().unwrap().push(seen);
-                            if !reply.delay.is_zero() {
-                                tokio::time::sleep(reply.delay).await;
-                            }
-                            b.fetch_add(reply.body.len(), Ordering::SeqCst);
-                            let mut resp = Response::new(Full::new(Bytes::from(reply.body)));
-                            *resp.status_mut() = StatusCode::from_u16(reply.status).unwrap();
-                            for (k, v) in reply.headers {
-                                resp.headers_mut().append(
-                                    http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                                    http::HeaderValue::from_str(&v).unwrap(),
-                                );
-                            }
-                            Ok::<_, Infallible>(resp)
+                    let Some(acceptor) = acceptor else {
+                        return serve(stream, None, sh).await;
+                    };
+                    let accepting = acceptor.accept(stream);
+                    match tokio::time::timeout(Duration::from_secs(10), accepting).await {
+                        Ok(Ok(tls)) => {
+                            let sni = tls.get_ref().1.server_name().map(String::from);
+                            serve(tls, sni, sh).await
                         }
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                        _ => {
+                            failed.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
                 });
             }
         });
         Origin {
             addr,
-            requests,
-            body_bytes,
-            seen,
-            handler,
+            requests: shared.requests,
+            body_bytes: shared.body_bytes,
+            seen: shared.seen,
+            handler: shared.handler,
+            connections,
+            failed_handshakes,
+            tls: tls.is_some(),
             task,
         }
     }
@@ -223,8 +241,23 @@ impl Origin {
             .expect("origin saw a request")
     }
 
+    /// `http://127.0.0.1:port`, or for a TLS origin `https://localhost:port` (the name its
+    /// certificate usually carries).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        match self.tls {
+            false => format!("http://{}", self.addr),
+            true => format!("https://localhost:{}", self.addr.port()),
+        }
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// TLS handshakes that failed so far.
+    pub fn failed_handshakes(&self) -> usize {
+        self.failed_handshakes.load(Ordering::SeqCst)
     }
 
     /// Stop listening and wait (bounded) until the address refuses connections.
@@ -248,6 +281,62 @@ impl Drop for Origin {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Serve one connection (plain or TLS) with the origin's handler, recording each request.
+async fn serve<I>(io: I, sni: Option<String>, sh: Shared)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req: Request<Incoming>| {
+        let (sh, sni) = (sh.clone(), sni.clone());
+        async move {
+            let (parts, body) = req.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            let authority = match (parts.uri.authority(), parts.headers.get(http::header::HOST)) {
+                (Some(a), _) => a.to_string(),
+                (None, Some(h)) => h.to_str().unwrap_or_default().to_string(),
+                (None, None) => String::new(),
+            };
+            let seen = Seen {
+                method: parts.method.to_string(),
+                path_and_query: parts
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.to_string())
+                    .unwrap_or_default(),
+                headers: parts.headers,
+                body,
+                version: parts.version,
+                authority,
+                sni,
+            };
+            sh.requests.fetch_add(1, Ordering::SeqCst);
+            let handler = sh.handler.lock().unwrap().clone();
+            let reply = handler(&seen);
+            sh.seen.lock().unwrap().push(seen);
+            if !reply.delay.is_zero() {
+                tokio::time::sleep(reply.delay).await;
+            }
+            sh.body_bytes.fetch_add(reply.body.len(), Ordering::SeqCst);
+            let mut resp = Response::new(Full::new(Bytes::from(reply.body)));
+            *resp.status_mut() = StatusCode::from_u16(reply.status).unwrap();
+            for (k, v) in reply.headers {
+                resp.headers_mut().append(
+                    http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    http::HeaderValue::from_str(&v).unwrap(),
+                );
+            }
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(io), svc)
+        .await;
 }
 
 /// An origin that answers every path with `{"path":"<path>"}` and [`CACHEABLE`].
