@@ -152,9 +152,11 @@ impl Origin {
         });
         let first = tokio::time::timeout_at(deadline, self.client.request(req)).await;
         let (method, uri, headers) = match (first, again) {
-            // A connect failure (TLS handshakes included) is the origin's answer, not a stale
-            // pooled connection: a new connection would fail the same way.
-            (Ok(Err(e)), Some(again)) if !e.is_connect() && !is_tls(&e) => {
+            // A connect failure (TLS handshakes and certificates included) is the origin's
+            // answer, not a stale pooled connection: a new connection would fail the same way.
+            // A pooled TLS connection the origin closed without close_notify is not one: it is
+            // retried like a plain one.
+            (Ok(Err(e)), Some(again)) if !e.is_connect() => {
                 // Fields are only evaluated when debug lines are on: this path costs nothing else.
                 tracing::debug!(
                     error = %error_chain(&e),
@@ -205,14 +207,6 @@ fn pooled(mut builder: Builder, cfg: &OriginConfig) -> Builder {
         .pool_max_idle_per_host(cfg.pool_max_idle_per_host)
         .pool_timer(TokioTimer::new());
     builder
-}
-
-/// Whether an exchange failed in TLS (a handshake on a new connection, a certificate).
-fn is_tls(e: &LegacyError) -> bool {
-    matches!(
-        OriginCause::of(e),
-        OriginCause::Tls | OriginCause::Certificate
-    )
 }
 
 /// An error and its sources, `: `-separated (at most 16 links; a link that repeats the previous

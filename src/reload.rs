@@ -104,7 +104,7 @@ impl Reloader {
         keep_running(&running.cfg, &mut new)?;
         // Certificates are read again even when their paths did not change (a renewal); a pair
         // that does not load rejects the whole reload.
-        self.tls.reload(&new)?;
+        self.tls.reload(&new, &restart_needed)?;
         let warnings = new.warnings();
         let applied = self.proxy.apply(new, restart_needed).await;
         for w in warnings {
@@ -139,6 +139,7 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         check("admin.tls", o.tls.is_some() != n.tls.is_some());
     }
     check("cache.max_size", old.cache.max_size != new.cache.max_size);
+    check("log.format", old.log.format != new.log.format);
     // The budget in effect: its default follows max_size and max_object_size.
     check(
         "cache.max_fill_memory",
@@ -187,6 +188,8 @@ pub fn keep_running(old: &Config, new: &mut Config) -> Result<(), ConfigError> {
         (o, n) => *n = o.clone(),
     }
     new.cache.max_size = old.cache.max_size;
+    // The log subscriber is set up once, before the first line.
+    new.log.format = old.log.format;
     new.cache.max_fill_memory = Some(bytesize::ByteSize(running_budget));
     new.cache.max_verdict_memory = old.cache.max_verdict_memory;
     Ok(())
@@ -204,7 +207,7 @@ mod tests {
     fn only_listeners_and_memory_bounds_need_a_restart() {
         let base =
             cfg("[server]\nlisten = \"127.0.0.1:8080\"\n[admin]\nlisten = \"127.0.0.1:8081\"\n");
-        let rows: [(&str, &[&str]); 8] = [
+        let rows: [(&str, &[&str]); 9] = [
             ("[server]\nlisten = \"127.0.0.1:8080\"\n[admin]\nlisten = \"127.0.0.1:8081\"\n", &[]),
             ("[server]\nlisten = \"127.0.0.1:9090\"\n[admin]\nlisten = \"127.0.0.1:8081\"\n", &["server.listen"]),
             ("[server]\nlisten = \"127.0.0.1:8080\"\n", &["admin"]),
@@ -214,6 +217,7 @@ mod tests {
             // Live: timeouts, TTLs, routes, tokens.
             ("[server]\nlisten = \"127.0.0.1:8080\"\nidle_timeout = \"3s\"\n[admin]\nlisten = \"127.0.0.1:8081\"\ntoken = \"0123456789abcdef\"\n[cache]\nhit_for_pass = \"9s\"\n", &[]),
             ("[server]\nlisten = \"127.0.0.1:8080\"\n[admin]\nlisten = \"127.0.0.1:8081\"\n[[routes]]\npath = \"/a\"\nttl = \"1s\"\n", &[]),
+            ("[server]\nlisten = \"127.0.0.1:8080\"\n[admin]\nlisten = \"127.0.0.1:8081\"\n[log]\nformat = \"json\"\n", &["log.format"]),
         ];
         for (text, want) in rows {
             let new = cfg(text);

@@ -1,5 +1,6 @@
 //! The binary re-reads its config on SIGHUP: a changed route TTL applies while what was cached
-//! stays a hit; an invalid edit is logged and the running config kept, the process alive.
+//! stays a hit; an invalid edit is logged and the running config kept, the process alive; a
+//! renewed certificate is served to new connections.
 
 mod support;
 use support::*;
@@ -146,4 +147,48 @@ async fn sighup_applies_a_new_ttl_keeps_the_cache_and_survives_an_invalid_edit()
     assert!(ttl > 5 && ttl <= 30, "{ttl}");
     drop(bin);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The certificate a new TLS connection to `addr` is served.
+async fn served_cert(ca: &Ca, addr: SocketAddr) -> Vec<u8> {
+    let s = tls_connect(addr, ca.rustls_config(&[b"http/1.1"], false)).await;
+    s.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_serves_a_renewed_certificate_without_a_restart() {
+    let origin = Origin::start(|_| Reply::ok("{}")).await;
+    let ca = Ca::new("hup");
+    let first = ca.leaf("server", KeyKind::EcdsaP256Sec1);
+    let port = free_port();
+    let file = ca.dir.join("apicache.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n{}\n[origin]\nurl = \"{}\"\n",
+            first.toml_line(),
+            origin.url()
+        ),
+    )
+    .unwrap();
+    let bin = Binary::start(&file);
+    bin.wait_log("apicache listening", 1).await;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    assert_eq!(served_cert(&ca, addr).await, first.der.to_vec());
+
+    // Renewed in place: same paths, new files.
+    let renewed = ca.leaf("server", KeyKind::EcdsaP256Sec1);
+    assert_ne!(renewed.der, first.der);
+    bin.signal("HUP");
+    bin.wait_log("config reloaded", 1).await;
+    assert_eq!(served_cert(&ca, addr).await, renewed.der.to_vec());
+
+    // A key that does not match: the reload is refused and the renewed certificate stays.
+    let other = ca.leaf("other", KeyKind::EcdsaP256Sec1);
+    std::fs::copy(&other.tls.key_file, &renewed.tls.key_file).unwrap();
+    bin.signal("HUP");
+    let log = bin.wait_log("config reload rejected", 1).await;
+    assert!(log.contains("server.tls.key_file"), "{log}");
+    assert_eq!(served_cert(&ca, addr).await, renewed.der.to_vec());
+    drop(bin);
 }

@@ -209,15 +209,23 @@ impl TlsHandles {
 
     /// Read the certificates `cfg` names and serve them to new connections: all or nothing, so a
     /// bad admin pair leaves the public one unchanged too. Turning TLS on or off on a listener
-    /// needs a restart, and is an error here.
-    pub fn reload(&self, cfg: &Config) -> Result<(), ConfigError> {
+    /// needs a restart, and is an error here. Sections named in `keep` (a reload's
+    /// restart-needed keys: the file turned that listener's TLS on or off) keep their running
+    /// certificate unread: their files may be gone.
+    pub fn reload(&self, cfg: &Config, keep: &[&str]) -> Result<(), ConfigError> {
         let admin_tls = cfg.admin.as_ref().and_then(|a| a.tls.as_ref());
         let pairs = [
             ("server.tls", &self.server, cfg.server.tls.as_ref()),
             ("admin.tls", &self.admin, admin_tls),
         ];
+        let kept = |section: &str| {
+            keep.contains(&section) || (section == "admin.tls" && keep.contains(&"admin"))
+        };
         let mut fresh = Vec::new();
         for (section, resolver, tls) in pairs {
+            if kept(section) {
+                continue;
+            }
             match (resolver, tls) {
                 (Some(r), Some(t)) => fresh.push((r, load(t).map_err(|e| error(section, e))?)),
                 (None, None) => {}
