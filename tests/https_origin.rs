@@ -5,9 +5,7 @@
 mod support;
 use support::*;
 
-use std::io::Read;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use http::Version;
@@ -242,76 +240,19 @@ async fn http2_clients_in_front_of_http1_and_http2_tls_origins() {
     }
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-/// Kills the child whatever happens in the test.
-struct Guard(u32);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-KILL")
-            .arg(self.0.to_string())
-            .status();
-    }
-}
-
 /// Run the binary with `origin_lines` in front of `origin`, GET `/a` once, stop it with
 /// SIGTERM: the status it answered and everything it logged.
 async fn run_binary(origin: &Origin, origin_lines: &str, name: &str) -> (u16, String) {
     let port = free_port();
-    let dir = std::env::temp_dir().join(format!("apicache-https-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg = dir.join("c.toml");
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\n[origin]\nurl = \"{}\"\ntimeout = \"10s\"\n\
          {origin_lines}\n",
         origin.url()
     );
-    std::fs::write(&cfg, text).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_apicache"))
-        .arg("--config")
-        .arg(&cfg)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let guard = Guard(child.id());
-    let mut stderr = child.stderr.take().unwrap();
-    // Read all along, so a full pipe can never block the proxy.
-    let reader = std::thread::spawn(move || {
-        let mut out = String::new();
-        let _ = stderr.read_to_string(&mut out);
-        out
-    });
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let mut up = false;
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "apicache did not start");
+    let bin = Binary::start(&format!("https-{name}"), &text, addr).await;
     let (status, _, _) = request(addr, "GET", "/a", &[("x-request-id", name)], b"").await;
-    let term = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    std::mem::forget(guard);
-    assert_eq!(exit.code(), Some(0));
-    let _ = std::fs::remove_dir_all(&dir);
-    (status, reader.join().unwrap())
+    (status, bin.stop().await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -234,51 +234,13 @@ async fn binary_drains_and_exits_zero_on_sigterm() {
             .delay(Duration::from_millis(700))
     })
     .await;
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let dir = std::env::temp_dir().join(format!("apicache-sig-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg = dir.join("c.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n[origin]\nurl = \"{}\"\n",
-            origin.url()
-        ),
-    )
-    .unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_apicache"))
-        .arg("--config")
-        .arg(&cfg)
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .unwrap();
-    // Kill the child whatever happens below.
-    struct Guard(u32);
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("kill")
-                .arg("-KILL")
-                .arg(self.0.to_string())
-                .status();
-        }
-    }
-    let guard = Guard(child.id());
-    let mut up = false;
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "apicache did not start");
+    let port = free_port();
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n[origin]\nurl = \"{}\"\n",
+        origin.url()
+    );
+    let bin = Binary::start("sig", &config, addr).await;
     let inflight = tokio::spawn(request(addr, "GET", "/slow", &[], b""));
     for _ in 0..100 {
         if origin.count() == 1 {
@@ -286,19 +248,8 @@ async fn binary_drains_and_exits_zero_on_sigterm() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let killed = std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    // Stops with SIGTERM and asserts exit status 0 once the drain is over.
+    let stopped = tokio::spawn(bin.stop());
     assert_eq!(text(&inflight.await.unwrap().2), "{\"drained\":true}");
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    // Reaped: its pid may be reused, so the guard must not kill it any more.
-    std::mem::forget(guard);
-    assert_eq!(status.code(), Some(0));
-    let _ = std::fs::remove_dir_all(&dir);
+    stopped.await.unwrap();
 }

@@ -5,80 +5,7 @@
 mod support;
 use support::*;
 
-use std::io::Read;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-/// The apicache binary on `config`, killed on drop; its stderr is collected.
-struct Binary {
-    child: std::process::Child,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Binary {
-    fn start(config: &std::path::Path) -> Self {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_apicache"))
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut pipe = child.stderr.take().unwrap();
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        Binary { child, stderr }
-    }
-
-    fn signal(&self, name: &str) {
-        let ok = std::process::Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-
-    /// Wait (bounded) until stderr has `n` lines containing `needle`.
-    async fn wait_log(&self, needle: &str, n: usize) -> String {
-        for _ in 0..200 {
-            let log = self.stderr.lock().unwrap().clone();
-            if log.matches(needle).count() >= n {
-                return log;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!(
-            "no {n}× {needle:?} in the log:\n{}",
-            self.stderr.lock().unwrap()
-        );
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
 
 fn config(port: u16, origin: &Origin, ttl: &str) -> String {
     format!(
@@ -101,13 +28,9 @@ async fn hit_ttl(addr: SocketAddr, path: &str) -> Option<i64> {
 async fn sighup_applies_a_new_ttl_keeps_the_cache_and_survives_an_invalid_edit() {
     let origin = Origin::start(|s| Reply::ok(format!("{{\"p\":\"{}\"}}", s.path_and_query))).await;
     let port = free_port();
-    let dir = std::env::temp_dir().join(format!("apicache-hup-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("apicache.toml");
-    std::fs::write(&file, config(port, &origin, "600s")).unwrap();
-    let bin = Binary::start(&file);
-    bin.wait_log("apicache listening", 1).await;
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let bin = Binary::start("hup", &config(port, &origin, "600s"), addr).await;
+    let file = bin.config_path().to_path_buf();
 
     assert_eq!(hit_ttl(addr, "/r/a").await, None, "a miss first");
     assert!(hit_ttl(addr, "/r/a").await.unwrap() > 590);
@@ -146,7 +69,6 @@ async fn sighup_applies_a_new_ttl_keeps_the_cache_and_survives_an_invalid_edit()
     let ttl = hit_ttl(addr, "/r/c").await.unwrap();
     assert!(ttl > 5 && ttl <= 30, "{ttl}");
     drop(bin);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The certificate a new TLS connection to `addr` is served.
@@ -161,19 +83,13 @@ async fn sighup_serves_a_renewed_certificate_without_a_restart() {
     let ca = Ca::new("hup");
     let first = ca.leaf("server", KeyKind::EcdsaP256Sec1);
     let port = free_port();
-    let file = ca.dir.join("apicache.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n{}\n[origin]\nurl = \"{}\"\n",
-            first.toml_line(),
-            origin.url()
-        ),
-    )
-    .unwrap();
-    let bin = Binary::start(&file);
-    bin.wait_log("apicache listening", 1).await;
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n{}\n[origin]\nurl = \"{}\"\n",
+        first.toml_line(),
+        origin.url()
+    );
+    let bin = Binary::start("hup-cert", &text, addr).await;
     assert_eq!(served_cert(&ca, addr).await, first.der.to_vec());
 
     // Renewed in place: same paths, new files.

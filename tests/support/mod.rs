@@ -2,9 +2,10 @@
 //! certificates from [`origin_tls`]), apicache started in-process in front of it ([`proxy`]),
 //! one request helper and shared assertions ([`client`]), bodies and codecs ([`body`]), the few
 //! looks into apicache's internals ([`internals`]), and listener certificates with HTTPS
-//! clients trusting them ([`certs`]).
+//! clients trusting them ([`certs`]); the binary run from a config file ([`binary`]).
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod body;
 pub mod certs;
 pub mod client;
@@ -15,4 +16,6 @@ pub mod proxy;
 
 // Every test binary uses a different part of the harness.
 #[allow(unused_imports)]
-pub use {body::*, certs::*, client::*, internals::*, origin::*, origin_tls::*, proxy::*};
+pub use {
+    binary::*, body::*, certs::*, client::*, internals::*, origin::*, origin_tls::*, proxy::*,
+};
