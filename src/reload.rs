@@ -92,14 +92,13 @@ impl Reloader {
         let running = self.proxy.settings();
         let path = running.cfg.source.path.clone().ok_or(ReloadError::NoFile)?;
         // Reading and validating may touch several files (certificates, CA bundles).
-        let new = tokio::task::spawn_blocking(move || Config::load(&path))
+        let mut new = tokio::task::spawn_blocking(move || Config::load(&path))
             .await
             .map_err(|e| ConfigError::Invalid {
                 file: running.cfg.source.path.clone().unwrap_or_default(),
                 key: "<root>".into(),
                 reason: format!("loading failed: {e}"),
             })??;
-        let mut new = new;
         let restart_needed = restart_needed(&running.cfg, &new);
         keep_running(&running.cfg, &mut new)?;
         // Certificates are read again even when their paths did not change (a renewal); a pair
