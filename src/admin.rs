@@ -1,5 +1,5 @@
-//! The admin API on its own listener: purges (hard/soft, by tag, URL, all), credential verdict
-//! purges, config reload, health, metrics, stats.
+//! The admin API on its own listener: purges (hard/soft, by tag, URL, all; through the cluster's
+//! purge log when there is one), credential verdict purges, config reload, health, metrics, stats.
 
 use std::sync::Arc;
 
@@ -9,6 +9,7 @@ use subtle::ConstantTimeEq;
 
 use crate::body::ProxyBody;
 use crate::cache::tags;
+use crate::cluster::entry::{Purge, What};
 use crate::error::AdminError;
 use crate::reload::{ReloadError, Reloaded, Reloader};
 
@@ -47,7 +48,7 @@ async fn answer(
     }
     let soft = is_soft(req.headers());
     let store = proxy.store();
-    let purged = match (&method, path.as_str()) {
+    let what = match (&method, path.as_str()) {
         (&Method::GET, "/metrics") => {
             let s = proxy.snapshot().await;
             let mut r = Response::new(ProxyBody::full(proxy.metrics().prometheus(&s)));
@@ -75,7 +76,7 @@ async fn answer(
             tracing::info!(target: "apicache::admin", purged, "credential verdicts purged");
             return Ok(json(format!("{{\"purged\":{purged}}}").into_bytes()));
         }
-        (&Method::POST, "/purge-all") => store.purge_all(soft).await,
+        (&Method::POST, "/purge-all") => What::All,
         (&Method::POST, "/purge") => {
             let keys: Vec<String> = req
                 .headers()
@@ -92,11 +93,7 @@ async fn answer(
             if keys.len() > MAX_PURGE_KEYS {
                 return Err(AdminError::TooManyKeys);
             }
-            let mut n = 0;
-            for k in &keys {
-                n += store.purge_tag(k, soft).await;
-            }
-            n
+            What::Tags(keys)
         }
         (&Method::POST, p) if p.starts_with("/purge/") => {
             let raw = &p["/purge/".len()..];
@@ -104,22 +101,71 @@ async fn answer(
             if key.is_empty() || key.contains(' ') {
                 return Err(AdminError::BadKey);
             }
-            store.purge_tag(&key, soft).await
+            What::Tags(vec![key.into_owned()])
         }
         (m, _) if m.as_str() == "PURGE" => {
             let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
             let Ok(n) = set.normalizer.normalize(target) else {
                 return Err(AdminError::BadUrl);
             };
-            store
-                .purge_tag(&tags::url_tag(&n.path_and_query), soft)
-                .await
+            What::Tags(vec![tags::url_tag(&n.path_and_query)])
         }
         _ => return Err(AdminError::NotFound),
     };
+    let purge = Purge { what, soft };
+    let (purged, answer) = match proxy.cluster() {
+        None => {
+            let purged = purge_here(store, &purge).await;
+            (
+                purged,
+                json(format!("{{\"purged\":{purged}}}").into_bytes()),
+            )
+        }
+        Some(cluster) => {
+            let o = cluster
+                .purge(purge.clone())
+                .await
+                .map_err(|e| AdminError::ClusterUnavailable(e.to_string()))?;
+            let mut r = json(
+                serde_json::json!({
+                    "purged": o.purged,
+                    "seq": o.seq,
+                    "nodes": o.nodes,
+                    "confirmed": o.confirmed,
+                })
+                .to_string()
+                .into_bytes(),
+            );
+            if !o.complete() {
+                *r.status_mut() = http::StatusCode::ACCEPTED;
+            }
+            tracing::info!(
+                target: "apicache::admin",
+                seq = o.seq,
+                nodes = o.nodes,
+                confirmed = o.confirmed,
+                "purge logged for the cluster"
+            );
+            (o.purged, r)
+        }
+    };
     proxy.metrics().purge(purged as u64);
     tracing::info!(target: "apicache::admin", method = %method, path = %path, soft, purged, "purge");
-    Ok(json(format!("{{\"purged\":{purged}}}").into_bytes()))
+    Ok(answer)
+}
+
+/// Apply a purge to this node's store alone (no cluster). Returns the entries affected.
+async fn purge_here(store: &crate::cache::Store, purge: &Purge) -> usize {
+    match &purge.what {
+        What::All => store.purge_all(purge.soft).await,
+        What::Tags(keys) => {
+            let mut n = 0;
+            for k in keys {
+                n += store.purge_tag(k, purge.soft).await;
+            }
+            n
+        }
+    }
 }
 
 /// `{"reloaded":true,"hash":"…","restart_needed":["server.listen"]}`.

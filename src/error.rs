@@ -266,6 +266,9 @@ pub enum AdminError {
     /// was kept.
     #[error("config rejected, the running config is kept: {0}")]
     ReloadRejected(String),
+    /// A cluster purge that could not be logged (Redis unreachable): no node applied it.
+    #[error("{0}")]
+    ClusterUnavailable(String),
 }
 
 impl AdminError {
@@ -276,6 +279,7 @@ impl AdminError {
             AdminError::NotFound => StatusCode::NOT_FOUND,
             AdminError::NoConfigFile => StatusCode::CONFLICT,
             AdminError::ReloadRejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AdminError::ClusterUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -334,6 +338,7 @@ mod tests {
             (AdminError::NotFound, 404),
             (AdminError::NoConfigFile, 409),
             (AdminError::ReloadRejected("f: key `k`: why".into()), 422),
+            (AdminError::ClusterUnavailable("redis down".into()), 503),
         ]
         .map(|(e, s)| (e.into_response(), s));
         for (r, status) in proxy.into_iter().chain(admin) {

@@ -25,6 +25,8 @@
 //!   [`compress`]: codecs; [`body`]: response bodies
 //! - [`server`]: listeners (plain, or TLS with ALPN and reloadable certificates) and shutdown;
 //!   [`admin`]: purge and reload API, stats; [`metrics`]: counters
+//! - [`cluster`]: purges shared by several nodes through a Redis stream (heartbeats, gaps,
+//!   the degraded mode while cut off)
 //! - [`error`]: errors (and origin failure causes) and the one place they become responses;
 //!   [`clock`]: injectable time
 
@@ -32,6 +34,7 @@ pub mod admin;
 pub mod body;
 pub mod cache;
 pub mod clock;
+pub mod cluster;
 pub mod compress;
 pub mod config;
 pub mod cors;

@@ -179,6 +179,9 @@ pub struct Snapshot {
     pub routes: Vec<RouteSnapshot>,
     /// The config in effect and the reloads so far.
     pub config: ConfigState,
+    /// The cluster as this node sees it, when `[cluster]` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<crate::cluster::ClusterState>,
 }
 
 /// The config in effect and the reloads so far (`/stats`).
@@ -393,6 +396,7 @@ impl Metrics {
                 reload_errors: self.reloads_failed.load(Relaxed),
                 ..ConfigState::default()
             },
+            cluster: None,
         }
     }
 
@@ -586,6 +590,9 @@ impl Metrics {
                 o,
                 "apicache_origin_latency_seconds_count{{route=\"{route}\"}} {cum}"
             );
+        }
+        if let Some(c) = &s.cluster {
+            c.prometheus(&mut o);
         }
         o
     }

@@ -139,6 +139,8 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     check("cache.max_size", old.cache.max_size != new.cache.max_size);
     check("log.format", old.log.format != new.log.format);
+    // The Redis connections, the node's name and its heartbeat start with the node.
+    check("cluster", old.cluster != new.cluster);
     // The budget in effect: its default follows max_size and max_object_size.
     check(
         "cache.max_fill_memory",
@@ -189,6 +191,7 @@ pub fn keep_running(old: &Config, new: &mut Config) -> Result<(), ConfigError> {
     new.cache.max_size = old.cache.max_size;
     // The log subscriber is set up once, before the first line.
     new.log.format = old.log.format;
+    new.cluster = old.cluster.clone();
     new.cache.max_fill_memory = Some(bytesize::ByteSize(running_budget));
     new.cache.max_verdict_memory = old.cache.max_verdict_memory;
     Ok(())
@@ -206,7 +209,7 @@ mod tests {
     fn only_listeners_and_memory_bounds_need_a_restart() {
         let base =
             cfg("[server]\nlisten = \"127.0.0.1:8080\"\n[admin]\nlisten = \"127.0.0.1:8081\"\n");
-        let rows: [(&str, &[&str]); 9] = [
+        let rows: [(&str, &[&str]); 10] = [
             ("[server]\nlisten = \"127.0.0.1:8080\"\n[admin]\nlisten = \"127.0.0.1:8081\"\n", &[]),
             ("[server]\nlisten = \"127.0.0.1:9090\"\n[admin]\nlisten = \"127.0.0.1:8081\"\n", &["server.listen"]),
             ("[server]\nlisten = \"127.0.0.1:8080\"\n", &["admin"]),
@@ -217,6 +220,7 @@ mod tests {
             ("[server]\nlisten = \"127.0.0.1:8080\"\nidle_timeout = \"3s\"\n[admin]\nlisten = \"127.0.0.1:8081\"\ntoken = \"0123456789abcdef\"\n[cache]\nhit_for_pass = \"9s\"\n", &[]),
             ("[server]\nlisten = \"127.0.0.1:8080\"\n[admin]\nlisten = \"127.0.0.1:8081\"\n[[routes]]\npath = \"/a\"\nttl = \"1s\"\n", &[]),
             ("[server]\nlisten = \"127.0.0.1:8080\"\n[admin]\nlisten = \"127.0.0.1:8081\"\n[log]\nformat = \"json\"\n", &["log.format"]),
+            ("[server]\nlisten = \"127.0.0.1:8080\"\n[admin]\nlisten = \"127.0.0.1:8081\"\n[cluster]\nredis_url = \"redis://127.0.0.1:1/0\"\n", &["cluster"]),
         ];
         for (text, want) in rows {
             let new = cfg(text);

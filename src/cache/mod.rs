@@ -6,12 +6,14 @@
 //! - [`tags`]: surrogate keys and the tag → key index
 //! - [`collapse`]: one origin fetch per key at a time; [`budget`]: bytes all fills may buffer
 //! - [`pass`]: hit-for-pass memory
-//! - [`purges`]: recent purges, so a fill that started earlier cannot undo one
+//! - [`purges`]: recent purges, so a fill that started earlier cannot undo one; [`floor`]: the
+//!   point before which everything is soft-purged (a cluster node that may have missed purges)
 //! - [`encode`]: gzip/brotli/zstd variants computed after storing
 
 pub mod budget;
 pub mod collapse;
 pub mod encode;
+pub mod floor;
 pub mod object;
 pub mod pass;
 pub mod purges;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use http::HeaderMap;
 use moka::notification::RemovalCause;
 
+use super::floor::Floor;
 use super::object::CachedObject;
 use super::purges::{PurgeLog, Since, Target, Ticket};
 use super::tags::TagIndex;
@@ -78,6 +79,8 @@ pub struct Store {
     clock: Clock,
     /// Recent purges, checked by fills that started before them.
     purges: Arc<PurgeLog>,
+    /// Objects stored before this are soft-purged when read (a cluster node's gap).
+    floor: Arc<Floor>,
 }
 
 /// The store's settings a reload may change (atomics: read on the hot path without a lock).
@@ -152,6 +155,7 @@ impl Store {
         let tags = Arc::new(TagIndex::default());
         let limits = Arc::new(Limits::new(max_variants, keep));
         let listener_tags = tags.clone();
+        let clock = Clock::default();
         let cache = moka::future::Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|k: &String, v: &Arc<Entry>| u32::try_from(v.weight(k)).unwrap_or(u32::MAX))
@@ -166,7 +170,8 @@ impl Store {
             gen: Arc::new(AtomicU64::new(1)),
             limits,
             pending_removals: Arc::new(AtomicU64::new(0)),
-            clock: Clock::default(),
+            floor: Arc::new(Floor::new(clock.now())),
+            clock,
             purges: Arc::new(PurgeLog::default()),
         }
     }
@@ -184,6 +189,7 @@ impl Store {
             return Lookup::Miss;
         };
         let now = self.clock.now();
+        self.below_floor(&entry.objects, now);
         let live = || entry.objects.iter().filter(|o| self.live(o, now));
         // A hit clones one Arc; only a miss gathers the other variants.
         if let Some(obj) = live().find(|o| o.vary.matches(req_headers)) {
@@ -202,8 +208,34 @@ impl Store {
             return Vec::new();
         };
         let now = self.clock.now();
+        self.below_floor(&entry.objects, now);
         let live = entry.objects.iter().filter(|o| self.live(o, now));
         live.cloned().collect()
+    }
+
+    /// Soft-purge the objects stored before the floor, if there is one (a few atomic reads when
+    /// there is none).
+    fn below_floor(&self, objects: &[Arc<CachedObject>], now: Instant) {
+        if let Some(floor) = self.floor.at(now) {
+            objects
+                .iter()
+                .filter(|o| o.stored_at < floor)
+                .for_each(|o| o.soft_purge(floor));
+        }
+    }
+
+    /// Treat everything stored so far as soft-purged, before the next lookup: a node that may
+    /// have missed purges. Fills already under way are stored stale. Returns the entries held.
+    pub fn soft_purge_everything(&self) -> u64 {
+        self.purges.record(Target::All, true);
+        self.floor.raise(self.clock.now());
+        self.cache.entry_count()
+    }
+
+    /// Cut off from the cluster's purge log since `since` (`None`: in contact): once that lasts
+    /// longer than `lag`, objects older than `lag` are soft-purged when read.
+    pub fn set_cut_off(&self, since: Option<Instant>, lag: Duration) {
+        self.floor.set_cut_off(since, lag);
     }
 
     /// Replace the parts kept for `key` by `parts` (none: drop them), unless a hard purge since

@@ -2,6 +2,7 @@
 //! [`Config`]; its printed form ([`print`]) and start-time warnings ([`warnings`]); the listeners'
 //! certificates ([`tls`]), the origin's TLS keys ([`origin_tls`]) and the log format ([`log`]).
 
+pub mod cluster;
 mod compression;
 pub mod log;
 mod origin_tls;
@@ -10,6 +11,7 @@ mod raw;
 pub mod tls;
 pub mod warnings;
 
+pub use cluster::ClusterConfig;
 pub use compression::CompressionConfig;
 pub use log::{LogConfig, LogFormat};
 pub use origin_tls::Http2;
@@ -441,6 +443,9 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// Log format (read at start only).
     pub log: LogConfig,
+    /// Purges shared with other nodes through Redis, if set (read at start only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterConfig>,
     /// Per-route behaviour, compiled; the most specific pattern matching a path wins.
     pub routes: crate::routes::Routes,
     /// Allowed hosts, trusted proxies and stripped fields, compiled.

@@ -28,6 +28,8 @@ struct RawConfig {
     #[serde(default)]
     log: LogConfig,
     #[serde(default)]
+    cluster: Option<ClusterConfig>,
+    #[serde(default)]
     routes: Vec<RouteConfig>,
 }
 
@@ -268,6 +270,9 @@ impl RawConfig {
                 })
             }
         };
+        if let Some(c) = &self.cluster {
+            c.validate(invalid)?;
+        }
         Ok(Config {
             server: self.server,
             origin,
@@ -276,6 +281,7 @@ impl RawConfig {
             compression: self.compression,
             admin,
             log: self.log,
+            cluster: self.cluster,
             routes,
             forwarding,
             source: super::Source::default(),

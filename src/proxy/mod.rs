@@ -97,6 +97,8 @@ pub struct Proxy {
     /// Background refreshes spawned and not yet finished (so `settle` cannot miss one that has
     /// not registered its fill yet).
     background: AtomicUsize,
+    /// The cluster's purge log, when `[cluster]` is set (joined after the listeners are bound).
+    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 impl Proxy {
@@ -130,6 +132,7 @@ impl Proxy {
             metrics,
             ids: request_id::Generator::default(),
             background: AtomicUsize::new(0),
+            cluster: std::sync::OnceLock::new(),
             store,
             clock,
         }
@@ -319,6 +322,16 @@ impl Proxy {
         &self.verdicts
     }
 
+    /// The cluster this node belongs to, if any.
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.cluster.get()
+    }
+
+    /// Join a cluster (once, at start).
+    pub fn set_cluster(&self, c: Arc<crate::cluster::Cluster>) {
+        let _ = self.cluster.set(c);
+    }
+
     /// The counters.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
@@ -341,6 +354,7 @@ impl Proxy {
             reload_errors: s.config.reload_errors,
             ..set.state()
         };
+        s.cluster = self.cluster().map(|c| c.state());
         s
     }
 

@@ -94,6 +94,17 @@ impl Running {
     }
 }
 
+/// `hostname:port`: what names a node in a cluster unless `cluster.node_id` does.
+fn default_node_id(addr: SocketAddr) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{host}:{}", addr.port())
+}
+
 /// Bind the listeners in `cfg` and start serving.
 pub async fn start(cfg: Config) -> std::io::Result<Running> {
     for warning in cfg.warnings() {
@@ -115,6 +126,17 @@ pub async fn start(cfg: Config) -> std::io::Result<Running> {
     let reloader = Arc::new(Reloader::new(proxy.clone(), server_tx, tls.clone()));
     let (tx, rx) = watch::channel(false);
     let mut tasks = Vec::new();
+    if let Some(c) = proxy.settings().cfg.cluster.clone() {
+        let (cluster, task) = crate::cluster::Cluster::start(
+            c,
+            default_node_id(addr),
+            proxy.store().clone(),
+            rx.clone(),
+        )
+        .await?;
+        proxy.set_cluster(cluster);
+        tasks.push(task);
+    }
 
     let p = proxy.clone();
     tasks.push(tokio::spawn(serve(

@@ -33,6 +33,8 @@ pub struct ProxyBuilder {
     server_lines: Vec<String>,
     /// Extra `[admin]` lines.
     admin_lines: Vec<String>,
+    /// `[cluster]` lines, when joining one.
+    cluster_lines: Vec<String>,
     edits: Vec<Edit>,
 }
 
@@ -51,6 +53,7 @@ impl ProxyBuilder {
             origin_lines: Vec::new(),
             server_lines: Vec::new(),
             admin_lines: Vec::new(),
+            cluster_lines: Vec::new(),
             edits: Vec::new(),
         }
     }
@@ -85,6 +88,20 @@ impl ProxyBuilder {
         self
     }
 
+    /// Join the cluster whose purge log is at `redis_url`, as node `node_id`.
+    pub fn cluster(mut self, redis_url: &str, node_id: &str) -> Self {
+        self.cluster_lines
+            .push(format!("redis_url = \"{redis_url}\""));
+        self.cluster_lines.push(format!("node_id = \"{node_id}\""));
+        self
+    }
+
+    /// One more `[cluster]` key (with [`Self::cluster`]), as written in the file.
+    pub fn cluster_key(mut self, line: &str) -> Self {
+        self.cluster_lines.push(line.to_string());
+        self
+    }
+
     /// Change the parsed config (applied in order, after validation).
     pub fn config(mut self, edit: impl FnOnce(&mut Config) + 'static) -> Self {
         self.edits.push(Box::new(edit));
@@ -110,6 +127,12 @@ impl ProxyBuilder {
         if self.admin {
             text += &format!("[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n");
             for line in &self.admin_lines {
+                text += &format!("{line}\n");
+            }
+        }
+        if !self.cluster_lines.is_empty() {
+            text += "[cluster]\n";
+            for line in &self.cluster_lines {
                 text += &format!("{line}\n");
             }
         }

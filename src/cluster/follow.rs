@@ -1,0 +1,283 @@
+//! The task that follows the purge log: connect (with backoff), decide where to resume, read
+//! with a blocking `XREAD` on its own connection, apply each purge to the local store,
+//! heartbeat, and treat anything it may have missed as a gap.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, RedisError, RedisResult};
+use tokio::sync::watch;
+
+use super::entry::{Entry, StreamId, What};
+use super::resume::{self, Gap, Step};
+use super::{wire, Cluster};
+use super::{
+    BACKOFF_MAX, BACKOFF_MIN, BATCH, BLOCK, COMMAND_TIMEOUT, HEARTBEAT, KEPT_COUNTS, LIVE_FOR,
+};
+
+/// The command connection and the dedicated one for the blocking read.
+type Connections = (MultiplexedConnection, MultiplexedConnection);
+
+impl Cluster {
+    /// Follow the log until `shutdown`; `first` is the connect tried at start.
+    pub(super) async fn follow(
+        self: Arc<Self>,
+        first: RedisResult<Connections>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut next = first;
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            match next {
+                Ok((cmd, read)) => {
+                    backoff = BACKOFF_MIN;
+                    match self.session(cmd, read, &mut shutdown).await {
+                        Ok(()) => break,
+                        Err(e) => self.lost(&e),
+                    }
+                }
+                Err(e) => {
+                    self.lost(&e);
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+            next = self.connect().await;
+        }
+        self.leave().await;
+    }
+
+    /// Open both connections, say hello, and resume (acting on a gap before anything else).
+    pub(super) async fn connect(&self) -> RedisResult<Connections> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(COMMAND_TIMEOUT))
+            .set_response_timeout(Some(COMMAND_TIMEOUT));
+        let mut cmd = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        let read = self
+            .client
+            .get_multiplexed_async_connection_with_config(
+                &config.set_response_timeout(Some(BLOCK + COMMAND_TIMEOUT)),
+            )
+            .await?;
+        let known = self.lock().position.clone();
+        let candidate = new_epoch(&self.node);
+        let hello = wire::hello(
+            &mut cmd,
+            &self.keys,
+            &candidate,
+            known.as_ref().map(|p| p.id),
+        )
+        .await?;
+        let cut_for = {
+            let s = self.lock();
+            let now = self.store.clock().now();
+            s.tried
+                .then(|| now.saturating_duration_since(s.cut_since.unwrap_or(s.contact)))
+        };
+        let r = resume::on_connect(known.as_ref(), &hello, cut_for, self.cfg.max_purge_lag);
+        if let Some(gap) = r.gap {
+            self.gap(gap, r.missed_purge_all).await;
+        }
+        let was_cut = {
+            let mut s = self.lock();
+            s.tried = true;
+            s.link = Some((cmd.clone(), r.from.epoch.clone()));
+            s.contact = self.store.clock().now();
+            s.position = Some(r.from.clone());
+            s.cut_since.take().is_some()
+        };
+        self.store.set_cut_off(None, self.cfg.max_purge_lag);
+        self.applied.send_replace(r.from.seq);
+        tracing::info!(
+            target: "apicache::cluster",
+            node = %self.node,
+            seq = r.from.seq,
+            resumed = !was_cut || r.gap.is_none(),
+            "connected to Redis: following purges"
+        );
+        Ok((cmd, read))
+    }
+
+    /// Read, apply and heartbeat until an error or `shutdown`.
+    async fn session(
+        &self,
+        mut cmd: MultiplexedConnection,
+        read: MultiplexedConnection,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> RedisResult<()> {
+        self.beat(&mut cmd).await?;
+        let mut tick = tokio::time::interval(HEARTBEAT);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let reader = |from| wire::read(read.clone(), self.keys.clone(), from, BLOCK, BATCH);
+        let mut reading = Box::pin(reader(self.position_id()));
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return Ok(()),
+                _ = tick.tick() => self.beat(&mut cmd).await?,
+                got = &mut reading => {
+                    let entries = got?;
+                    self.lock().contact = self.store.clock().now();
+                    if !entries.is_empty() {
+                        self.apply(entries).await;
+                        // Confirm at once: a purge call is waiting on it.
+                        self.beat(&mut cmd).await?;
+                    }
+                    reading = Box::pin(reader(self.position_id()));
+                }
+            }
+        }
+    }
+
+    fn position_id(&self) -> StreamId {
+        self.lock()
+            .position
+            .as_ref()
+            .map_or(StreamId::default(), |p| p.id)
+    }
+
+    /// Heartbeat with the last applied seq; learn the live nodes.
+    async fn beat(&self, cmd: &mut MultiplexedConnection) -> RedisResult<()> {
+        let seq = *self.applied.borrow();
+        let live = wire::beat(cmd, &self.keys, &self.node, seq, LIVE_FOR).await?;
+        let mut s = self.lock();
+        s.live = live;
+        s.contact = self.store.clock().now();
+        Ok(())
+    }
+
+    /// Apply entries in order; a missing number or an unreadable entry is a gap.
+    async fn apply(&self, entries: Vec<(StreamId, Result<Entry, String>)>) {
+        for (id, entry) in entries {
+            let last = self.lock().position.as_ref().map_or(0, |p| p.seq);
+            let e = match entry {
+                Ok(e) => e,
+                Err(why) => {
+                    tracing::warn!(target: "apicache::cluster", %id, why, "unreadable purge log entry");
+                    self.gap(Gap::Unreadable, false).await;
+                    self.advance(id, None);
+                    continue;
+                }
+            };
+            match resume::step(last, e.seq) {
+                Step::Skip => {
+                    self.advance(id, None);
+                    continue;
+                }
+                Step::GapThenApply => self.gap(Gap::Trimmed, false).await,
+                Step::Apply => {}
+            }
+            let soft = e.purge.soft;
+            let n = match &e.purge.what {
+                What::All => self.store.purge_all(soft).await,
+                What::Tags(tags) => {
+                    let mut n = 0;
+                    for t in tags {
+                        n += self.store.purge_tag(t, soft).await;
+                    }
+                    n
+                }
+            };
+            if e.node == self.node {
+                let mut s = self.lock();
+                s.counts.push_back((e.seq, n));
+                if s.counts.len() > KEPT_COUNTS {
+                    s.counts.pop_front();
+                }
+            } else {
+                self.counters.from_peers.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(target: "apicache::cluster", from = %e.node, seq = e.seq, purged = n, "purge applied");
+            }
+            self.advance(id, Some(&e));
+            self.applied.send_replace(e.seq);
+        }
+    }
+
+    /// Move the position past `id` (and to `e`'s numbers when it was applied).
+    fn advance(&self, id: StreamId, e: Option<&Entry>) {
+        let mut s = self.lock();
+        if let Some(p) = s.position.as_mut() {
+            p.id = p.id.max(id);
+            if let Some(e) = e {
+                p.seq = e.seq;
+                p.gen = p.gen.max(e.gen);
+            }
+        }
+    }
+
+    /// The node may have missed purges: everything it holds is soft-purged before the next
+    /// hit, or purged outright when a purge-all is known to have been missed.
+    async fn gap(&self, gap: Gap, missed_purge_all: bool) {
+        let n = if missed_purge_all {
+            self.store.purge_all(false).await as u64
+        } else {
+            self.store.soft_purge_everything()
+        };
+        self.counters.gaps[gap as usize].fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            target: "apicache::cluster",
+            node = %self.node,
+            reason = gap.label(),
+            entries = n,
+            hard = missed_purge_all,
+            "may have missed purges: everything cached is revalidated before use"
+        );
+    }
+
+    /// Redis went away (or was never reached): stop taking purges, start the degraded clock.
+    /// Logged once per change, not per retry.
+    fn lost(&self, e: &RedisError) {
+        let newly = {
+            let mut s = self.lock();
+            let was_linked = s.link.take().is_some();
+            let first = !s.tried;
+            s.tried = true;
+            if s.cut_since.is_none() {
+                s.cut_since = Some(s.contact);
+                self.store
+                    .set_cut_off(Some(s.contact), self.cfg.max_purge_lag);
+            }
+            was_linked || first
+        };
+        if newly {
+            self.counters.disconnects.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                target: "apicache::cluster",
+                node = %self.node,
+                error = %e,
+                max_purge_lag = ?self.cfg.max_purge_lag,
+                "cut off from Redis: purges answer 503 and peers' purges are not received; \
+                 objects older than max_purge_lag are revalidated once this lasts longer"
+            );
+        }
+    }
+
+    /// Leave the live set, so purge calls stop waiting for this node (bounded).
+    async fn leave(&self) {
+        let link = self.lock().link.take();
+        if let Some((mut cmd, _)) = link {
+            let seq = *self.applied.borrow();
+            let bye = wire::beat(&mut cmd, &self.keys, &self.node, seq, Duration::ZERO);
+            let _ = tokio::time::timeout(Duration::from_millis(300), bye).await;
+        }
+    }
+}
+
+/// A fresh epoch candidate: unique enough that two Redis data sets never share one.
+fn new_epoch(node: &str) -> String {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    node.hash(&mut h);
+    std::time::SystemTime::now().hash(&mut h);
+    format!("{:016x}", h.finish())
+}
