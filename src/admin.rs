@@ -9,7 +9,7 @@ use subtle::ConstantTimeEq;
 
 use crate::body::ProxyBody;
 use crate::cache::tags;
-use crate::cluster::entry::{Purge, What};
+use crate::cluster::entry::{Purge, What, MAX_TARGET_BYTES};
 use crate::error::AdminError;
 use crate::reload::{ReloadError, Reloaded, Reloader};
 
@@ -98,7 +98,8 @@ async fn answer(
         (&Method::POST, p) if p.starts_with("/purge/") => {
             let raw = &p["/purge/".len()..];
             let key = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
-            if key.is_empty() || key.contains(' ') {
+            // A line break would split the key in the cluster's log; no tag holds one.
+            if key.is_empty() || key.contains(' ') || key.chars().any(char::is_control) {
                 return Err(AdminError::BadKey);
             }
             What::Tags(vec![key.into_owned()])
@@ -112,6 +113,11 @@ async fn answer(
         }
         _ => return Err(AdminError::NotFound),
     };
+    if let What::Tags(keys) = &what {
+        if keys.iter().map(|k| k.len() + 1).sum::<usize>() > MAX_TARGET_BYTES {
+            return Err(AdminError::KeysTooLong);
+        }
+    }
     let purge = Purge { what, soft };
     let (purged, answer) = match proxy.cluster() {
         None => {

@@ -250,9 +250,12 @@ pub enum AdminError {
     /// More keys than one purge may name.
     #[error("at most {} keys per purge", crate::admin::MAX_PURGE_KEYS)]
     TooManyKeys,
-    /// An empty key or one with a space.
+    /// An empty key, or one with a space or a control character.
     #[error("bad surrogate key")]
     BadKey,
+    /// The keys of one purge take more bytes than the purge log carries.
+    #[error("the keys of one purge may take at most 64KiB")]
+    KeysTooLong,
     /// `PURGE` with a target that cannot be normalized.
     #[error("malformed URL")]
     BadUrl,
@@ -334,6 +337,7 @@ mod tests {
             (AdminError::NoKeys, 400),
             (AdminError::TooManyKeys, 400),
             (AdminError::BadKey, 400),
+            (AdminError::KeysTooLong, 400),
             (AdminError::BadUrl, 400),
             (AdminError::NotFound, 404),
             (AdminError::NoConfigFile, 409),

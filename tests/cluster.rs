@@ -260,7 +260,7 @@ async fn an_unconfirmed_purge_answers_202_and_is_applied_on_catching_up() {
 async fn redis_down_then_back_empty() {
     let mut redis = Redis::start().await;
     let (origin, _) = versioned().await;
-    let lag = ["max_purge_lag = \"2s\""];
+    let lag = ["max_purge_lag = \"30s\""];
     let n1 = node(&origin, &redis.url(), "n1", &lag).await;
     let n2 = node(&origin, &redis.url(), "n2", &lag).await;
     let nodes = [&n1, &n2];
@@ -273,19 +273,23 @@ async fn redis_down_then_back_empty() {
     let (status, v) = cluster_purge(&n1, "POST", "/purge/t-1", &[]).await;
     assert_eq!(status, 503, "{v}");
     assert!(v.as_str().unwrap().contains("Redis is unreachable"), "{v}");
+    assert!(
+        v.as_str().unwrap().contains("no node purged anything"),
+        "{v}"
+    );
     let before = origin.count();
     for n in nodes {
         assert_get(n, "/r/1", "HIT", &body("/r/1", 1)).await;
     }
     // Past max_purge_lag (on the cache's clock): revalidated before use.
     for n in nodes {
-        n.clock().advance(Duration::from_millis(2500));
+        n.clock().advance(Duration::from_secs(31));
         let (_, h, _) = get(n, "/r/1").await;
         assert_ne!(hdr(&h, "x-cache"), "HIT", "{}", hdr(&h, "cache-status"));
         assert_get(n, "/r/1", "HIT", &body("/r/1", 1)).await;
     }
     assert_eq!(origin.count(), before + 2);
-    assert!(cluster_stats(&n1).await["lag_seconds"].as_f64().unwrap() > 2.0);
+    assert!(cluster_stats(&n1).await["lag_seconds"].as_f64().unwrap() > 30.0);
 
     // Back, empty: a new epoch. Both nodes soft-purge what they hold before another hit.
     fill(&nodes, &["/r/2"], 1).await;
@@ -392,7 +396,7 @@ async fn a_fill_racing_a_purge_does_not_resurrect_old_data() {
             .header("cache-control", "max-age=300")
             .header("surrogate-key", "race");
         if v == 1 {
-            r.delay(Duration::from_millis(600))
+            r.delay(Duration::from_millis(800))
         } else {
             r
         }
@@ -413,6 +417,10 @@ async fn a_fill_racing_a_purge_does_not_resurrect_old_data() {
     slow.store(2, Ordering::SeqCst);
     let (status, v) = cluster_purge(&n1, "POST", "/purge/race", &[]).await;
     assert_eq!((status, v["confirmed"].as_u64()), (200, Some(2)), "{v}");
+    assert!(
+        !fill.is_finished(),
+        "the purge was applied while the fill was under way"
+    );
     let (_, _, b) = fill.await.unwrap();
     assert_eq!(
         text(&b),
@@ -435,4 +443,99 @@ async fn no_redis_configured_is_a_single_node() {
     assert_eq!(v, serde_json::json!({"purged": 1}));
     assert!(stats(&p).await.get("cluster").is_none());
     p.shutdown().await;
+}
+
+// Redis keys lost under a running cluster (FLUSHALL, eviction): the next purge is refused until
+// the node has resynchronized, and a node that then reads numbers going back treats it as a gap
+// instead of skipping those purges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_lost_under_a_running_cluster_are_never_silent() {
+    let redis = Redis::start().await;
+    let (origin, version) = versioned().await;
+    let lag = ["max_purge_lag = \"30s\""];
+    let n1 = node(&origin, &redis.url(), "n1", &lag).await;
+    let n2 = node(&origin, &redis.url(), "n2", &lag).await;
+    until(&n1, "two live nodes", |s| {
+        s["live_nodes"].as_array().unwrap().len() == 2
+    })
+    .await;
+    // Some history first, so that numbers going back can be told.
+    for i in 0..3 {
+        let (status, v) = cluster_purge(&n1, "POST", &format!("/purge/warmup-{i}"), &[]).await;
+        assert_eq!(status, 200, "{v}");
+    }
+    // The counter key alone lost: numbers continue from the stream.
+    redis.cmd(&["DEL", "apicache:seq"]).await;
+    fill(&[&n1, &n2], &["/k/1", "/k/2"], 1).await;
+    version.store(2, Ordering::SeqCst);
+    let (status, v) = cluster_purge(&n1, "POST", "/purge/t-1", &[]).await;
+    assert_eq!(
+        (status, v["seq"].as_u64(), v["confirmed"].as_u64()),
+        (200, Some(4), Some(2)),
+        "{v}"
+    );
+    assert_get(&n2, "/k/1", "MISS", &body("/k/1", 2)).await;
+    assert_get(&n2, "/k/2", "HIT", &body("/k/2", 1)).await;
+
+    // Everything lost: the purge is refused (nothing logged), the node resynchronizes.
+    redis.cmd(&["FLUSHALL"]).await;
+    let (status, v) = cluster_purge(&n1, "POST", "/purge/t-2", &[]).await;
+    assert_eq!(status, 503, "{v}");
+    assert!(v.as_str().unwrap().contains("resynchronizing"), "{v}");
+    until(&n1, "n1 resynchronized", |s| {
+        gap(s, "epoch") == 1 && s["connected"] == true
+    })
+    .await;
+    let (status, v) = cluster_purge(&n1, "POST", "/purge/t-2", &[]).await;
+    assert_eq!(
+        (status, v["seq"].as_u64(), v["confirmed"].as_u64()),
+        (200, Some(1), Some(2)),
+        "{v}"
+    );
+    // n2 read purge 1 after purge 4: not skipped, and counted as a gap.
+    let s2 = cluster_stats(&n2).await;
+    assert_eq!(gap(&s2, "diverged"), 1, "{s2}");
+    assert_eq!(s2["seq"].as_u64(), Some(1), "{s2}");
+    assert_get(&n2, "/k/2", "MISS", &body("/k/2", 2)).await;
+    n1.shutdown().await;
+    n2.shutdown().await;
+}
+
+// A hard purge-all among the entries trimmed past a node: that node purges everything outright
+// (nothing it held may be served, not even stale), instead of soft-purging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_all_lost_to_trimming_purges_everything_hard() {
+    let redis = Redis::start().await;
+    let relay = Relay::start(redis.addr()).await;
+    let (origin, _) = versioned().await;
+    let keys = [
+        "purge_log_length = 10",
+        "confirm_timeout = \"50ms\"",
+        "max_purge_lag = \"30s\"",
+    ];
+    let n1 = node(&origin, &redis.url(), "n1", &keys).await;
+    let n3 = node(&origin, &relay.url(), "n3", &keys).await;
+    fill(&[&n3], &["/h/1"], 1).await;
+    relay.cut();
+    until(&n3, "node 3 cut off", |s| s["connected"] == false).await;
+    let (status, v) = cluster_purge(&n1, "POST", "/purge-all", &[]).await;
+    assert!(status == 200 || status == 202, "{v}");
+    for i in 0..12 {
+        cluster_purge(&n1, "POST", &format!("/purge/unrelated-{i}"), &[]).await;
+    }
+    origin.set_handler(|_| Reply::ok("down").status(503));
+    relay.heal();
+    until(&n3, "a trimmed gap", |s| {
+        gap(s, "trimmed") == 1 && s["connected"] == true
+    })
+    .await;
+    let (status, h, b) = get(&n3, "/h/1").await;
+    assert_ne!(hdr(&h, "x-cache"), "STALE", "{}", hdr(&h, "cache-status"));
+    assert_eq!(
+        (status, text(&b).as_str()),
+        (503, "down"),
+        "the origin's answer, not the old object"
+    );
+    n1.shutdown().await;
+    n3.shutdown().await;
 }

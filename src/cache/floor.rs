@@ -35,13 +35,20 @@ impl Floor {
         t.saturating_duration_since(self.base).as_millis() as u64 + 1
     }
 
+    /// As `encode`, rounded up to the next millisecond: a floor must never fall below an
+    /// object stored just before it was raised.
+    fn encode_up(&self, t: Instant) -> u64 {
+        let d = t.saturating_duration_since(self.base);
+        d.as_nanos().div_ceil(1_000_000) as u64 + 1
+    }
+
     fn decode(&self, v: u64) -> Option<Instant> {
         (v != 0).then(|| self.base + Duration::from_millis(v - 1))
     }
 
     /// Everything stored before `at` is suspect (the floor only rises).
     pub fn raise(&self, at: Instant) {
-        self.fixed.fetch_max(self.encode(at), Ordering::AcqRel);
+        self.fixed.fetch_max(self.encode_up(at), Ordering::AcqRel);
     }
 
     /// Cut off from the purge log since `since` (`None`: connected again), trusting what was
@@ -89,7 +96,8 @@ mod tests {
         let s = Duration::from_secs;
         let at = |x: u64| Some(t0 + s(x));
         // (fixed, cut off since, lag, now) → floor
-        let rows: &[(Option<Instant>, Option<Instant>, u64, u64, Option<Instant>)] = &[
+        type Row = (Option<Instant>, Option<Instant>, u64, u64, Option<Instant>);
+        let rows: &[Row] = &[
             (None, None, 2, 100, None),
             (at(10), None, 2, 100, at(10)),
             // Cut off, but not for longer than the lag: still trusted.
@@ -110,6 +118,15 @@ mod tests {
                 "row {i}"
             );
         }
+    }
+
+    #[test]
+    fn a_raised_floor_covers_what_was_stored_just_before() {
+        let t0 = Instant::now();
+        let f = Floor::new(t0);
+        let stored = t0 + Duration::from_micros(1_700);
+        f.raise(t0 + Duration::from_micros(1_900));
+        assert!(stored < f.at(t0 + Duration::from_secs(1)).unwrap());
     }
 
     #[test]

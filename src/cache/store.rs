@@ -478,20 +478,14 @@ impl Store {
         n
     }
 
-    /// Purge everything. Returns entries affected.
+    /// Purge everything. Returns entries affected. A soft purge-all raises the floor (every
+    /// object is marked when next read), so it costs the same whatever the cache holds.
     pub async fn purge_all(&self, soft: bool) -> usize {
-        self.purges.record(Target::All, soft);
         if soft {
-            let mut n = 0;
-            for (_, entry) in self.cache.iter() {
-                entry
-                    .objects
-                    .iter()
-                    .for_each(|o| o.soft_purge(self.clock.now()));
-                n += 1;
-            }
-            return n;
+            self.cache.run_pending_tasks().await;
+            return self.soft_purge_everything() as usize;
         }
+        self.purges.record(Target::All, false);
         // Kill first: an insert racing this may carry older variants of its key along, and a
         // dead variant is never carried nor served.
         for (_, entry) in self.cache.iter() {

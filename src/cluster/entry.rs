@@ -56,8 +56,22 @@ impl Purge {
     }
 }
 
+/// An entry that could not be read: its number when that much was readable, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    /// The `seq` field, if it was a number.
+    pub seq: Option<u64>,
+    /// What was wrong.
+    pub why: String,
+}
+
 /// Build an entry from the stream's fields (`field(name)` gives the value, if present).
-pub fn decode<'a>(field: impl Fn(&str) -> Option<&'a str>) -> Result<Entry, String> {
+pub fn decode<'a>(field: impl Fn(&str) -> Option<&'a str>) -> Result<Entry, Unreadable> {
+    let seq = field("seq").and_then(|v| v.parse().ok());
+    decode_fields(field).map_err(|why| Unreadable { seq, why })
+}
+
+fn decode_fields<'a>(field: impl Fn(&str) -> Option<&'a str>) -> Result<Entry, String> {
     let num = |name: &str| -> Result<u64, String> {
         let v = field(name).ok_or_else(|| format!("no `{name}` field"))?;
         v.parse()
@@ -146,7 +160,8 @@ mod tests {
             }
             v
         };
-        let rows: Vec<(Vec<(&str, &str)>, Result<Entry, ()>)> = vec![
+        type Row<'a> = (Vec<(&'a str, &'a str)>, Result<Entry, ()>);
+        let rows: Vec<Row> = vec![
             (
                 with(&[("kind", "tags"), ("targets", "a\nurl /b")]),
                 ok(7, tags(&["a", "url /b"]), false),

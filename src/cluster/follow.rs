@@ -10,12 +10,13 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisError, RedisResult};
 use tokio::sync::watch;
 
-use super::entry::{Entry, StreamId, What};
+use super::entry::{Entry, StreamId, Unreadable, What};
 use super::resume::{self, Gap, Step};
 use super::{wire, Cluster};
-use super::{
-    BACKOFF_MAX, BACKOFF_MIN, BATCH, BLOCK, COMMAND_TIMEOUT, HEARTBEAT, KEPT_COUNTS, LIVE_FOR,
-};
+use super::{BACKOFF_MAX, BACKOFF_MIN, BATCH, BLOCK, COMMAND_TIMEOUT, HEARTBEAT, KEPT_COUNTS};
+
+/// A session that lasted this long was not a failure to connect: the backoff starts over.
+const STABLE: Duration = Duration::from_secs(5);
 
 /// The command connection and the dedicated one for the blocking read.
 type Connections = (MultiplexedConnection, MultiplexedConnection);
@@ -30,24 +31,30 @@ impl Cluster {
         let mut next = first;
         let mut backoff = BACKOFF_MIN;
         loop {
-            match next {
+            let why = match next {
                 Ok((cmd, read)) => {
-                    backoff = BACKOFF_MIN;
+                    let began = tokio::time::Instant::now();
                     match self.session(cmd, read, &mut shutdown).await {
                         Ok(()) => break,
-                        Err(e) => self.lost(&e),
+                        // A session that lasted resets the backoff; one that fails at once
+                        // (a read the server refuses, say) must not spin.
+                        Err(why) if began.elapsed() > STABLE => {
+                            backoff = BACKOFF_MIN;
+                            why
+                        }
+                        Err(why) => why,
                     }
                 }
-                Err(e) => {
-                    self.lost(&e);
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = shutdown.changed() => {}
-                    }
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
-                }
+                Err(e) => e.to_string(),
+            };
+            self.lost(&why);
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.changed() => {}
             }
-            if *shutdown.borrow() {
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+            // A dropped sender (the server gone without a shutdown) counts as one.
+            if *shutdown.borrow() || shutdown.has_changed().is_err() {
                 break;
             }
             next = self.connect().await;
@@ -89,51 +96,71 @@ impl Cluster {
         if let Some(gap) = r.gap {
             self.gap(gap, r.missed_purge_all).await;
         }
-        let was_cut = {
+        {
             let mut s = self.lock();
             s.tried = true;
             s.link = Some((cmd.clone(), r.from.epoch.clone()));
             s.contact = self.store.clock().now();
             s.position = Some(r.from.clone());
-            s.cut_since.take().is_some()
-        };
-        self.store.set_cut_off(None, self.cfg.max_purge_lag);
+        }
         self.applied.send_replace(r.from.seq);
-        tracing::info!(
-            target: "apicache::cluster",
-            node = %self.node,
-            seq = r.from.seq,
-            resumed = !was_cut || r.gap.is_none(),
-            "connected to Redis: following purges"
-        );
         Ok((cmd, read))
     }
 
-    /// Read, apply and heartbeat until an error or `shutdown`.
+    /// The first read of a session succeeded: the node follows the log again. Logged once per
+    /// change.
+    fn following(&self) {
+        let was_cut = {
+            let mut s = self.lock();
+            s.contact = self.store.clock().now();
+            s.cut_since.take().is_some() || !s.announced
+        };
+        self.store.set_cut_off(None, self.cfg.max_purge_lag);
+        if was_cut {
+            self.lock().announced = true;
+            tracing::info!(
+                target: "apicache::cluster",
+                node = %self.node,
+                seq = *self.applied.borrow(),
+                "connected to Redis: following purges"
+            );
+        }
+    }
+
+    /// Read, apply and heartbeat until an error (why) or `shutdown`.
     async fn session(
         &self,
         mut cmd: MultiplexedConnection,
         read: MultiplexedConnection,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> RedisResult<()> {
-        self.beat(&mut cmd).await?;
+    ) -> Result<(), String> {
+        let err = |e: RedisError| e.to_string();
+        self.beat(&mut cmd).await.map_err(err)?;
         let mut tick = tokio::time::interval(HEARTBEAT);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let reader = |from| wire::read(read.clone(), self.keys.clone(), from, BLOCK, BATCH);
-        let mut reading = Box::pin(reader(self.position_id()));
+        let reader = |from, block| wire::read(read.clone(), self.keys.clone(), from, block, BATCH);
+        // The first read answers at once: what was missed is replayed before the node counts
+        // as following again.
+        let mut reading = Box::pin(reader(self.position_id(), None));
+        let mut first = true;
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return Ok(()),
-                _ = tick.tick() => self.beat(&mut cmd).await?,
+                _ = self.resync.notified() => return Err("the Redis epoch changed".into()),
+                _ = tick.tick() => self.beat(&mut cmd).await.map_err(err)?,
                 got = &mut reading => {
-                    let entries = got?;
+                    let entries = got.map_err(err)?;
                     self.lock().contact = self.store.clock().now();
                     if !entries.is_empty() {
                         self.apply(entries).await;
                         // Confirm at once: a purge call is waiting on it.
-                        self.beat(&mut cmd).await?;
+                        self.beat(&mut cmd).await.map_err(err)?;
                     }
-                    reading = Box::pin(reader(self.position_id()));
+                    if first {
+                        first = false;
+                        self.following();
+                    }
+                    reading = Box::pin(reader(self.position_id(), Some(BLOCK)));
                 }
             }
         }
@@ -149,33 +176,37 @@ impl Cluster {
     /// Heartbeat with the last applied seq; learn the live nodes.
     async fn beat(&self, cmd: &mut MultiplexedConnection) -> RedisResult<()> {
         let seq = *self.applied.borrow();
-        let live = wire::beat(cmd, &self.keys, &self.node, seq, LIVE_FOR).await?;
+        let live = wire::beat(cmd, &self.keys, &self.node, seq, self.live_for()).await?;
         let mut s = self.lock();
         s.live = live;
         s.contact = self.store.clock().now();
         Ok(())
     }
 
-    /// Apply entries in order; a missing number or an unreadable entry is a gap.
-    async fn apply(&self, entries: Vec<(StreamId, Result<Entry, String>)>) {
+    /// Apply entries in order; a missing number, numbers going back, or an unreadable entry is
+    /// a gap.
+    async fn apply(&self, entries: Vec<(StreamId, Result<Entry, Unreadable>)>) {
         for (id, entry) in entries {
-            let last = self.lock().position.as_ref().map_or(0, |p| p.seq);
+            let (last, gen) = self
+                .lock()
+                .position
+                .as_ref()
+                .map_or((0, 0), |p| (p.seq, p.gen));
             let e = match entry {
                 Ok(e) => e,
-                Err(why) => {
-                    tracing::warn!(target: "apicache::cluster", %id, why, "unreadable purge log entry");
+                Err(u) => {
+                    tracing::warn!(target: "apicache::cluster", %id, why = u.why, "unreadable purge log entry");
                     self.gap(Gap::Unreadable, false).await;
-                    self.advance(id, None);
+                    self.advance(id, u.seq, None);
                     continue;
                 }
             };
+            let is_all = u64::from(e.purge.what == What::All);
             match resume::step(last, e.seq) {
-                Step::Skip => {
-                    self.advance(id, None);
-                    continue;
-                }
-                Step::GapThenApply => self.gap(Gap::Trimmed, false).await,
                 Step::Apply => {}
+                // A purge-all among the lost entries: nothing held may stay.
+                Step::Trimmed => self.gap(Gap::Trimmed, e.gen > gen + is_all).await,
+                Step::Renumbered => self.gap(Gap::Diverged, false).await,
             }
             let soft = e.purge.soft;
             let n = match &e.purge.what {
@@ -198,19 +229,21 @@ impl Cluster {
                 self.counters.from_peers.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(target: "apicache::cluster", from = %e.node, seq = e.seq, purged = n, "purge applied");
             }
-            self.advance(id, Some(&e));
+            self.advance(id, Some(e.seq), Some(e.gen));
             self.applied.send_replace(e.seq);
         }
     }
 
-    /// Move the position past `id` (and to `e`'s numbers when it was applied).
-    fn advance(&self, id: StreamId, e: Option<&Entry>) {
+    /// Move the position past `id`, to `seq` and `gen` when known.
+    fn advance(&self, id: StreamId, seq: Option<u64>, gen: Option<u64>) {
         let mut s = self.lock();
         if let Some(p) = s.position.as_mut() {
             p.id = p.id.max(id);
-            if let Some(e) = e {
-                p.seq = e.seq;
-                p.gen = p.gen.max(e.gen);
+            if let Some(seq) = seq {
+                p.seq = seq;
+            }
+            if let Some(gen) = gen {
+                p.gen = p.gen.max(gen);
             }
         }
     }
@@ -236,25 +269,26 @@ impl Cluster {
 
     /// Redis went away (or was never reached): stop taking purges, start the degraded clock.
     /// Logged once per change, not per retry.
-    fn lost(&self, e: &RedisError) {
+    fn lost(&self, why: &str) {
         let newly = {
             let mut s = self.lock();
-            let was_linked = s.link.take().is_some();
-            let first = !s.tried;
+            s.link = None;
             s.tried = true;
-            if s.cut_since.is_none() {
+            // Still cut off since an earlier loss when a session failed before it read anything.
+            let newly = s.cut_since.is_none();
+            if newly {
                 s.cut_since = Some(s.contact);
                 self.store
                     .set_cut_off(Some(s.contact), self.cfg.max_purge_lag);
             }
-            was_linked || first
+            newly
         };
         if newly {
             self.counters.disconnects.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 target: "apicache::cluster",
                 node = %self.node,
-                error = %e,
+                error = why,
                 max_purge_lag = ?self.cfg.max_purge_lag,
                 "cut off from Redis: purges answer 503 and peers' purges are not received; \
                  objects older than max_purge_lag are revalidated once this lasts longer"

@@ -34,8 +34,8 @@ use wire::Keys;
 
 /// How often a node heartbeats (and so how soon a purge call sees its progress).
 const HEARTBEAT: Duration = Duration::from_millis(250);
-/// How long a heartbeat keeps a node live: a node that stopped is waited for no longer.
-const LIVE_FOR: Duration = Duration::from_millis(1500);
+/// The shortest time a heartbeat keeps a node live.
+const LIVE_AT_LEAST: Duration = Duration::from_millis(1500);
 /// Connecting to Redis, and any command but the blocking read.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long one stream read blocks before it is issued again.
@@ -48,15 +48,24 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// Purge counts kept for the calls waiting on them.
 const KEPT_COUNTS: usize = 1024;
 
-/// Why a purge could not be logged. Nothing was: no node applies it.
+/// Why a purge call could not be answered as done.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    /// Redis cannot be reached (or did not answer in time).
-    #[error("purge not applied: Redis is unreachable ({0}); no node purged anything, retry")]
+    /// Not connected to Redis: nothing was logged, no node applies it.
+    #[error(
+        "purge not applied: Redis is unreachable or refused it ({0}); no node purged anything, retry"
+    )]
     Unreachable(String),
-    /// Redis lost its data since this node connected; it resynchronizes first.
+    /// Redis lost its data since this node connected; nothing was logged, and the node
+    /// resynchronizes first.
     #[error("purge not applied: Redis lost its data and this node is resynchronizing; retry")]
     EpochChanged,
+    /// Sent, but Redis did not answer: it may or may not have been logged (if it was, every
+    /// node applies it). Purges are idempotent, so a retry is safe.
+    #[error(
+        "purge state unknown: Redis did not answer ({0}); it may have been logged, and then          every node applies it; retrying is safe"
+    )]
+    Unknown(String),
 }
 
 /// What a logged purge achieved.
@@ -70,12 +79,14 @@ pub struct Outcome {
     pub nodes: usize,
     /// How many of them had applied it.
     pub confirmed: usize,
+    /// Whether this node applied it within the wait.
+    pub applied_here: bool,
 }
 
 impl Outcome {
-    /// Every live node applied it.
+    /// This node and every live node applied it.
     pub fn complete(&self) -> bool {
-        self.nodes > 0 && self.confirmed >= self.nodes
+        self.applied_here && self.nodes > 0 && self.confirmed >= self.nodes
     }
 }
 
@@ -89,6 +100,8 @@ pub struct Cluster {
     shared: Mutex<Shared>,
     /// The last purge applied, for the purge calls waiting on it.
     applied: watch::Sender<u64>,
+    /// A purge call found the epoch changed: the follower says hello again.
+    resync: tokio::sync::Notify,
     counters: Counters,
 }
 
@@ -104,6 +117,8 @@ struct Shared {
     cut_since: Option<Instant>,
     /// Whether the first connect (at start) was tried.
     tried: bool,
+    /// Whether "following purges" was logged since the last loss.
+    announced: bool,
     /// Live nodes and what each applied, from the last heartbeat.
     live: Vec<(String, u64)>,
     /// Objects purged by recent entries this node sent, by seq.
@@ -141,10 +156,12 @@ impl Cluster {
                 contact: now,
                 cut_since: None,
                 tried: false,
+                announced: false,
                 live: Vec::new(),
                 counts: VecDeque::new(),
             }),
             applied: watch::channel(0).0,
+            resync: tokio::sync::Notify::new(),
             counters: Counters::default(),
             cfg,
         });
@@ -158,6 +175,13 @@ impl Cluster {
         &self.node
     }
 
+    /// How long one heartbeat keeps this node live: at least as long as it may go on serving
+    /// what it holds while cut off, so no purge call counts it out while it could still serve
+    /// what that purge removes.
+    fn live_for(&self) -> Duration {
+        (self.cfg.max_purge_lag + HEARTBEAT).max(LIVE_AT_LEAST)
+    }
+
     fn lock(&self) -> MutexGuard<'_, Shared> {
         self.shared.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -169,7 +193,6 @@ impl Cluster {
         let Some((mut con, epoch)) = link else {
             return Err(ClusterError::Unreachable("not connected".into()));
         };
-        let deadline = tokio::time::Instant::now() + self.cfg.confirm_timeout;
         let published = tokio::time::timeout(
             COMMAND_TIMEOUT,
             wire::publish(
@@ -184,10 +207,19 @@ impl Cluster {
         .await;
         let seq = match published {
             Ok(Ok(Some((seq, _)))) => seq,
-            Ok(Ok(None)) => return Err(ClusterError::EpochChanged),
-            Ok(Err(e)) => return Err(ClusterError::Unreachable(e.to_string())),
-            Err(_) => return Err(ClusterError::Unreachable("no answer within 1s".into())),
+            Ok(Ok(None)) => {
+                self.resync.notify_one();
+                return Err(ClusterError::EpochChanged);
+            }
+            // Redis answered with an error (a replica, the script's own checks): the script
+            // checks before it writes, so nothing was logged.
+            Ok(Err(e)) if matches!(e.kind(), redis::ErrorKind::Server(_)) => {
+                return Err(ClusterError::Unreachable(e.to_string()))
+            }
+            Ok(Err(e)) => return Err(ClusterError::Unknown(e.to_string())),
+            Err(_) => return Err(ClusterError::Unknown("no answer within 1s".into())),
         };
+        let deadline = tokio::time::Instant::now() + self.cfg.confirm_timeout;
         let mut applied = self.applied.subscribe();
         // A `watch::Ref` is not `Send`: only whether it came is kept.
         let mine = matches!(
@@ -216,6 +248,7 @@ impl Cluster {
             seq,
             nodes,
             confirmed,
+            applied_here: mine,
         })
     }
 

@@ -10,6 +10,8 @@ use super::entry::StreamId;
 pub struct Position {
     /// The epoch of the Redis data set it followed (a Redis that lost its data has a new one).
     pub epoch: String,
+    /// The Redis server process it followed (a restart or a failover changes it).
+    pub run_id: String,
     /// The last purge applied.
     pub seq: u64,
     /// The purge-all generation seen.
@@ -23,6 +25,8 @@ pub struct Position {
 pub struct Hello {
     /// The epoch (set by whichever node found none).
     pub epoch: String,
+    /// The server's `run_id` (`INFO server`).
+    pub run_id: String,
     /// The last purge logged.
     pub seq: u64,
     /// The purge-all generation.
@@ -94,6 +98,7 @@ pub fn on_connect(
 ) -> Resume {
     let end = Position {
         epoch: hello.epoch.clone(),
+        run_id: hello.run_id.clone(),
         seq: hello.seq,
         gen: hello.gen,
         id: hello.last_id,
@@ -114,7 +119,9 @@ pub fn on_connect(
         from: end.clone(),
         gap: Some(gap),
     };
-    if p.epoch != hello.epoch {
+    // Another data set, or another server process: a restart may have lost the last writes
+    // (persistence is at best a second behind), a failover those not yet replicated.
+    if p.epoch != hello.epoch || p.run_id != hello.run_id {
         return Resume {
             missed_purge_all: false,
             ..lost(Gap::Epoch)
@@ -136,7 +143,7 @@ pub fn on_connect(
         Some(_) => lost(Gap::Diverged),
         // The position is gone, but the oldest entry left is the next one (or nothing was
         // logged at all): nothing was lost.
-        None if hello.first_seq == Some(p.seq + 1) || p.seq == 0 && hello.seq == 0 => Resume {
+        None if hello.first_seq == p.seq.checked_add(1) || p.seq == 0 && hello.seq == 0 => Resume {
             from: p.clone(),
             gap: too_long.then_some(Gap::Disconnected),
             missed_purge_all: false,
@@ -145,25 +152,26 @@ pub fn on_connect(
     }
 }
 
-/// What to do with the next entry read, after `last` was applied.
+/// What to do with the next entry read (always newer in the stream), after `last` was applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     /// The next one: apply it.
     Apply,
-    /// Applied already.
-    Skip,
-    /// Entries between were lost: a gap, then apply it.
-    GapThenApply,
+    /// Entries between were lost (trimmed): a gap, then apply it.
+    Trimmed,
+    /// The numbering went back (the counter key was lost, or a failover): a gap, then apply it
+    /// and follow the numbers from there.
+    Renumbered,
 }
 
 /// Whether `seq` follows `last` in the log.
 pub fn step(last: u64, seq: u64) -> Step {
     if seq <= last {
-        Step::Skip
-    } else if seq == last + 1 {
+        Step::Renumbered
+    } else if Some(seq) == last.checked_add(1) {
         Step::Apply
     } else {
-        Step::GapThenApply
+        Step::Trimmed
     }
 }
 
@@ -174,6 +182,7 @@ mod tests {
     fn pos(epoch: &str, seq: u64, gen: u64, id: u64) -> Position {
         Position {
             epoch: epoch.into(),
+            run_id: "r1".into(),
             seq,
             gen,
             id: StreamId(id, 0),
@@ -183,6 +192,7 @@ mod tests {
     fn hello(epoch: &str, seq: u64, gen: u64, last: u64, at: Option<u64>) -> Hello {
         Hello {
             epoch: epoch.into(),
+            run_id: "r1".into(),
             seq,
             gen,
             last_id: StreamId(last, 0),
@@ -198,14 +208,15 @@ mod tests {
         let long = Some(Duration::from_secs(3));
         let p = pos("e1", 10, 1, 100);
         // (known, hello, cut for) → (resume from, gap, missed purge-all)
-        let rows: Vec<(
+        type Row = (
             Option<Position>,
             Hello,
             Option<Duration>,
             Position,
             Option<Gap>,
             bool,
-        )> = vec![
+        );
+        let mut rows: Vec<Row> = vec![
             // First connect at start: the end of the log, nothing held.
             (
                 None,
@@ -297,6 +308,23 @@ mod tests {
                 false,
             ),
         ];
+        // Same data set, another server process (restart, failover).
+        let restarted = Hello {
+            run_id: "r2".into(),
+            ..hello("e1", 14, 1, 140, Some(10))
+        };
+        let after_restart = Position {
+            run_id: "r2".into(),
+            ..pos("e1", 14, 1, 140)
+        };
+        rows.push((
+            Some(p.clone()),
+            restarted,
+            short,
+            after_restart,
+            Some(Gap::Epoch),
+            false,
+        ));
         for (i, (known, h, cut, from, gap, all)) in rows.iter().enumerate() {
             let got = on_connect(known.as_ref(), h, *cut, lag);
             assert_eq!(
@@ -315,10 +343,11 @@ mod tests {
     fn step_table() {
         for (last, seq, want) in [
             (4, 5, Step::Apply),
-            (4, 4, Step::Skip),
-            (4, 2, Step::Skip),
-            (4, 6, Step::GapThenApply),
+            (4, 4, Step::Renumbered),
+            (4, 1, Step::Renumbered),
+            (4, 6, Step::Trimmed),
             (0, 1, Step::Apply),
+            (u64::MAX, 3, Step::Renumbered),
         ] {
             assert_eq!(step(last, seq), want, "{last} → {seq}");
         }

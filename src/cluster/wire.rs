@@ -45,14 +45,14 @@ impl Keys {
 const HELLO: &str = r"
 redis.call('SET', KEYS[1], ARGV[1], 'NX')
 local epoch = redis.call('GET', KEYS[1])
-local seq = tonumber(redis.call('GET', KEYS[2]) or '0')
-local gen = tonumber(redis.call('GET', KEYS[3]) or '0')
+local seq = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
+local gen = tonumber(redis.call('GET', KEYS[3]) or '0') or 0
 local last = redis.call('XREVRANGE', KEYS[4], '+', '-', 'COUNT', 1)
 local last_id = '0-0'
 if #last > 0 then last_id = last[1][1] end
 local function seq_of(e)
   local f = e[2]
-  for i = 1, #f, 2 do if f[i] == 'seq' then return tonumber(f[i + 1]) end end
+  for i = 1, #f, 2 do if f[i] == 'seq' then return tonumber(f[i + 1]) or -2 end end
   return -1
 end
 local first = -1
@@ -68,8 +68,21 @@ return {epoch, seq, gen, last_id, at, first}
 
 const PUBLISH: &str = r"
 if redis.call('GET', KEYS[4]) ~= ARGV[6] then return {-1, ''} end
+local t = redis.call('TYPE', KEYS[3])['ok']
+if t ~= 'stream' and t ~= 'none' then return redis.error_reply('the purge log key is a ' .. t) end
 local seq = redis.call('INCR', KEYS[1])
-local gen = tonumber(redis.call('GET', KEYS[2]) or '0')
+-- A lost counter key must not reuse numbers the stream already holds.
+local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
+if #last > 0 then
+  local f = last[1][2]
+  for i = 1, #f, 2 do
+    if f[i] == 'seq' then
+      local s = tonumber(f[i + 1])
+      if s and s >= seq then seq = s + 1; redis.call('SET', KEYS[1], seq) end
+    end
+  end
+end
+local gen = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
 if ARGV[2] == 'all' then gen = redis.call('INCR', KEYS[2]) end
 local id = redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[1], '*', 'seq', seq, 'gen', gen,
   'kind', ARGV[2], 'targets', ARGV[3], 'soft', ARGV[4], 'node', ARGV[5])
@@ -127,7 +140,7 @@ pub async fn hello(
     candidate: &str,
     position: Option<StreamId>,
 ) -> RedisResult<Hello> {
-    let (epoch, seq, gen, last_id, at, first): (String, u64, u64, String, i64, i64) = HELLO_SCRIPT
+    let (epoch, seq, gen, last_id, at, first): (String, i64, i64, String, i64, i64) = HELLO_SCRIPT
         .key(&keys.epoch)
         .key(&keys.seq)
         .key(&keys.gen)
@@ -136,10 +149,18 @@ pub async fn hello(
         .arg(position.map(|p| p.to_string()).unwrap_or_default())
         .invoke_async(con)
         .await?;
+    let info: String = redis::cmd("INFO").arg("server").query_async(con).await?;
+    let run_id = info
+        .lines()
+        .find_map(|l| l.strip_prefix("run_id:"))
+        .unwrap_or_default()
+        .trim()
+        .to_string();
     Ok(Hello {
         epoch,
-        seq,
-        gen,
+        run_id,
+        seq: u64::try_from(seq).unwrap_or(0),
+        gen: u64::try_from(gen).unwrap_or(0),
         last_id: StreamId::parse(&last_id).unwrap_or_default(),
         at_position: u64::try_from(at).ok(),
         first_seq: u64::try_from(first).ok(),
@@ -210,20 +231,21 @@ pub async fn confirmed(
         .await
 }
 
-/// Entries after `from`, waiting up to `block` for the first; each decoded, or the reason it
-/// could not be (with its id, so reading goes on past it).
+/// Entries after `from`, waiting up to `block` for the first (`None`: answer at once); each
+/// decoded, or why it could not be (with its id, so reading goes on past it).
 pub async fn read(
     mut con: MultiplexedConnection,
     keys: Keys,
     from: StreamId,
-    block: Duration,
+    block: Option<Duration>,
     count: usize,
-) -> RedisResult<Vec<(StreamId, Result<Entry, String>)>> {
-    let reply: Option<redis::streams::StreamReadReply> = redis::cmd("XREAD")
-        .arg("COUNT")
-        .arg(count)
-        .arg("BLOCK")
-        .arg(block.as_millis() as u64)
+) -> RedisResult<Vec<(StreamId, Result<Entry, entry::Unreadable>)>> {
+    let mut cmd = redis::cmd("XREAD");
+    cmd.arg("COUNT").arg(count);
+    if let Some(b) = block {
+        cmd.arg("BLOCK").arg(b.as_millis() as u64);
+    }
+    let reply: Option<redis::streams::StreamReadReply> = cmd
         .arg("STREAMS")
         .arg(&keys.stream)
         .arg(from.to_string())

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{ConfigError, REDACTED_TOKEN};
 
 /// `[cluster]`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
     /// `redis://[:password@]host:port/db`: the purge log, heartbeats and epoch live there.
@@ -45,15 +45,50 @@ fn d_log_length() -> u64 {
     10_000
 }
 
-/// The URL with its password replaced by [`REDACTED_TOKEN`]: for logs, `/stats` and printing.
-pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some(REDACTED_TOKEN));
-            u.to_string().replace("%3Credacted%3E", REDACTED_TOKEN)
-        }
-        _ => url.to_string(),
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("redis_url", &redact(&self.redis_url))
+            .field("node_id", &self.node_id)
+            .field("key_prefix", &self.key_prefix)
+            .field("max_purge_lag", &self.max_purge_lag)
+            .field("confirm_timeout", &self.confirm_timeout)
+            .field("purge_log_length", &self.purge_log_length)
+            .finish()
     }
+}
+
+/// Query parameters the Redis client reads a password from (`unix://…?pass=`).
+const PASSWORD_PARAMS: [&str; 2] = ["pass", "password"];
+
+/// The URL with its password (in the user part or a `pass` parameter) replaced by
+/// [`REDACTED_TOKEN`]: for logs, `/stats` and printing.
+pub fn redact(url: &str) -> String {
+    let Ok(mut u) = url::Url::parse(url) else {
+        return url.to_string();
+    };
+    if u.password().is_some() {
+        let _ = u.set_password(Some(REDACTED_TOKEN));
+    }
+    if u.query_pairs()
+        .any(|(k, _)| PASSWORD_PARAMS.contains(&k.as_ref()))
+    {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if PASSWORD_PARAMS.contains(&k.as_ref()) {
+                    REDACTED_TOKEN.to_string()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
+        .replace("%3Credacted%3E", REDACTED_TOKEN)
+        .replace("%3credacted%3e", REDACTED_TOKEN)
 }
 
 fn redacted_url<S: serde::Serializer>(v: &str, s: S) -> Result<S::Ok, S::Error> {
@@ -85,7 +120,13 @@ impl ClusterConfig {
                 ))
             }
         }
-        if url.password() == Some(REDACTED_TOKEN) || url.password() == Some("%3Credacted%3E") {
+        let redacted_param = url
+            .query_pairs()
+            .any(|(k, v)| PASSWORD_PARAMS.contains(&k.as_ref()) && v == REDACTED_TOKEN);
+        if url.password() == Some(REDACTED_TOKEN)
+            || url.password() == Some("%3Credacted%3E")
+            || redacted_param
+        {
             return Err(invalid(
                 "cluster.redis_url",
                 format!(
@@ -211,6 +252,18 @@ mod tests {
         assert_eq!(
             super::redact("redis://10.0.0.5:6379/2"),
             "redis://10.0.0.5:6379/2"
+        );
+        let unix = super::redact("redis+unix:///run/redis.sock?db=1&pass=s3cret");
+        assert!(!unix.contains("s3cret") && unix.contains("db=1"), "{unix}");
+        let text =
+            "[origin]\nurl = \"http://a:1\"\n[cluster]\nredis_url = \"redis://:s3cret@h:1/0\"\n";
+        let c = crate::config::Config::parse(text).unwrap();
+        assert!(!format!("{:?}", c.cluster).contains("s3cret"));
+        let printed = c.effective_toml().unwrap();
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(
+            crate::config::Config::parse(&printed).is_err(),
+            "a printed password is refused"
         );
     }
 }

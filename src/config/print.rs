@@ -108,6 +108,14 @@ token_env = "APICACHE_PRINT_TEST_TOKEN"
 [log]
 format = "json"
 
+[cluster]
+redis_url = "redis://10.0.0.9:6380/2"
+node_id = "edge-7a"
+key_prefix = "shop-api"
+max_purge_lag = "5s"
+confirm_timeout = "300ms"
+purge_log_length = 5000
+
 [[routes]]
 path = "/accounts/{id}"
 ttl = "5m"
