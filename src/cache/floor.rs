@@ -8,8 +8,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// When everything older is suspect: a fixed point (a gap), and the degraded window while the
-/// node is cut off. Times are milliseconds after `base` plus one (0 = unset).
+/// When everything older is suspect: a fixed point (a gap), and the degraded state while the
+/// node is cut off. Times are nanoseconds after `base` plus one (0 = unset), exact: a floor
+/// must neither miss an object stored just before it nor catch one stored just after.
 #[derive(Debug)]
 pub struct Floor {
     base: Instant,
@@ -32,27 +33,21 @@ impl Floor {
     }
 
     fn encode(&self, t: Instant) -> u64 {
-        t.saturating_duration_since(self.base).as_millis() as u64 + 1
-    }
-
-    /// As `encode`, rounded up to the next millisecond: a floor must never fall below an
-    /// object stored just before it was raised.
-    fn encode_up(&self, t: Instant) -> u64 {
-        let d = t.saturating_duration_since(self.base);
-        d.as_nanos().div_ceil(1_000_000) as u64 + 1
+        let ns = t.saturating_duration_since(self.base).as_nanos();
+        u64::try_from(ns).unwrap_or(u64::MAX - 1) + 1
     }
 
     fn decode(&self, v: u64) -> Option<Instant> {
-        (v != 0).then(|| self.base + Duration::from_millis(v - 1))
+        (v != 0).then(|| self.base + Duration::from_nanos(v - 1))
     }
 
     /// Everything stored before `at` is suspect (the floor only rises).
     pub fn raise(&self, at: Instant) {
-        self.fixed.fetch_max(self.encode_up(at), Ordering::AcqRel);
+        self.fixed.fetch_max(self.encode(at), Ordering::AcqRel);
     }
 
-    /// Cut off from the purge log since `since` (`None`: connected again), trusting what was
-    /// stored for `lag` after the last contact.
+    /// Cut off from the purge log since `since` (`None`: connected again); after `lag` of that,
+    /// nothing held is trusted.
     pub fn set_cut_off(&self, since: Option<Instant>, lag: Duration) {
         self.lag.store(lag.as_millis() as u64, Ordering::Relaxed);
         let v = since.map_or(0, |s| self.encode(s));
@@ -68,9 +63,10 @@ impl Floor {
     }
 }
 
-/// The floor at `now`: the fixed one, or, once cut off for longer than `lag`, `now - lag`
-/// (a purge issued before that should have arrived by now; one after it is within the lag the
-/// operator accepted).
+/// The floor at `now`: the fixed one, or, once cut off for longer than `lag`, `now` itself:
+/// every use revalidates. By then the node's heartbeat has run out, so purge calls no longer
+/// wait for it; anything it still served as fresh, even an object fetched a moment ago, could
+/// be what such a purge removed.
 pub fn floor_at(
     fixed: Option<Instant>,
     cut_since: Option<Instant>,
@@ -79,7 +75,7 @@ pub fn floor_at(
 ) -> Option<Instant> {
     let degraded = cut_since
         .filter(|s| now.saturating_duration_since(*s) > lag)
-        .and_then(|_| now.checked_sub(lag));
+        .map(|_| now);
     match (fixed, degraded) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
@@ -103,12 +99,12 @@ mod tests {
             // Cut off, but not for longer than the lag: still trusted.
             (None, at(99), 2, 100, None),
             (None, at(98), 2, 100, None),
-            // Cut off longer than the lag: everything older than the lag is suspect.
-            (None, at(97), 2, 100, at(98)),
-            (None, at(10), 2, 100, at(98)),
+            // Cut off longer than the lag: nothing is trusted.
+            (None, at(97), 2, 100, at(100)),
+            (None, at(10), 2, 100, at(100)),
             // The higher of the two wins.
-            (at(99), at(10), 2, 100, at(99)),
-            (at(50), at(10), 2, 100, at(98)),
+            (at(101), at(10), 2, 100, at(101)),
+            (at(50), at(10), 2, 100, at(100)),
             (at(50), at(99), 2, 100, at(50)),
         ];
         for (i, (fixed, cut, lag, now, want)) in rows.iter().enumerate() {
@@ -121,12 +117,15 @@ mod tests {
     }
 
     #[test]
-    fn a_raised_floor_covers_what_was_stored_just_before() {
+    fn a_raised_floor_is_exact() {
         let t0 = Instant::now();
         let f = Floor::new(t0);
-        let stored = t0 + Duration::from_micros(1_700);
-        f.raise(t0 + Duration::from_micros(1_900));
-        assert!(stored < f.at(t0 + Duration::from_secs(1)).unwrap());
+        let before = t0 + Duration::from_nanos(1_700_001);
+        let at = t0 + Duration::from_nanos(1_700_002);
+        let after = t0 + Duration::from_nanos(1_700_003);
+        f.raise(at);
+        let floor = f.at(t0 + Duration::from_secs(1)).unwrap();
+        assert!(before < floor && after > floor);
     }
 
     #[test]
@@ -139,7 +138,8 @@ mod tests {
         f.raise(t0 + s(1));
         assert_eq!(f.at(t0 + s(5)), Some(t0 + s(3)));
         f.set_cut_off(Some(t0 + s(4)), s(2));
-        assert_eq!(f.at(t0 + s(10)), Some(t0 + s(8)));
+        assert_eq!(f.at(t0 + s(5)), Some(t0 + s(3)));
+        assert_eq!(f.at(t0 + s(10)), Some(t0 + s(10)));
         f.set_cut_off(None, s(2));
         assert_eq!(f.at(t0 + s(10)), Some(t0 + s(3)));
     }

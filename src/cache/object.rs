@@ -245,13 +245,17 @@ impl CachedObject {
         self.stored(now).ttl()
     }
 
-    /// Mark stale from `now` on, keeping the object for stale serving and revalidation.
+    /// Mark stale from `now` on, keeping the object for stale serving and revalidation. The
+    /// earliest mark wins: a purge the store's floor applies late (when the object is read) may
+    /// come after a later one that marked it at once.
     pub fn soft_purge(&self, now: Instant) {
         let at = now.saturating_duration_since(self.stored_at).as_millis() as u64 + 1;
         let _ = self
             .marks
             .purged_at
-            .compare_exchange(0, at, Ordering::Relaxed, Ordering::Relaxed);
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |cur| {
+                (cur == 0 || at < cur).then_some(at)
+            });
     }
 
     /// Never serve it again.

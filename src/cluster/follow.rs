@@ -21,6 +21,16 @@ const STABLE: Duration = Duration::from_secs(5);
 /// The command connection and the dedicated one for the blocking read.
 type Connections = (MultiplexedConnection, MultiplexedConnection);
 
+/// How a session ended.
+enum Ended {
+    /// The server is stopping.
+    Shutdown,
+    /// Redis is reachable but follows another epoch.
+    Resync,
+    /// Redis went away (why).
+    Lost(String),
+}
+
 impl Cluster {
     /// Follow the log until `shutdown`; `first` is the connect tried at start.
     pub(super) async fn follow(
@@ -35,14 +45,21 @@ impl Cluster {
                 Ok((cmd, read)) => {
                     let began = tokio::time::Instant::now();
                     match self.session(cmd, read, &mut shutdown).await {
-                        Ok(()) => break,
+                        Ended::Shutdown => break,
+                        // Redis is there, under another epoch: say hello again at once, not
+                        // as an outage.
+                        Ended::Resync => {
+                            self.lock().link = None;
+                            next = self.connect().await;
+                            continue;
+                        }
                         // A session that lasted resets the backoff; one that fails at once
                         // (a read the server refuses, say) must not spin.
-                        Err(why) if began.elapsed() > STABLE => {
+                        Ended::Lost(why) if began.elapsed() > STABLE => {
                             backoff = BACKOFF_MIN;
                             why
                         }
-                        Err(why) => why,
+                        Ended::Lost(why) => why,
                     }
                 }
                 Err(e) => e.to_string(),
@@ -92,7 +109,16 @@ impl Cluster {
             s.tried
                 .then(|| now.saturating_duration_since(s.cut_since.unwrap_or(s.contact)))
         };
+        // A resync asked for before this hello is answered by it.
+        let _ = futures_util::FutureExt::now_or_never(self.resync.notified());
         let r = resume::on_connect(known.as_ref(), &hello, cut_for, self.cfg.max_purge_lag);
+        if known.as_ref().is_some_and(|p| p.epoch != r.from.epoch) {
+            // Numbers and nodes of another data set: a purge call must not read their counts,
+            // nor `/stats` show their heartbeats (cleared before the gap is counted).
+            let mut s = self.lock();
+            s.counts.clear();
+            s.live.clear();
+        }
         if let Some(gap) = r.gap {
             self.gap(gap, r.missed_purge_all).await;
         }
@@ -100,8 +126,14 @@ impl Cluster {
             let mut s = self.lock();
             s.tried = true;
             s.link = Some((cmd.clone(), r.from.epoch.clone()));
-            s.contact = self.store.clock().now();
             s.position = Some(r.from.clone());
+            if r.gap.is_some() && s.cut_since.is_some() {
+                // Everything held until now was just flushed: a session that fails before it
+                // reads must not flush (and count) it again at the next try.
+                let now = self.store.clock().now();
+                s.cut_since = Some(now);
+                self.store.set_cut_off(Some(now), self.cfg.max_purge_lag);
+            }
         }
         self.applied.send_replace(r.from.seq);
         Ok((cmd, read))
@@ -112,7 +144,6 @@ impl Cluster {
     fn following(&self) {
         let was_cut = {
             let mut s = self.lock();
-            s.contact = self.store.clock().now();
             s.cut_since.take().is_some() || !s.announced
         };
         self.store.set_cut_off(None, self.cfg.max_purge_lag);
@@ -127,15 +158,26 @@ impl Cluster {
         }
     }
 
-    /// Read, apply and heartbeat until an error (why) or `shutdown`.
+    /// Read, apply and heartbeat until an error, a changed epoch, or `shutdown`.
     async fn session(
         &self,
         mut cmd: MultiplexedConnection,
         read: MultiplexedConnection,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<(), String> {
-        let err = |e: RedisError| e.to_string();
-        self.beat(&mut cmd).await.map_err(err)?;
+    ) -> Ended {
+        match self.read_loop(&mut cmd, read, shutdown).await {
+            Ok(ended) | Err(ended) => ended,
+        }
+    }
+
+    async fn read_loop(
+        &self,
+        cmd: &mut MultiplexedConnection,
+        read: MultiplexedConnection,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Ended, Ended> {
+        let err = |e: RedisError| Ended::Lost(e.to_string());
+        self.beat(cmd).await.map_err(err)??;
         let mut tick = tokio::time::interval(HEARTBEAT);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let reader = |from, block| wire::read(read.clone(), self.keys.clone(), from, block, BATCH);
@@ -145,16 +187,15 @@ impl Cluster {
         let mut first = true;
         loop {
             tokio::select! {
-                _ = shutdown.changed() => return Ok(()),
-                _ = self.resync.notified() => return Err("the Redis epoch changed".into()),
-                _ = tick.tick() => self.beat(&mut cmd).await.map_err(err)?,
+                _ = shutdown.changed() => return Ok(Ended::Shutdown),
+                _ = self.resync.notified() => return Ok(Ended::Resync),
+                _ = tick.tick() => self.beat(cmd).await.map_err(err)??,
                 got = &mut reading => {
                     let entries = got.map_err(err)?;
-                    self.lock().contact = self.store.clock().now();
                     if !entries.is_empty() {
                         self.apply(entries).await;
                         // Confirm at once: a purge call is waiting on it.
-                        self.beat(&mut cmd).await.map_err(err)?;
+                        self.beat(cmd).await.map_err(err)??;
                     }
                     if first {
                         first = false;
@@ -173,14 +214,23 @@ impl Cluster {
             .map_or(StreamId::default(), |p| p.id)
     }
 
-    /// Heartbeat with the last applied seq; learn the live nodes.
-    async fn beat(&self, cmd: &mut MultiplexedConnection) -> RedisResult<()> {
+    /// Heartbeat with the last applied seq; learn the live nodes. `Err(Resync)` when the
+    /// epoch changed under the node. The last heartbeat Redis took is where a cut-off starts:
+    /// the node must stop trusting what it holds no later than its heartbeat runs out.
+    async fn beat(&self, cmd: &mut MultiplexedConnection) -> RedisResult<Result<(), Ended>> {
         let seq = *self.applied.borrow();
-        let live = wire::beat(cmd, &self.keys, &self.node, seq, self.live_for()).await?;
+        let Some(epoch) = self.lock().link.as_ref().map(|(_, e)| e.clone()) else {
+            return Ok(Err(Ended::Resync));
+        };
+        let sent = self.store.clock().now();
+        let live = wire::beat(cmd, &self.keys, &self.node, seq, self.live_for(), &epoch).await?;
+        let Some(live) = live else {
+            return Ok(Err(Ended::Resync));
+        };
         let mut s = self.lock();
         s.live = live;
-        s.contact = self.store.clock().now();
-        Ok(())
+        s.contact = sent;
+        Ok(Ok(()))
     }
 
     /// Apply entries in order; a missing number, numbers going back, or an unreadable entry is
@@ -206,7 +256,13 @@ impl Cluster {
                 Step::Apply => {}
                 // A purge-all among the lost entries: nothing held may stay.
                 Step::Trimmed => self.gap(Gap::Trimmed, e.gen > gen + is_all).await,
-                Step::Renumbered => self.gap(Gap::Diverged, false).await,
+                Step::Renumbered => {
+                    self.gap(Gap::Diverged, false).await;
+                    // The generation is numbered anew as well.
+                    if let Some(p) = self.lock().position.as_mut() {
+                        p.gen = e.gen;
+                    }
+                }
             }
             let soft = e.purge.soft;
             let n = match &e.purge.what {
@@ -299,9 +355,16 @@ impl Cluster {
     /// Leave the live set, so purge calls stop waiting for this node (bounded).
     async fn leave(&self) {
         let link = self.lock().link.take();
-        if let Some((mut cmd, _)) = link {
+        if let Some((mut cmd, epoch)) = link {
             let seq = *self.applied.borrow();
-            let bye = wire::beat(&mut cmd, &self.keys, &self.node, seq, Duration::ZERO);
+            let bye = wire::beat(
+                &mut cmd,
+                &self.keys,
+                &self.node,
+                seq,
+                Duration::ZERO,
+                &epoch,
+            );
             let _ = tokio::time::timeout(Duration::from_millis(300), bye).await;
         }
     }

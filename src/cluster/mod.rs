@@ -63,7 +63,7 @@ pub enum ClusterError {
     /// Sent, but Redis did not answer: it may or may not have been logged (if it was, every
     /// node applies it). Purges are idempotent, so a retry is safe.
     #[error(
-        "purge state unknown: Redis did not answer ({0}); it may have been logged, and then          every node applies it; retrying is safe"
+        "purge state unknown: Redis did not answer ({0}); it may have been logged, and then every node applies it; retrying is safe"
     )]
     Unknown(String),
 }
@@ -230,9 +230,10 @@ impl Cluster {
         let (mut nodes, mut confirmed) = (0, 0);
         let mut wait = Duration::from_millis(1);
         loop {
-            match tokio::time::timeout_at(deadline, wire::confirmed(&mut con, &self.keys, seq))
-                .await
-            {
+            // Asked at least once, even when this node's own wait used the whole window.
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let ask = wire::confirmed(&mut con, &self.keys, seq, &epoch);
+            match tokio::time::timeout(left.max(Duration::from_millis(250)), ask).await {
                 Ok(Ok((n, ok))) => (nodes, confirmed) = (n, ok),
                 // Logged all the same: the answer says how many confirmed.
                 _ => break,
@@ -257,6 +258,7 @@ impl Cluster {
         let s = self.lock();
         s.counts
             .iter()
+            .rev()
             .find(|(q, _)| *q == seq)
             .map_or(0, |(_, n)| *n)
     }

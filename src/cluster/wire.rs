@@ -50,18 +50,23 @@ local gen = tonumber(redis.call('GET', KEYS[3]) or '0') or 0
 local last = redis.call('XREVRANGE', KEYS[4], '+', '-', 'COUNT', 1)
 local last_id = '0-0'
 if #last > 0 then last_id = last[1][1] end
-local function seq_of(e)
+local function field_of(e, name)
   local f = e[2]
-  for i = 1, #f, 2 do if f[i] == 'seq' then return tonumber(f[i + 1]) or -2 end end
+  for i = 1, #f, 2 do if f[i] == name then return tonumber(f[i + 1]) or -2 end end
   return -1
+end
+-- A lost counter key: the newest entry still says where numbering stands.
+if #last > 0 then
+  seq = math.max(seq, field_of(last[1], 'seq'))
+  gen = math.max(gen, field_of(last[1], 'gen'))
 end
 local first = -1
 local oldest = redis.call('XRANGE', KEYS[4], '-', '+', 'COUNT', 1)
-if #oldest > 0 then first = seq_of(oldest[1]) end
+if #oldest > 0 then first = field_of(oldest[1], 'seq') end
 local at = -1
 if ARGV[2] ~= '' then
   local e = redis.call('XRANGE', KEYS[4], ARGV[2], ARGV[2])
-  if #e > 0 then at = seq_of(e[1]) end
+  if #e > 0 then at = field_of(e[1], 'seq') end
 end
 return {epoch, seq, gen, last_id, at, first}
 ";
@@ -102,13 +107,15 @@ if ARGV[3] == '0' then
   redis.call('HDEL', KEYS[2], ARGV[1])
   return {}
 end
+-- A node that follows another data set must say hello again: its numbers mean nothing here.
+if redis.call('GET', KEYS[3]) ~= ARGV[4] then return {'!epoch'} end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[4] .. ':' .. ARGV[2])
 local live = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
 local out = {}
 for _, n in ipairs(live) do
   table.insert(out, n)
-  table.insert(out, redis.call('HGET', KEYS[2], n) or '0')
+  table.insert(out, redis.call('HGET', KEYS[2], n) or '')
 end
 return out
 ";
@@ -119,7 +126,9 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local live = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
 local ok = 0
 for _, n in ipairs(live) do
-  if tonumber(redis.call('HGET', KEYS[2], n) or '0') >= tonumber(ARGV[1]) then ok = ok + 1 end
+  -- Only what a node applied in this data set counts (`epoch:seq`).
+  local e, s = string.match(redis.call('HGET', KEYS[2], n) or '', '^(.*):(%d+)$')
+  if e == ARGV[2] and tonumber(s) >= tonumber(ARGV[1]) then ok = ok + 1 end
 end
 return {#live, ok}
 ";
@@ -193,40 +202,55 @@ pub async fn publish(
     Ok(u64::try_from(seq).ok().zip(StreamId::parse(&id)))
 }
 
-/// Heartbeat: this node is live for `ttl` and has applied `seq` (a zero `ttl` leaves). Returns
-/// the live nodes and what each applied.
+/// Heartbeat: this node is live for `ttl` and has applied `seq` of the data set `epoch` (a
+/// zero `ttl` leaves). Returns the live nodes and what each applied, or `None` when the epoch
+/// is no longer `epoch` (the node must say hello again).
 pub async fn beat(
     con: &mut MultiplexedConnection,
     keys: &Keys,
     node: &str,
     seq: u64,
     ttl: Duration,
-) -> RedisResult<Vec<(String, u64)>> {
+    epoch: &str,
+) -> RedisResult<Option<Vec<(String, u64)>>> {
     let flat: Vec<String> = BEAT_SCRIPT
         .key(&keys.live)
         .key(&keys.applied)
+        .key(&keys.epoch)
         .arg(node)
         .arg(seq)
         .arg(ttl.as_millis() as u64)
+        .arg(epoch)
         .invoke_async(con)
         .await?;
-    Ok(flat
-        .chunks_exact(2)
-        .take(MAX_LISTED_NODES)
-        .map(|p| (p[0].clone(), p[1].parse().unwrap_or(0)))
-        .collect())
+    if flat.first().is_some_and(|f| f == "!epoch") {
+        return Ok(None);
+    }
+    let seq_of = |v: &str| {
+        v.rsplit_once(':')
+            .and_then(|(_, s)| s.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok(Some(
+        flat.chunks_exact(2)
+            .take(MAX_LISTED_NODES)
+            .map(|p| (p[0].clone(), seq_of(&p[1])))
+            .collect(),
+    ))
 }
 
-/// Live nodes, and how many of them applied purge `seq`.
+/// Live nodes, and how many of them applied purge `seq` of the data set `epoch`.
 pub async fn confirmed(
     con: &mut MultiplexedConnection,
     keys: &Keys,
     seq: u64,
+    epoch: &str,
 ) -> RedisResult<(usize, usize)> {
     CONFIRMED_SCRIPT
         .key(&keys.live)
         .key(&keys.applied)
         .arg(seq)
+        .arg(epoch)
         .invoke_async(con)
         .await
 }

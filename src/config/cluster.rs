@@ -20,8 +20,8 @@ pub struct ClusterConfig {
     /// Every Redis key apicache uses starts with this (several clusters can share a Redis).
     #[serde(default = "d_prefix")]
     pub key_prefix: String,
-    /// Cut off from Redis longer than this, cached objects older than it are revalidated before
-    /// use; a gap this long in contact soft-purges everything held.
+    /// Cut off from Redis longer than this, every cached object is revalidated before use (and
+    /// soft-purged when the node reconnects); a heartbeat keeps a node live this long (+250ms).
     #[serde(default = "d_lag", with = "humantime_serde")]
     pub max_purge_lag: Duration,
     /// How long a purge call waits for the other live nodes to confirm.
