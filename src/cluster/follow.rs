@@ -50,6 +50,10 @@ impl Cluster {
                         // as an outage.
                         Ended::Resync => {
                             self.lock().link = None;
+                            // Bounded: an epoch that keeps changing must not spin.
+                            if began.elapsed() < STABLE {
+                                tokio::time::sleep(BACKOFF_MIN).await;
+                            }
                             next = self.connect().await;
                             continue;
                         }
