@@ -121,7 +121,7 @@ async fn answer(
     let purge = Purge { what, soft };
     let (purged, answer) = match proxy.cluster() {
         None => {
-            let purged = purge_here(store, &purge).await;
+            let purged = purge.apply(store).await;
             (
                 purged,
                 json(format!("{{\"purged\":{purged}}}").into_bytes()),
@@ -158,20 +158,6 @@ async fn answer(
     proxy.metrics().purge(purged as u64);
     tracing::info!(target: "apicache::admin", method = %method, path = %path, soft, purged, "purge");
     Ok(answer)
-}
-
-/// Apply a purge to this node's store alone (no cluster). Returns the entries affected.
-async fn purge_here(store: &crate::cache::Store, purge: &Purge) -> usize {
-    match &purge.what {
-        What::All => store.purge_all(purge.soft).await,
-        What::Tags(keys) => {
-            let mut n = 0;
-            for k in keys {
-                n += store.purge_tag(k, purge.soft).await;
-            }
-            n
-        }
-    }
 }
 
 /// `{"reloaded":true,"hash":"…","restart_needed":["server.listen"]}`.

@@ -403,9 +403,6 @@ impl Metrics {
     /// Prometheus text exposition format (0.0.4).
     pub fn prometheus(&self, s: &Snapshot) -> String {
         let mut o = String::with_capacity(4096);
-        let family = |o: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        };
         family(
             &mut o,
             "apicache_requests_total",
@@ -598,8 +595,13 @@ impl Metrics {
     }
 }
 
+/// The `# HELP` and `# TYPE` lines of a metric family.
+pub(crate) fn family(o: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
 /// A label value as the exposition format requires: backslash, quote and newline escaped.
-fn escape(v: &str) -> String {
+pub(crate) fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")

@@ -268,17 +268,7 @@ impl Cluster {
                     }
                 }
             }
-            let soft = e.purge.soft;
-            let n = match &e.purge.what {
-                What::All => self.store.purge_all(soft).await,
-                What::Tags(tags) => {
-                    let mut n = 0;
-                    for t in tags {
-                        n += self.store.purge_tag(t, soft).await;
-                    }
-                    n
-                }
-            };
+            let n = e.purge.apply(&self.store).await;
             if e.node == self.node {
                 let mut s = self.lock();
                 s.counts.push_back((e.seq, n));

@@ -90,6 +90,22 @@ impl Outcome {
     }
 }
 
+impl Purge {
+    /// Apply to this node's store. Returns the entries affected.
+    pub async fn apply(&self, store: &Store) -> usize {
+        match &self.what {
+            entry::What::All => store.purge_all(self.soft).await,
+            entry::What::Tags(tags) => {
+                let mut n = 0;
+                for t in tags {
+                    n += store.purge_tag(t, self.soft).await;
+                }
+                n
+            }
+        }
+    }
+}
+
 /// A node's link to the cluster.
 pub struct Cluster {
     cfg: ClusterConfig,

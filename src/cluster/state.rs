@@ -5,6 +5,8 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use crate::metrics::{escape, family};
+
 /// A node with a current heartbeat.
 #[derive(Debug, Clone, Serialize)]
 pub struct LiveNode {
@@ -42,16 +44,13 @@ pub struct ClusterState {
 impl ClusterState {
     /// Append the Prometheus families.
     pub fn prometheus(&self, o: &mut String) {
-        let family = |o: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        };
         family(
             o,
             "apicache_cluster_info",
             "gauge",
             "This node's id in the cluster.",
         );
-        let node = self.node.replace('\\', "\\\\").replace('"', "\\\"");
+        let node = escape(&self.node);
         let _ = writeln!(o, "apicache_cluster_info{{node=\"{node}\"}} 1");
         let gauges = [
             (

@@ -42,7 +42,32 @@ impl Keys {
     }
 }
 
-const HELLO: &str = r"
+/// Lua: a number field of a stream entry (`-1` absent, `-2` not a number).
+macro_rules! field_of {
+    () => {
+        r"
+local function field_of(e, name)
+  local f = e[2]
+  for i = 1, #f, 2 do if f[i] == name then return tonumber(f[i + 1]) or -2 end end
+  return -1
+end
+"
+    };
+}
+
+/// Lua: `now`, Redis' clock in milliseconds (heartbeats never use a node's clock).
+macro_rules! redis_now {
+    () => {
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"
+    };
+}
+
+const HELLO: &str = concat!(
+    field_of!(),
+    r"
 redis.call('SET', KEYS[1], ARGV[1], 'NX')
 local epoch = redis.call('GET', KEYS[1])
 local seq = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
@@ -50,11 +75,6 @@ local gen = tonumber(redis.call('GET', KEYS[3]) or '0') or 0
 local last = redis.call('XREVRANGE', KEYS[4], '+', '-', 'COUNT', 1)
 local last_id = '0-0'
 if #last > 0 then last_id = last[1][1] end
-local function field_of(e, name)
-  local f = e[2]
-  for i = 1, #f, 2 do if f[i] == name then return tonumber(f[i + 1]) or -2 end end
-  return -1
-end
 -- A lost counter key: the newest entry still says where numbering stands.
 if #last > 0 then
   seq = math.max(seq, field_of(last[1], 'seq'))
@@ -69,9 +89,12 @@ if ARGV[2] ~= '' then
   if #e > 0 then at = field_of(e[1], 'seq') end
 end
 return {epoch, seq, gen, last_id, at, first}
-";
+"
+);
 
-const PUBLISH: &str = r"
+const PUBLISH: &str = concat!(
+    field_of!(),
+    r"
 if redis.call('GET', KEYS[4]) ~= ARGV[6] then return {-1, ''} end
 local t = redis.call('TYPE', KEYS[3])['ok']
 if t ~= 'stream' and t ~= 'none' then return redis.error_reply('the purge log key is a ' .. t) end
@@ -79,24 +102,20 @@ local seq = redis.call('INCR', KEYS[1])
 -- A lost counter key must not reuse numbers the stream already holds.
 local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
 if #last > 0 then
-  local f = last[1][2]
-  for i = 1, #f, 2 do
-    if f[i] == 'seq' then
-      local s = tonumber(f[i + 1])
-      if s and s >= seq then seq = s + 1; redis.call('SET', KEYS[1], seq) end
-    end
-  end
+  local s = field_of(last[1], 'seq')
+  if s >= seq then seq = s + 1; redis.call('SET', KEYS[1], seq) end
 end
 local gen = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
 if ARGV[2] == 'all' then gen = redis.call('INCR', KEYS[2]) end
 local id = redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[1], '*', 'seq', seq, 'gen', gen,
   'kind', ARGV[2], 'targets', ARGV[3], 'soft', ARGV[4], 'node', ARGV[5])
 return {seq, id}
-";
+"
+);
 
-const BEAT: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+const BEAT: &str = concat!(
+    redis_now!(),
+    r"
 local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
 for _, n in ipairs(gone) do
   redis.call('ZREM', KEYS[1], n)
@@ -118,11 +137,12 @@ for _, n in ipairs(live) do
   table.insert(out, redis.call('HGET', KEYS[2], n) or '')
 end
 return out
-";
+"
+);
 
-const CONFIRMED: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+const CONFIRMED: &str = concat!(
+    redis_now!(),
+    r"
 local live = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
 local ok = 0
 for _, n in ipairs(live) do
@@ -131,7 +151,8 @@ for _, n in ipairs(live) do
   if e == ARGV[2] and tonumber(s) >= tonumber(ARGV[1]) then ok = ok + 1 end
 end
 return {#live, ok}
-";
+"
+);
 
 static HELLO_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(HELLO));
 static PUBLISH_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(PUBLISH));
