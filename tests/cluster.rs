@@ -38,6 +38,23 @@ async fn node(origin: &Origin, redis_url: &str, id: &str, keys: &[&str]) -> Runn
     b.start().await
 }
 
+/// Nodes `n1`..`nN` on the same Redis, each with the `[cluster]` lines `keys`, once all N
+/// heartbeat.
+async fn nodes<const N: usize>(origin: &Origin, redis_url: &str, keys: &[&str]) -> [Running; N] {
+    let mut all = Vec::with_capacity(N);
+    for i in 1..=N {
+        all.push(node(origin, redis_url, &format!("n{i}"), keys).await);
+    }
+    until(&all[0], "every node live", |s| {
+        s["live_nodes"].as_array().unwrap().len() == N
+    })
+    .await;
+    match all.try_into() {
+        Ok(nodes) => nodes,
+        Err(_) => unreachable!("N nodes were started"),
+    }
+}
+
 /// A purge on `p` with its JSON answer.
 async fn cluster_purge(
     p: &Running,
@@ -104,13 +121,7 @@ async fn fill(nodes: &[&Running], paths: &[&str], v: usize) {
 async fn tag_url_and_all_purges_reach_every_node() {
     let redis = Redis::start().await;
     let (origin, version) = versioned().await;
-    let n1 = node(&origin, &redis.url(), "n1", &[]).await;
-    let n2 = node(&origin, &redis.url(), "n2", &[]).await;
-    let n3 = node(&origin, &redis.url(), "n3", &[]).await;
-    until(&n1, "three live nodes", |s| {
-        s["live_nodes"].as_array().unwrap().len() == 3
-    })
-    .await;
+    let [n1, n2, n3] = nodes(&origin, &redis.url(), &[]).await;
     let nodes = [&n1, &n2, &n3];
     fill(&nodes, &["/p/1", "/p/2", "/p/3"], 1).await;
     version.store(2, Ordering::SeqCst);
@@ -188,13 +199,7 @@ async fn tag_url_and_all_purges_reach_every_node() {
 async fn soft_purge_keeps_stale_if_error_on_every_node() {
     let redis = Redis::start().await;
     let (origin, _) = versioned().await;
-    let n1 = node(&origin, &redis.url(), "n1", &[]).await;
-    let n2 = node(&origin, &redis.url(), "n2", &[]).await;
-    let n3 = node(&origin, &redis.url(), "n3", &[]).await;
-    until(&n1, "three live nodes", |s| {
-        s["live_nodes"].as_array().unwrap().len() == 3
-    })
-    .await;
+    let [n1, n2, n3] = nodes(&origin, &redis.url(), &[]).await;
     let nodes = [&n1, &n2, &n3];
     fill(&nodes, &["/s/1"], 1).await;
     let (status, v) = cluster_purge(&n2, "POST", "/purge/t-1", &[("soft-purge", "1")]).await;
@@ -275,8 +280,7 @@ async fn redis_down_then_back_empty() {
     let mut redis = Redis::start().await;
     let (origin, _) = versioned().await;
     let lag = ["max_purge_lag = \"30s\""];
-    let n1 = node(&origin, &redis.url(), "n1", &lag).await;
-    let n2 = node(&origin, &redis.url(), "n2", &lag).await;
+    let [n1, n2] = nodes(&origin, &redis.url(), &lag).await;
     let nodes = [&n1, &n2];
     fill(&nodes, &["/r/1"], 1).await;
 
@@ -344,9 +348,7 @@ async fn redis_restarted_empty_soft_purges_every_node() {
     let mut redis = Redis::start().await;
     let (origin, _) = versioned().await;
     let lag = ["max_purge_lag = \"30s\""];
-    let n1 = node(&origin, &redis.url(), "n1", &lag).await;
-    let n2 = node(&origin, &redis.url(), "n2", &lag).await;
-    let n3 = node(&origin, &redis.url(), "n3", &lag).await;
+    let [n1, n2, n3] = nodes(&origin, &redis.url(), &lag).await;
     let nodes = [&n1, &n2, &n3];
     fill(&nodes, &["/e/1"], 1).await;
     redis.restart().await;
@@ -419,12 +421,7 @@ async fn a_fill_racing_a_purge_does_not_resurrect_old_data() {
         }
     })
     .await;
-    let n1 = node(&origin, &redis.url(), "n1", &[]).await;
-    let n2 = node(&origin, &redis.url(), "n2", &[]).await;
-    until(&n1, "two live nodes", |s| {
-        s["live_nodes"].as_array().unwrap().len() == 2
-    })
-    .await;
+    let [n1, n2] = nodes(&origin, &redis.url(), &[]).await;
     let addr = n2.addr;
     let fill = tokio::spawn(async move { request(addr, "GET", "/race", &[], b"").await });
     for _ in 0..500 {
@@ -474,12 +471,7 @@ async fn keys_lost_under_a_running_cluster_are_never_silent() {
     let redis = Redis::start().await;
     let (origin, version) = versioned().await;
     let lag = ["max_purge_lag = \"30s\""];
-    let n1 = node(&origin, &redis.url(), "n1", &lag).await;
-    let n2 = node(&origin, &redis.url(), "n2", &lag).await;
-    until(&n1, "two live nodes", |s| {
-        s["live_nodes"].as_array().unwrap().len() == 2
-    })
-    .await;
+    let [n1, n2] = nodes(&origin, &redis.url(), &lag).await;
     // Some history first, so that numbers going back can be told.
     for i in 0..3 {
         let (status, v) = cluster_purge(&n1, "POST", &format!("/purge/warmup-{i}"), &[]).await;
